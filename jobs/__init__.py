@@ -1,0 +1,1 @@
+"""Entry points: compose the config, validate it, dispatch, set the exit code."""

@@ -1,0 +1,197 @@
+"""The typed config tree: one small dataclass per concern, validated at start-up.
+
+Hydra composes YAML over these dataclasses (registered in its ConfigStore as the schema), so an
+unknown key or a wrong type fails at composition. Range checks live in ``__post_init__`` and
+run when the entry point converts the composed config once with ``OmegaConf.to_object``; the
+library never sees a ``DictConfig``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING, OmegaConf
+
+from training.data.schema import FeatureSpec
+from training.errors import ConfigError
+
+MODEL_NAMES = ("mlp", "tabm")
+DATA_FORMATS = ("synthetic", "csv", "parquet", "arff")
+SPLIT_METHODS = ("stratified", "time")
+NUM_EMBEDDINGS = ("none", "piecewise", "periodic")
+
+
+def _check(ok: bool, key: str, value: Any, must: str) -> None:
+    if not ok:
+        raise ConfigError(f"config {key}={value!r}: {must}")
+
+
+@dataclass(kw_only=True)
+class SplitConfig:
+    """Stratified random split, or out-of-time by a period column (train < valid_from <= valid < test_from <= test)."""
+
+    method: str = "stratified"
+    train: float = 0.70
+    valid: float = 0.15
+    test: float = 0.15
+    period_column: str | None = None
+    valid_from: float | None = None
+    test_from: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.method in SPLIT_METHODS, "data.split.method", self.method, f"must be one of {SPLIT_METHODS}")
+        if self.method == "stratified":
+            for key in ("train", "valid", "test"):
+                v = getattr(self, key)
+                _check(0 < v < 1, f"data.split.{key}", v, "must be in (0, 1)")
+            total = self.train + self.valid + self.test
+            _check(math.isclose(total, 1.0, abs_tol=1e-6), "data.split.train+valid+test", round(total, 6), "must sum to 1")
+        else:
+            _check(bool(self.period_column), "data.split.period_column", self.period_column, "is required for method=time")
+            _check(self.valid_from is not None, "data.split.valid_from", self.valid_from, "is required for method=time")
+            _check(self.test_from is not None, "data.split.test_from", self.test_from, "is required for method=time")
+            _check(self.valid_from < self.test_from, "data.split.valid_from", self.valid_from, f"must be < data.split.test_from={self.test_from}")
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    """A data set: where it is, what its columns are, how to split it.
+
+    For ``format: synthetic`` the schema comes from the generator and ``n_rows`` sets the size;
+    for files, ``path`` is read relative to ``root`` (env ``RISKBRAIN_DATA_ROOT`` by default).
+    """
+
+    name: str = MISSING
+    format: str = "synthetic"
+    root: str = "${oc.env:RISKBRAIN_DATA_ROOT,../shared/data}"
+    path: str | None = None
+    target: str = "default_flag"
+    features: list[FeatureSpec] = field(default_factory=list)
+    n_rows: int = 100_000
+    seed: int = 0
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.format in DATA_FORMATS, "data.format", self.format, f"must be one of {DATA_FORMATS}")
+        if self.format == "synthetic":
+            _check(self.n_rows >= 100, "data.n_rows", self.n_rows, "must be >= 100")
+        else:
+            _check(bool(self.path), "data.path", self.path, f"is required for format={self.format}")
+            _check(bool(self.features), "data.features", "[]", f"must list the columns for format={self.format}")
+        for i, f in enumerate(self.features):
+            _check(f.monotone in (-1, 0, 1), f"data.features[{i}].monotone", f.monotone, "must be -1, 0 or 1")
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """Architecture: ``mlp`` (a strong residual-free MLP) or ``tabm`` (TabM, optionally with numeric embeddings)."""
+
+    name: str = "mlp"
+    d_block: int = 256
+    n_blocks: int = 3
+    dropout: float = 0.1
+    k: int = 32  # tabm: ensemble size
+    num_embeddings: str = "none"
+    d_embedding: int = 16
+    n_bins: int = 32
+
+    def __post_init__(self) -> None:
+        _check(self.name in MODEL_NAMES, "model.name", self.name, f"must be one of {MODEL_NAMES}")
+        _check(self.d_block > 0, "model.d_block", self.d_block, "must be > 0")
+        _check(self.n_blocks > 0, "model.n_blocks", self.n_blocks, "must be > 0")
+        _check(0 <= self.dropout < 1, "model.dropout", self.dropout, "must be in [0, 1)")
+        _check(self.k > 0, "model.k", self.k, "must be > 0")
+        _check(self.num_embeddings in NUM_EMBEDDINGS, "model.num_embeddings", self.num_embeddings, f"must be one of {NUM_EMBEDDINGS}")
+        _check(self.d_embedding > 0, "model.d_embedding", self.d_embedding, "must be > 0")
+        _check(self.n_bins > 1, "model.n_bins", self.n_bins, "must be > 1")
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "optim.lr", self.lr, "must be > 0")
+        _check(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "must be >= 0")
+        _check(self.batch_size > 0, "optim.batch_size", self.batch_size, "must be > 0")
+
+
+@dataclass(kw_only=True)
+class TrainerConfig:
+    """The loop: epochs, early stopping on validation AUC, evaluation batch size."""
+
+    max_epochs: int = 20
+    patience: int = 4
+    eval_batch_size: int = 16_384
+    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+
+    def __post_init__(self) -> None:
+        _check(self.max_epochs > 0, "trainer.max_epochs", self.max_epochs, "must be > 0")
+        _check(self.patience > 0, "trainer.patience", self.patience, "must be > 0")
+        _check(self.eval_batch_size > 0, "trainer.eval_batch_size", self.eval_batch_size, "must be > 0")
+        _check(self.threads >= 0, "trainer.threads", self.threads, "must be >= 0")
+
+
+@dataclass(kw_only=True)
+class TrackingConfig:
+    """MLflow tracking: ``uri`` null means env ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` here."""
+
+    uri: str | None = None
+    experiment: str = "riskbrain"
+
+    def __post_init__(self) -> None:
+        _check(bool(self.experiment), "tracking.experiment", self.experiment, "must not be empty")
+
+
+@dataclass(kw_only=True)
+class RegistryConfig:
+    register: bool = True
+    name: str = "credit-risk"
+    alias: str = "challenger"
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name), "registry.name", self.name, "must not be empty")
+        _check(bool(self.alias), "registry.alias", self.alias, "must not be empty")
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """The whole job: one node per concern."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    seed: int = 0
+
+
+def register_configs() -> None:
+    """Register the schema so YAML files are validated against the dataclasses."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def to_config(cfg: Any) -> TrainConfig:
+    """Convert a composed DictConfig once into the typed tree, running every range check."""
+    try:
+        return OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except Exception as e:  # OmegaConf wraps errors raised inside __post_init__
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise ConfigError(str(e)) from e
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """The resolved config as plain containers (enums as their names)."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)

@@ -1,0 +1,1 @@
+"""Data: feature schema, loaders, the synthetic SME generator, splits and preprocessing."""

@@ -1,0 +1,25 @@
+"""Model builders, selected by ``model.name``; models know nothing of training or parallelism."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from training.config import ModelConfig
+from training.models.embeddings import make_num_embeddings
+from training.models.mlp import MLP
+from training.models.tabm import build_tabm
+
+
+def _build_mlp(cfg: ModelConfig, n_num: int, cat_cardinalities: list[int], bins: list[torch.Tensor] | None) -> nn.Module:
+    return MLP(n_num=n_num, cat_cardinalities=cat_cardinalities, d_block=cfg.d_block, n_blocks=cfg.n_blocks,
+               dropout=cfg.dropout, num_embeddings=make_num_embeddings(cfg, n_num, bins))
+
+
+BUILDERS = {"mlp": _build_mlp, "tabm": build_tabm}
+
+
+def build_model(cfg: ModelConfig, *, n_num: int, cat_cardinalities: list[int],
+                bins: list[torch.Tensor] | None = None) -> nn.Module:
+    """Every model maps (x_num, x_cat) to logits of shape (batch, k): k ensemble members, 1 for the MLP."""
+    return BUILDERS[cfg.name](cfg, n_num, cat_cardinalities, bins)

@@ -1,0 +1,71 @@
+"""The served model: preprocessing and network together as an MLflow pyfunc, weights as safetensors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from training.config import ModelConfig
+from training.data.preprocess import Preprocessor
+from training.data.schema import FeatureSpec, Kind, Schema, Source
+
+WEIGHTS, BUNDLE = "weights.safetensors", "bundle.json"
+
+
+def save_bundle(out_dir: Path, *, model: nn.Module, model_cfg: ModelConfig, pre: Preprocessor, schema: Schema,
+                bins: list[torch.Tensor] | None, extra: dict | None = None) -> Path:
+    """Everything needed to rebuild the model, as tensors and JSON: no pickle anywhere."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, out_dir / WEIGHTS)
+    bundle = {
+        "model": vars(model_cfg),
+        "preprocessor": pre.state(),
+        "bins": [b.tolist() for b in bins] if bins is not None else None,
+        "schema": {"target": schema.target, "features": [
+            {"name": f.name, "kind": f.kind.value, "source": f.source.value, "monotone": f.monotone,
+             "description": f.description} for f in schema.features]},
+        **(extra or {}),
+    }
+    (out_dir / BUNDLE).write_text(json.dumps(bundle, indent=1))
+    return out_dir
+
+
+class Scorer:
+    """Raw applicant rows in, PDs out: preprocessing and network applied exactly as in training."""
+
+    def __init__(self, bundle_dir: Path) -> None:
+        from training.models import build_model
+
+        bundle = json.loads((Path(bundle_dir) / BUNDLE).read_text())
+        self.schema = Schema(target=bundle["schema"]["target"], features=[
+            FeatureSpec(name=f["name"], kind=Kind(f["kind"]), source=Source(f["source"]),
+                        monotone=f["monotone"], description=f["description"]) for f in bundle["schema"]["features"]])
+        self.pre = Preprocessor(**bundle["preprocessor"])
+        bins = [torch.tensor(b) for b in bundle["bins"]] if bundle["bins"] is not None else None
+        self.model = build_model(ModelConfig(**bundle["model"]), n_num=self.pre.n_num_features,
+                                 cat_cardinalities=self.pre.cat_cardinalities, bins=bins)
+        self.model.load_state_dict(load_file(Path(bundle_dir) / WEIGHTS))
+        self.model.eval()
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        from training.loop import predict_pd
+
+        x_num, x_cat = self.pre.transform(frame)
+        return predict_pd(self.model, torch.from_numpy(x_num), torch.from_numpy(x_cat))
+
+
+def signature(schema: Schema):
+    """Named, typed inputs (double for numeric and binary, string for categorical) and one PD output."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec
+    from mlflow.types import Schema as MlflowSchema
+
+    inputs = [ColSpec("string" if f.kind == Kind.categorical else "double", f.name) for f in schema.features]
+    return ModelSignature(inputs=MlflowSchema(inputs), outputs=MlflowSchema([ColSpec("double", "pd")]))
