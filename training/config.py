@@ -9,10 +9,10 @@ library never sees a ``DictConfig``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from training.data.schema import FeatureSpec
 from training.errors import ConfigError
@@ -181,6 +181,7 @@ def register_configs() -> None:
 
 def to_config(cfg: Any) -> TrainConfig:
     """Convert a composed DictConfig once into the typed tree, running every range check."""
+    _reject_unknown_keys(cfg)
     try:
         return OmegaConf.to_object(cfg)
     except ConfigError:
@@ -195,3 +196,20 @@ def to_config(cfg: Any) -> TrainConfig:
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:
     """The resolved config as plain containers (enums as their names)."""
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
+
+
+def _reject_unknown_keys(node: Any, path: str = "") -> None:
+    """Hydra's ``+key=value`` can append keys the schema lacks; refuse them rather than drop them."""
+    if isinstance(node, ListConfig):
+        for i, item in enumerate(node):
+            _reject_unknown_keys(item, f"{path}[{i}]")
+        return
+    if not isinstance(node, DictConfig):
+        return
+    schema = OmegaConf.get_type(node)
+    known = {f.name for f in fields(schema)} if is_dataclass(schema) else None
+    for key in node.keys():
+        full = f"{path}.{key}" if path else str(key)
+        if known is not None and key not in known:
+            raise ConfigError(f"config {full}: unknown key (not a field of {schema.__name__}; known: {sorted(known)})")
+        _reject_unknown_keys(node._get_node(key), full)

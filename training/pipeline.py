@@ -96,7 +96,8 @@ def run(cfg: TrainConfig, out_dir: Path) -> dict:
         torch.manual_seed(cfg.seed)
         train, valid, test = (data.tensors[p] for p in ("train", "valid", "test"))
         bins = fit_bins(cfg.model, train.x_num)
-        model = build_model(cfg.model, n_num=data.pre.n_num_features, cat_cardinalities=data.pre.cat_cardinalities, bins=bins)
+        model = build_model(cfg.model, n_num=data.pre.n_num_features, cat_cardinalities=data.pre.cat_cardinalities,
+                            bins=bins, base_rate=float(train.y.mean()))
         result = fit(model, train, valid, optim=cfg.optim, trainer=cfg.trainer, seed=cfg.seed,
                      tracker=tracker, progress=EpochProgress(cfg.trainer.max_epochs))
 

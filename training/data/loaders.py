@@ -30,10 +30,13 @@ class Dataset:
     pd_true: np.ndarray | None = None  # synthetic only: the true PD of each row
 
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
 def data_path(cfg: DataConfig) -> Path:
-    """``data.path`` resolved against ``data.root`` (absolute paths are taken as they are)."""
-    path = Path(cfg.path).expanduser()
-    return path if path.is_absolute() else Path(cfg.root).expanduser() / path
+    """``data.path`` under ``data.root``; a relative root is taken from the project's root folder."""
+    root = Path(cfg.root).expanduser()
+    return (root if root.is_absolute() else PROJECT_ROOT / root) / Path(cfg.path).expanduser()
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
@@ -45,8 +48,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     schema = Schema(features=list(cfg.features), target=cfg.target, period=cfg.split.period_column)
     path = data_path(cfg)
     if not path.is_file():
-        hint = "set data.root or RISKBRAIN_DATA_ROOT" if not Path(cfg.path).is_absolute() else "check data.path"
-        raise DataError(f"data file not found: {path} (data.root={cfg.root!r}, data.path={cfg.path!r}; {hint})")
+        raise DataError(f"data file not found: {path} (data.root={cfg.root!r}, data.path={cfg.path!r}; "
+                        "set data.root=... or the RISKBRAIN_DATA_ROOT environment variable)")
     raw = read_file(path, cfg.format, schema)
     return Dataset(cfg.name, validate(raw, schema, str(path)), schema, str(path))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -20,6 +22,18 @@ BUILDERS = {"mlp": _build_mlp, "tabm": build_tabm}
 
 
 def build_model(cfg: ModelConfig, *, n_num: int, cat_cardinalities: list[int],
-                bins: list[torch.Tensor] | None = None) -> nn.Module:
-    """Every model maps (x_num, x_cat) to logits of shape (batch, k): k ensemble members, 1 for the MLP."""
-    return BUILDERS[cfg.name](cfg, n_num, cat_cardinalities, bins)
+                bins: list[torch.Tensor] | None = None, base_rate: float | None = None) -> nn.Module:
+    """Every model maps (x_num, x_cat) to logits of shape (batch, k): k ensemble members, 1 for the MLP.
+
+    ``base_rate`` (the training default rate) starts the output bias at its log-odds, so the first
+    steps learn the features rather than the 5 % prior (an untrained net predicts 50 %).
+    """
+    model = BUILDERS[cfg.name](cfg, n_num, cat_cardinalities, bins)
+    if base_rate is not None:
+        with torch.no_grad():
+            _output_bias(model).fill_(math.log(base_rate / (1 - base_rate)))
+    return model
+
+
+def _output_bias(model: nn.Module) -> torch.Tensor:
+    return model.head.bias if isinstance(model, MLP) else model.tabm.output.bias

@@ -1,0 +1,144 @@
+"""The spine end to end with real parts: the job into a real MLflow server, reloaded, served over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+
+from tests.conftest import free_port, run_job
+from tests.integration.conftest import BIN, stop, wait_http
+
+pytestmark = pytest.mark.slow
+MODEL = "credit-risk-it"
+
+
+@pytest.fixture(scope="module")
+def job(mlflow_server, tmp_path_factory):
+    """One tiny training job into the server; returns (uri, output dir, report)."""
+    work = tmp_path_factory.mktemp("job")
+    proc = run_job("debug=tiny", f"registry.name={MODEL}", "tracking.experiment=it-spine", cwd=work,
+                   env={"MLFLOW_TRACKING_URI": mlflow_server})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = work / "outputs" / "run"
+    return mlflow_server, out, json.loads((out / "evaluation.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def client(job):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=job[0], registry_uri=job[0])
+
+
+def _example(out: Path) -> tuple[pd.DataFrame, list[float]]:
+    """The rows the job scored in-process, typed as the signature says (numbers as doubles)."""
+    ex = json.loads((out / "example_predictions.json").read_text())
+    frame = pd.DataFrame(ex["data"], columns=ex["columns"])
+    return frame.astype({c: "float64" for c in frame.columns if frame[c].dtype.kind in "iuf"}), ex["pd"]
+
+
+def test_output_dir_describes_the_run(job):
+    _, out, report = job
+    for name in ("config.yaml", "evaluation.json", "checkpoint/weights.safetensors", "checkpoint/bundle.json",
+                 "plots/roc.png", "plots/ks.png", "plots/calibration.png", "plots/score_distribution.png", "DONE"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("**/*.pkl")) and not list(out.glob("**/*.pt"))
+    assert set(report["test"]) >= {"auc", "gini", "ks", "brier", "log_loss", "ece"}
+    assert 0.5 < report["test"]["auc"] <= 1 and "bayes_auc_test" in report
+
+
+def test_one_finished_run_with_params_metrics_artifacts_and_tags(job, client):
+    _, out, report = job
+    exp = client.get_experiment_by_name("it-spine")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.run_id == report["run_id"] and run.info.status == "FINISHED"
+    assert run.data.params["optim.lr"] == "0.001" and run.data.params["data.name"] == "synthetic_sme"
+    assert run.data.params["model.d_block"] == "32"  # the debug override, resolved
+    history = client.get_metric_history(run.info.run_id, "valid_auc")
+    assert [m.step for m in history] == list(range(1, report["training"]["epochs_run"] + 1))
+    assert run.data.metrics["test_auc"] == pytest.approx(report["test"]["auc"])
+    assert run.data.tags["dataset"] == "synthetic_sme"
+    assert len(run.data.tags["data_fingerprint"]) == 16 == len(report["data_fingerprint"])
+    assert run.data.tags["git_commit"] != ""
+    top = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "evaluation.json", "example_predictions.json", "plots"} <= top
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {f"plots/{n}.png" for n in ("roc", "ks", "calibration", "score_distribution")}
+
+
+def test_registered_with_alias_signature_and_evidence(job, client):
+    _, _, report = job
+    mv = client.get_model_version_by_alias(MODEL, "challenger")
+    assert mv.run_id == report["run_id"] and mv.version == report["registered"]["version"]
+    assert mv.tags["data_fingerprint"] == report["data_fingerprint"] and "test_auc" in mv.tags
+    import mlflow
+
+    mlflow.set_tracking_uri(job[0])
+    info = mlflow.models.get_model_info(f"models:/{MODEL}@challenger")
+    inputs = {c.name: c.type.name for c in info.signature.inputs.inputs}
+    assert inputs["revenue"] == "double" and inputs["industry"] == "string"
+    assert [c.name for c in info.signature.outputs.inputs] == ["pd"]
+
+
+def test_fresh_process_loads_the_same_pds(job, tmp_path):
+    uri, out, _ = job
+    frame, expected = _example(out)
+    frame.to_parquet(tmp_path / "rows.parquet")
+    code = ("import mlflow, pandas as pd, sys, json; "
+            f"m = mlflow.pyfunc.load_model('models:/{MODEL}@challenger'); "
+            f"print(json.dumps(m.predict(pd.read_parquet('{tmp_path}/rows.parquet'))['pd'].tolist()))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": uri}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def served(job, tmp_path_factory):
+    uri = job[0]
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("serve") / "serve.log", "w")
+    proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@challenger",
+                             "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                            env={**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ['PATH']}"},
+                            stdout=log, stderr=subprocess.STDOUT)  # serve execs `uvicorn` from PATH
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ping", proc, timeout=180)
+        yield f"http://127.0.0.1:{port}/invocations"
+    finally:
+        stop(proc)
+
+
+def _post(url: str, frame: pd.DataFrame) -> requests.Response:
+    body = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
+    return requests.post(url, json=body, timeout=60)
+
+
+def test_served_model_answers_a_pd_per_row(job, served):
+    frame, expected = _example(job[1])
+    r = _post(served, frame)
+    assert r.status_code == 200, r.text
+    pds = [row["pd"] if isinstance(row, dict) else row for row in r.json()["predictions"]]
+    assert pds == pytest.approx(expected, abs=1e-6)
+
+
+def test_served_model_names_a_missing_column(job, served):
+    frame, _ = _example(job[1])
+    r = _post(served, frame.drop(columns="revenue"))
+    assert 400 <= r.status_code < 500 and "revenue" in r.text
+
+
+def test_served_model_names_a_wrongly_typed_column(job, served):
+    frame, _ = _example(job[1])
+    frame["late_tax_filings_12m"] = "many"
+    r = _post(served, frame)
+    assert 400 <= r.status_code < 500 and "late_tax_filings_12m" in r.text

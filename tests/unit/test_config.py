@@ -1,0 +1,70 @@
+"""Every shipped config composes; bad values are refused with the key and the value named."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from tests.conftest import CONFIGS, compose_config
+from training.config import ConfigError, TrainConfig
+from training.data.schema import Kind
+
+GROUPS = ["data", "model", "debug", "experiment"]
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("override", [f"{g}={o}" for g in GROUPS for o in _options(g)])
+def test_every_shipped_config_composes(override):
+    cfg = compose_config(override)
+    assert isinstance(cfg, TrainConfig)
+    assert cfg.data.name and cfg.model.name
+
+
+def test_defaults():
+    cfg = compose_config()
+    assert cfg.data.format == "synthetic" and cfg.model.name == "mlp"
+    assert cfg.registry.name == "credit-risk" and cfg.registry.alias == "challenger"
+
+
+def test_feature_kinds_are_typed():
+    cfg = compose_config("data=taiwan")
+    kinds = {f.name: f.kind for f in cfg.data.features}
+    assert kinds["LIMIT_BAL"] is Kind.numeric and kinds["EDUCATION"] is Kind.categorical
+
+
+@pytest.mark.parametrize("override, names", [
+    ("optim.lr=-0.001", ["optim.lr", "-0.001"]),
+    ("optim.batch_size=0", ["optim.batch_size", "0"]),
+    ("data.split.train=0.8", ["data.split.train+valid+test", "1.1"]),
+    ("model.name=resnet", ["model.name", "resnet"]),
+    ("model.dropout=1.5", ["model.dropout", "1.5"]),
+    ("trainer.max_epochs=0", ["trainer.max_epochs", "0"]),
+    ("data.format=xlsx", ["data.format", "xlsx"]),
+])
+def test_out_of_range_values_are_refused(override, names):
+    with pytest.raises(ConfigError) as e:
+        compose_config(override)
+    for name in names:
+        assert name in str(e.value)
+
+
+@pytest.mark.parametrize("override, names", [
+    ("optim.momentum=0.9", ["momentum"]),
+    ("optim.lr=fast", ["optim.lr", "fast"]),
+    ("+model.depth=3", ["depth"]),
+    ("data.split.method=kfold", ["data.split.method", "kfold"]),
+])
+def test_unknown_keys_and_wrong_types_fail_at_composition(override, names):
+    with pytest.raises((ConfigCompositionException, ConfigError)) as e:
+        compose_config(override)
+    text = str(e.value) + str(e.value.__cause__ or "")
+    for name in names:
+        assert name in text
+
+
+def test_time_split_needs_its_period_column():
+    with pytest.raises(ConfigError, match="data.split.period_column"):
+        compose_config("data=sba", "data.split.period_column=null")
