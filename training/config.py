@@ -208,7 +208,7 @@ def _reject_unknown_keys(node: Any, path: str = "") -> None:
         return
     schema = OmegaConf.get_type(node)
     known = {f.name for f in fields(schema)} if is_dataclass(schema) else None
-    for key in node.keys():
+    for key in node:
         full = f"{path}.{key}" if path else str(key)
         if known is not None and key not in known:
             raise ConfigError(f"config {full}: unknown key (not a field of {schema.__name__}; known: {sorted(known)})")

@@ -106,11 +106,11 @@ def test_fresh_process_loads_the_same_pds(job, tmp_path):
 def served(job, tmp_path_factory):
     uri = job[0]
     port = free_port()
-    log = open(tmp_path_factory.mktemp("serve") / "serve.log", "w")
-    proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@challenger",
-                             "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-                            env={**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ['PATH']}"},
-                            stdout=log, stderr=subprocess.STDOUT)  # serve execs `uvicorn` from PATH
+    with open(tmp_path_factory.mktemp("serve") / "serve.log", "w") as log:
+        proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@challenger",
+                                 "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                                env={**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ['PATH']}"},
+                                stdout=log, stderr=subprocess.STDOUT)  # serve execs `uvicorn` from PATH
     try:
         wait_http(f"http://127.0.0.1:{port}/ping", proc, timeout=180)
         yield f"http://127.0.0.1:{port}/invocations"
