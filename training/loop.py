@@ -17,8 +17,13 @@ from torch import nn
 
 from training import metrics
 from training.config import OptimConfig, TrainerConfig
+from training.errors import RiskbrainError
 from training.progress import EpochProgress
 from training.tracking import NullTracker, Tracker
+
+
+class TrainingDiverged(RiskbrainError):
+    """The loss became NaN or infinite."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,9 @@ def fit(model: nn.Module, train: Tensors, valid: Tensors, *, optim: OptimConfig,
             loss_sum += loss * len(idx)
             progress.advance()
         train_time = time.perf_counter() - t0
+        if not torch.isfinite(loss_sum):
+            raise TrainingDiverged(f"training loss is {float(loss_sum)} in epoch {epoch}: the model diverged "
+                                   f"(optim.lr={optim.lr}; try a lower learning rate)")
 
         valid_p = predict_pd(model, valid.x_num, valid.x_cat, trainer.eval_batch_size)
         row = {
