@@ -136,7 +136,7 @@ def _best_single_auc(f: pd.DataFrame, name: str) -> float:
 
 def test_bayes_auc_in_band_and_above_every_single_feature(data: syn.SyntheticData) -> None:
     bayes = syn.bayes_auc(data)
-    assert 0.80 <= bayes <= 0.88
+    assert 0.76 <= bayes <= 0.86  # realistic for SME credit
     single = {name: _best_single_auc(data.frame, name) for name in syn.SCHEMA.names()}
     best = max(single, key=single.get)
     assert single[best] < bayes - 0.05, (best, single[best], bayes)
@@ -144,7 +144,7 @@ def test_bayes_auc_in_band_and_above_every_single_feature(data: syn.SyntheticDat
 
 
 def test_true_pd_reproduces_from_the_frame() -> None:
-    """pd_true is a function of the published columns and the latent, nothing hidden else."""
+    """pd_true is a function of the published columns alone, nothing hidden."""
     d = syn.generate(BLOCK, 9)
     _, latent = syn._draw_block(np.random.default_rng([9, 0]), BLOCK)
     x = {}
@@ -154,13 +154,13 @@ def test_true_pd_reproduces_from_the_frame() -> None:
             x[spec.name] = pd.Categorical(col, categories=syn._CATEGORIES[spec.name]).codes
         else:
             x[spec.name] = col.to_numpy()
-    np.testing.assert_array_equal(syn._true_pd(x, latent), d.pd_true)
+    np.testing.assert_array_equal(syn._true_pd(x), d.pd_true)
 
 
 @pytest.mark.parametrize("spec", [s for s in syn.SCHEMA.features if s.monotone], ids=str)
 def test_true_pd_respects_declared_monotonicity(spec) -> None:
     x, latent = syn._draw_block(np.random.default_rng(123), 20_000)
-    base = syn._true_pd(x, latent)
+    base = syn._true_pd(x)
     v = x[spec.name]
     if spec.kind == Kind.binary:
         moves = [np.ones_like(v)]  # every 0 becomes 1
@@ -168,7 +168,7 @@ def test_true_pd_respects_declared_monotonicity(spec) -> None:
         moves = [v + 1e-3 * (1 + np.abs(v)), v + 1.0, 2.0 * v + 1.0]  # tiny, unit and big steps
     for moved in moves:
         assert np.all(moved[~np.isnan(v)] >= v[~np.isnan(v)])
-        pd_moved = syn._true_pd({**x, spec.name: moved}, latent)
+        pd_moved = syn._true_pd({**x, spec.name: moved})
         change = spec.monotone * (pd_moved - base)
         assert change.min() >= -1e-12, f"{spec.name}: pd moved against monotone={spec.monotone}"
         # The feature really matters: risk moves for most rows whose value changed.
