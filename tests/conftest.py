@@ -32,12 +32,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_job(*overrides: str, cwd: Path, env: dict | None = None, timeout: float = 600,
-            module: str = "jobs.train") -> subprocess.CompletedProcess:
+def run_job(
+    *overrides: str,
+    cwd: Path,
+    env: dict | None = None,
+    timeout: float = 600,
+    module: str = "jobs.train",
+) -> subprocess.CompletedProcess:
     """Run an entry point in a fresh process, outputs under ``cwd``."""
     return subprocess.run(
         [sys.executable, "-m", module, *overrides, f"hydra.run.dir={cwd}/outputs/run"],
-        cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

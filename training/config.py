@@ -42,18 +42,48 @@ class SplitConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check(self.method in SPLIT_METHODS, "data.split.method", self.method, f"must be one of {SPLIT_METHODS}")
+        _check(
+            self.method in SPLIT_METHODS,
+            "data.split.method",
+            self.method,
+            f"must be one of {SPLIT_METHODS}",
+        )
         if self.method == "stratified":
             for key in ("train", "valid", "test"):
                 v = getattr(self, key)
                 _check(0 < v < 1, f"data.split.{key}", v, "must be in (0, 1)")
             total = self.train + self.valid + self.test
-            _check(math.isclose(total, 1.0, abs_tol=1e-6), "data.split.train+valid+test", round(total, 6), "must sum to 1")
+            _check(
+                math.isclose(total, 1.0, abs_tol=1e-6),
+                "data.split.train+valid+test",
+                round(total, 6),
+                "must sum to 1",
+            )
         else:
-            _check(bool(self.period_column), "data.split.period_column", self.period_column, "is required for method=time")
-            _check(self.valid_from is not None, "data.split.valid_from", self.valid_from, "is required for method=time")
-            _check(self.test_from is not None, "data.split.test_from", self.test_from, "is required for method=time")
-            _check(self.valid_from < self.test_from, "data.split.valid_from", self.valid_from, f"must be < data.split.test_from={self.test_from}")
+            _check(
+                bool(self.period_column),
+                "data.split.period_column",
+                self.period_column,
+                "is required for method=time",
+            )
+            _check(
+                self.valid_from is not None,
+                "data.split.valid_from",
+                self.valid_from,
+                "is required for method=time",
+            )
+            _check(
+                self.test_from is not None,
+                "data.split.test_from",
+                self.test_from,
+                "is required for method=time",
+            )
+            _check(
+                self.valid_from < self.test_from,
+                "data.split.valid_from",
+                self.valid_from,
+                f"must be < data.split.test_from={self.test_from}",
+            )
 
 
 @dataclass(kw_only=True)
@@ -75,14 +105,29 @@ class DataConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
 
     def __post_init__(self) -> None:
-        _check(self.format in DATA_FORMATS, "data.format", self.format, f"must be one of {DATA_FORMATS}")
+        _check(
+            self.format in DATA_FORMATS,
+            "data.format",
+            self.format,
+            f"must be one of {DATA_FORMATS}",
+        )
         if self.format == "synthetic":
             _check(self.n_rows >= 100, "data.n_rows", self.n_rows, "must be >= 100")
         else:
             _check(bool(self.path), "data.path", self.path, f"is required for format={self.format}")
-            _check(bool(self.features), "data.features", "[]", f"must list the columns for format={self.format}")
+            _check(
+                bool(self.features),
+                "data.features",
+                "[]",
+                f"must list the columns for format={self.format}",
+            )
         for i, f in enumerate(self.features):
-            _check(f.monotone in (-1, 0, 1), f"data.features[{i}].monotone", f.monotone, "must be -1, 0 or 1")
+            _check(
+                f.monotone in (-1, 0, 1),
+                f"data.features[{i}].monotone",
+                f.monotone,
+                "must be -1, 0 or 1",
+            )
 
 
 @dataclass(kw_only=True)
@@ -104,7 +149,12 @@ class ModelConfig:
         _check(self.n_blocks > 0, "model.n_blocks", self.n_blocks, "must be > 0")
         _check(0 <= self.dropout < 1, "model.dropout", self.dropout, "must be in [0, 1)")
         _check(self.k > 0, "model.k", self.k, "must be > 0")
-        _check(self.num_embeddings in NUM_EMBEDDINGS, "model.num_embeddings", self.num_embeddings, f"must be one of {NUM_EMBEDDINGS}")
+        _check(
+            self.num_embeddings in NUM_EMBEDDINGS,
+            "model.num_embeddings",
+            self.num_embeddings,
+            f"must be one of {NUM_EMBEDDINGS}",
+        )
         _check(self.d_embedding > 0, "model.d_embedding", self.d_embedding, "must be > 0")
         _check(self.n_bins > 1, "model.n_bins", self.n_bins, "must be > 1")
 
@@ -133,7 +183,9 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         _check(self.max_epochs > 0, "trainer.max_epochs", self.max_epochs, "must be > 0")
         _check(self.patience > 0, "trainer.patience", self.patience, "must be > 0")
-        _check(self.eval_batch_size > 0, "trainer.eval_batch_size", self.eval_batch_size, "must be > 0")
+        _check(
+            self.eval_batch_size > 0, "trainer.eval_batch_size", self.eval_batch_size, "must be > 0"
+        )
         _check(self.threads >= 0, "trainer.threads", self.threads, "must be >= 0")
 
 
@@ -211,5 +263,7 @@ def _reject_unknown_keys(node: Any, path: str = "") -> None:
     for key in node:
         full = f"{path}.{key}" if path else str(key)
         if known is not None and key not in known:
-            raise ConfigError(f"config {full}: unknown key (not a field of {schema.__name__}; known: {sorted(known)})")
+            raise ConfigError(
+                f"config {full}: unknown key (not a field of {schema.__name__}; known: {sorted(known)})"
+            )
         _reject_unknown_keys(node._get_node(key), full)

@@ -38,7 +38,11 @@ class Tensors:
         return len(self.y)
 
     def take(self, idx: torch.Tensor) -> Tensors:
-        return Tensors(self.x_num.index_select(0, idx), self.x_cat.index_select(0, idx), self.y.index_select(0, idx))
+        return Tensors(
+            self.x_num.index_select(0, idx),
+            self.x_cat.index_select(0, idx),
+            self.y.index_select(0, idx),
+        )
 
 
 @dataclass
@@ -67,16 +71,29 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Tensor
 
 
 @torch.no_grad()
-def predict_pd(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, batch_size: int = 16_384) -> np.ndarray:
+def predict_pd(
+    model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, batch_size: int = 16_384
+) -> np.ndarray:
     """PD per row: the mean of the ensemble members' probabilities. Shape: (n,) float64."""
     model.eval()
-    out = [torch.sigmoid(model(x_num[i:i + batch_size], x_cat[i:i + batch_size])).mean(1)
-           for i in range(0, len(x_num), batch_size)]
+    out = [
+        torch.sigmoid(model(x_num[i : i + batch_size], x_cat[i : i + batch_size])).mean(1)
+        for i in range(0, len(x_num), batch_size)
+    ]
     return torch.cat(out).double().numpy() if out else np.empty(0)
 
 
-def fit(model: nn.Module, train: Tensors, valid: Tensors, *, optim: OptimConfig, trainer: TrainerConfig,
-        seed: int, tracker: Tracker | None = None, progress: EpochProgress | None = None) -> FitResult:
+def fit(
+    model: nn.Module,
+    train: Tensors,
+    valid: Tensors,
+    *,
+    optim: OptimConfig,
+    trainer: TrainerConfig,
+    seed: int,
+    tracker: Tracker | None = None,
+    progress: EpochProgress | None = None,
+) -> FitResult:
     """Train with AdamW until validation AUC stops improving; leaves the best weights in ``model``."""
     tracker = tracker or NullTracker()
     progress = progress or EpochProgress(trainer.max_epochs, enabled=False)
@@ -94,14 +111,16 @@ def fit(model: nn.Module, train: Tensors, valid: Tensors, *, optim: OptimConfig,
         perm = torch.randperm(n, generator=generator)
         loss_sum = torch.zeros(())
         for start in range(0, n, bs):
-            idx = perm[start:start + bs]
+            idx = perm[start : start + bs]
             loss = train_step(model, optimizer, train.take(idx))
             loss_sum += loss * len(idx)
             progress.advance()
         train_time = time.perf_counter() - t0
         if not torch.isfinite(loss_sum):
-            raise TrainingDiverged(f"training loss is {float(loss_sum)} in epoch {epoch}: the model diverged "
-                                   f"(optim.lr={optim.lr}; try a lower learning rate)")
+            raise TrainingDiverged(
+                f"training loss is {float(loss_sum)} in epoch {epoch}: the model diverged "
+                f"(optim.lr={optim.lr}; try a lower learning rate)"
+            )
 
         valid_p = predict_pd(model, valid.x_num, valid.x_cat, trainer.eval_batch_size)
         row = {

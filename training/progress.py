@@ -28,9 +28,13 @@ class EpochProgress:
         if not self.enabled:
             return
         self._bar = Progress(
-            TextColumn(f"epoch {epoch}/{self.max_epochs}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(),
-            console=Console(stderr=True), transient=True,
+            TextColumn(f"epoch {epoch}/{self.max_epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
         )
         self._bar.start()
         self._task = self._bar.add_task("train", total=n_batches, loss=float("nan"))
@@ -45,7 +49,11 @@ class EpochProgress:
             self._bar = None
         log.info(
             "epoch %d/%d  loss %.4f  valid_auc %.4f  rows/s %s  %.1fs%s",
-            epoch, self.max_epochs, metrics["train_loss"], metrics["valid_auc"],
-            f"{metrics['rows_per_s']:,.0f}", metrics["epoch_time_s"],
+            epoch,
+            self.max_epochs,
+            metrics["train_loss"],
+            metrics["valid_auc"],
+            f"{metrics['rows_per_s']:,.0f}",
+            metrics["epoch_time_s"],
             "  *best*" if metrics.get("is_best") else "",
         )

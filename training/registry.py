@@ -12,7 +12,16 @@ from training.data.schema import Schema
 from training.serving import signature
 
 PYFUNC_FILE = Path(__file__).parent / "serving" / "pyfunc_model.py"
-_RUNTIME = ["torch", "numpy", "pandas", "scipy", "safetensors", "tabm", "rtdl-num-embeddings", "mlflow"]
+_RUNTIME = [
+    "torch",
+    "numpy",
+    "pandas",
+    "scipy",
+    "safetensors",
+    "tabm",
+    "rtdl-num-embeddings",
+    "mlflow",
+]
 
 
 def log_model(bundle_dir: Path, schema: Schema, example: pd.DataFrame) -> str:

@@ -22,15 +22,18 @@ def _job(tmp_path, *overrides: str) -> tuple[subprocess.CompletedProcess, str]:
     return proc, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("override, names", [
-    ("optim.momentum=0.9", ["optim.momentum"]),
-    ("optim.lr=fast", ["optim.lr", "fast"]),
-    ("optim.lr=-0.01", ["optim.lr", "-0.01"]),
-    ("optim.batch_size=0", ["optim.batch_size", "0"]),
-    ("data.split.test=0.3", ["data.split.train+valid+test", "1.15"]),
-    ("model=resnet", ["model", "resnet"]),
-    ("model.name=resnet", ["model.name", "resnet"]),
-])
+@pytest.mark.parametrize(
+    "override, names",
+    [
+        ("optim.momentum=0.9", ["optim.momentum"]),
+        ("optim.lr=fast", ["optim.lr", "fast"]),
+        ("optim.lr=-0.01", ["optim.lr", "-0.01"]),
+        ("optim.batch_size=0", ["optim.batch_size", "0"]),
+        ("data.split.test=0.3", ["data.split.train+valid+test", "1.15"]),
+        ("model=resnet", ["model", "resnet"]),
+        ("model.name=resnet", ["model.name", "resnet"]),
+    ],
+)
 def test_bad_config_stops_before_data_and_mlflow(tmp_path, override, names):
     proc, out = _job(tmp_path, override)
     assert proc.returncode != 0
@@ -45,7 +48,8 @@ def _data_config(tmp_path, csv_text: str | None) -> list[str]:
     (tmp_path / "configs" / "data").mkdir(parents=True)
     if csv_text is not None:
         (tmp_path / "book.csv").write_text(csv_text)
-    (tmp_path / "configs" / "data" / "book.yaml").write_text(textwrap.dedent(f"""\
+    (tmp_path / "configs" / "data" / "book.yaml").write_text(
+        textwrap.dedent(f"""\
         name: book
         format: csv
         root: {tmp_path}
@@ -54,22 +58,29 @@ def _data_config(tmp_path, csv_text: str | None) -> list[str]:
         features:
           - {{name: revenue, kind: numeric, source: operations}}
           - {{name: sector, kind: categorical, source: application}}
-        """))
+        """)
+    )
     return [f"hydra.searchpath=[file://{tmp_path}/configs]", "data=book", "debug=tiny"]
 
 
 GOOD_ROWS = "".join(f"{i * 10},{'ab'[i % 2]},{int(i % 3 == 0)}\n" for i in range(60))
 
 
-@pytest.mark.parametrize("csv_text, names", [
-    (None, ["not found", "book.csv"]),
-    ("revenue,sector,bad\n" + GOOD_ROWS + "12k,a,0\n", ["'revenue'", "'12k'", "data row 61"]),
-    ("revenue,bad\n1,0\n2,1\n", ["missing columns", "sector"]),
-    ("revenue,sector,bad\n1,a,0\n2,b,0\n", ["single class"]),
-    ("revenue,sector,bad\n1,a,0\n2,b,yes\n", ["'bad'", "'yes'"]),
-    ("", ["empty"]),
-    ("revenue,sector,bad\n" + "".join(f",a,{i % 2}\n" for i in range(20)), ["'revenue' is missing in every row"]),
-])
+@pytest.mark.parametrize(
+    "csv_text, names",
+    [
+        (None, ["not found", "book.csv"]),
+        ("revenue,sector,bad\n" + GOOD_ROWS + "12k,a,0\n", ["'revenue'", "'12k'", "data row 61"]),
+        ("revenue,bad\n1,0\n2,1\n", ["missing columns", "sector"]),
+        ("revenue,sector,bad\n1,a,0\n2,b,0\n", ["single class"]),
+        ("revenue,sector,bad\n1,a,0\n2,b,yes\n", ["'bad'", "'yes'"]),
+        ("", ["empty"]),
+        (
+            "revenue,sector,bad\n" + "".join(f",a,{i % 2}\n" for i in range(20)),
+            ["'revenue' is missing in every row"],
+        ),
+    ],
+)
 def test_bad_data_is_named_and_nothing_is_registered(tmp_path, csv_text, names):
     proc, out = _job(tmp_path, *_data_config(tmp_path, csv_text))
     assert proc.returncode == 2, out
@@ -79,8 +90,11 @@ def test_bad_data_is_named_and_nothing_is_registered(tmp_path, csv_text, names):
 
 
 def test_good_user_data_config_trains(tmp_path):
-    proc, out = _job(tmp_path, *_data_config(tmp_path, "revenue,sector,bad\n" + GOOD_ROWS * 5),
-                     "registry.name=book-model")
+    proc, out = _job(
+        tmp_path,
+        *_data_config(tmp_path, "revenue,sector,bad\n" + GOOD_ROWS * 5),
+        "registry.name=book-model",
+    )
     assert proc.returncode == 0, out
     assert "registered book-model version 1" in out
 
@@ -104,9 +118,22 @@ def test_diverging_run_fails_and_registers_nothing(tmp_path):
 def test_interrupted_run_registers_nothing(tmp_path):
     db = tmp_path / "mlflow.db"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs.train", "data.n_rows=200000", "trainer.max_epochs=50", "trainer.patience=50",
-         f"tracking.uri=sqlite:///{db}", f"hydra.run.dir={tmp_path}/outputs/run"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+        [
+            sys.executable,
+            "-m",
+            "jobs.train",
+            "data.n_rows=200000",
+            "trainer.max_epochs=50",
+            "trainer.patience=50",
+            f"tracking.uri=sqlite:///{db}",
+            f"hydra.run.dir={tmp_path}/outputs/run",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ.copy(),
+    )
     deadline = time.monotonic() + 240
     for line in proc.stdout:
         if "epoch 1/" in line or time.monotonic() > deadline:

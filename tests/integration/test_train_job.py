@@ -23,8 +23,13 @@ MODEL = "credit-risk-it"
 def job(mlflow_server, tmp_path_factory):
     """One tiny training job into the server; returns (uri, output dir, report)."""
     work = tmp_path_factory.mktemp("job")
-    proc = run_job("debug=tiny", f"registry.name={MODEL}", "tracking.experiment=it-spine", cwd=work,
-                   env={"MLFLOW_TRACKING_URI": mlflow_server})
+    proc = run_job(
+        "debug=tiny",
+        f"registry.name={MODEL}",
+        "tracking.experiment=it-spine",
+        cwd=work,
+        env={"MLFLOW_TRACKING_URI": mlflow_server},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = work / "outputs" / "run"
     return mlflow_server, out, json.loads((out / "evaluation.json").read_text())
@@ -41,13 +46,24 @@ def _example(out: Path) -> tuple[pd.DataFrame, list[float]]:
     """The rows the job scored in-process, typed as the signature says (numbers as doubles)."""
     ex = json.loads((out / "example_predictions.json").read_text())
     frame = pd.DataFrame(ex["data"], columns=ex["columns"])
-    return frame.astype({c: "float64" for c in frame.columns if frame[c].dtype.kind in "iuf"}), ex["pd"]
+    return frame.astype({c: "float64" for c in frame.columns if frame[c].dtype.kind in "iuf"}), ex[
+        "pd"
+    ]
 
 
 def test_output_dir_describes_the_run(job):
     _, out, report = job
-    for name in ("config.yaml", "evaluation.json", "checkpoint/weights.safetensors", "checkpoint/bundle.json",
-                 "plots/roc.png", "plots/ks.png", "plots/calibration.png", "plots/score_distribution.png", "DONE"):
+    for name in (
+        "config.yaml",
+        "evaluation.json",
+        "checkpoint/weights.safetensors",
+        "checkpoint/bundle.json",
+        "plots/roc.png",
+        "plots/ks.png",
+        "plots/calibration.png",
+        "plots/score_distribution.png",
+        "DONE",
+    ):
         assert (out / name).is_file(), name
     assert not list(out.glob("**/*.pkl")) and not list(out.glob("**/*.pt"))
     assert set(report["test"]) >= {"auc", "gini", "ks", "brier", "log_loss", "ece"}
@@ -61,7 +77,9 @@ def test_one_finished_run_with_params_metrics_artifacts_and_tags(job, client):
     assert len(runs) == 1
     run = runs[0]
     assert run.info.run_id == report["run_id"] and run.info.status == "FINISHED"
-    assert run.data.params["optim.lr"] == "0.001" and run.data.params["data.name"] == "synthetic_sme"
+    assert (
+        run.data.params["optim.lr"] == "0.001" and run.data.params["data.name"] == "synthetic_sme"
+    )
     assert run.data.params["model.d_block"] == "32"  # the debug override, resolved
     history = client.get_metric_history(run.info.run_id, "valid_auc")
     assert [m.step for m in history] == list(range(1, report["training"]["epochs_run"] + 1))
@@ -93,11 +111,19 @@ def test_fresh_process_loads_the_same_pds(job, tmp_path):
     uri, out, _ = job
     frame, expected = _example(out)
     frame.to_parquet(tmp_path / "rows.parquet")
-    code = ("import mlflow, pandas as pd, sys, json; "
-            f"m = mlflow.pyfunc.load_model('models:/{MODEL}@challenger'); "
-            f"print(json.dumps(m.predict(pd.read_parquet('{tmp_path}/rows.parquet'))['pd'].tolist()))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "MLFLOW_TRACKING_URI": uri}, cwd=tmp_path)
+    code = (
+        "import mlflow, pandas as pd, sys, json; "
+        f"m = mlflow.pyfunc.load_model('models:/{MODEL}@challenger'); "
+        f"print(json.dumps(m.predict(pd.read_parquet('{tmp_path}/rows.parquet'))['pd'].tolist()))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == pytest.approx(expected, abs=1e-6)
 
@@ -107,10 +133,24 @@ def served(job, tmp_path_factory):
     uri = job[0]
     port = free_port()
     with open(tmp_path_factory.mktemp("serve") / "serve.log", "w") as log:
-        proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@challenger",
-                                 "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-                                env={**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ['PATH']}"},
-                                stdout=log, stderr=subprocess.STDOUT)  # serve execs `uvicorn` from PATH
+        proc = subprocess.Popen(
+            [
+                str(BIN / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                f"models:/{MODEL}@challenger",
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env={**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ['PATH']}"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # serve execs `uvicorn` from PATH
     try:
         wait_http(f"http://127.0.0.1:{port}/ping", proc, timeout=180)
         yield f"http://127.0.0.1:{port}/invocations"

@@ -35,15 +35,18 @@ def test_feature_kinds_are_typed():
     assert kinds["LIMIT_BAL"] is Kind.numeric and kinds["EDUCATION"] is Kind.categorical
 
 
-@pytest.mark.parametrize("override, names", [
-    ("optim.lr=-0.001", ["optim.lr", "-0.001"]),
-    ("optim.batch_size=0", ["optim.batch_size", "0"]),
-    ("data.split.train=0.8", ["data.split.train+valid+test", "1.1"]),
-    ("model.name=resnet", ["model.name", "resnet"]),
-    ("model.dropout=1.5", ["model.dropout", "1.5"]),
-    ("trainer.max_epochs=0", ["trainer.max_epochs", "0"]),
-    ("data.format=xlsx", ["data.format", "xlsx"]),
-])
+@pytest.mark.parametrize(
+    "override, names",
+    [
+        ("optim.lr=-0.001", ["optim.lr", "-0.001"]),
+        ("optim.batch_size=0", ["optim.batch_size", "0"]),
+        ("data.split.train=0.8", ["data.split.train+valid+test", "1.1"]),
+        ("model.name=resnet", ["model.name", "resnet"]),
+        ("model.dropout=1.5", ["model.dropout", "1.5"]),
+        ("trainer.max_epochs=0", ["trainer.max_epochs", "0"]),
+        ("data.format=xlsx", ["data.format", "xlsx"]),
+    ],
+)
 def test_out_of_range_values_are_refused(override, names):
     with pytest.raises(ConfigError) as e:
         compose_config(override)
@@ -51,12 +54,15 @@ def test_out_of_range_values_are_refused(override, names):
         assert name in str(e.value)
 
 
-@pytest.mark.parametrize("override, names", [
-    ("optim.momentum=0.9", ["momentum"]),
-    ("optim.lr=fast", ["optim.lr", "fast"]),
-    ("+model.depth=3", ["depth"]),
-    ("data.split.method=kfold", ["data.split.method", "kfold"]),
-])
+@pytest.mark.parametrize(
+    "override, names",
+    [
+        ("optim.momentum=0.9", ["momentum"]),
+        ("optim.lr=fast", ["optim.lr", "fast"]),
+        ("+model.depth=3", ["depth"]),
+        ("data.split.method=kfold", ["data.split.method", "kfold"]),
+    ],
+)
 def test_unknown_keys_and_wrong_types_fail_at_composition(override, names):
     with pytest.raises((ConfigCompositionException, ConfigError)) as e:
         compose_config(override)

@@ -23,17 +23,26 @@ FEATURES = [
 
 def _frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "revenue": rng.lognormal(10, 2, n),
-        "sector": rng.choice(["software", "biotech", "retail"], n),
-        "penalty_flag": rng.integers(0, 2, n).astype(float),
-        "bad": rng.integers(0, 2, n),
-    })
+    return pd.DataFrame(
+        {
+            "revenue": rng.lognormal(10, 2, n),
+            "sector": rng.choice(["software", "biotech", "retail"], n),
+            "penalty_flag": rng.integers(0, 2, n).astype(float),
+            "bad": rng.integers(0, 2, n),
+        }
+    )
 
 
 def _config(tmp_path, fmt: str = "csv", name: str = "book.csv", **split) -> DataConfig:
-    return DataConfig(name="book", format=fmt, root=str(tmp_path), path=name, target="bad",
-                      features=list(FEATURES), split=SplitConfig(**split))
+    return DataConfig(
+        name="book",
+        format=fmt,
+        root=str(tmp_path),
+        path=name,
+        target="bad",
+        features=list(FEATURES),
+        split=SplitConfig(**split),
+    )
 
 
 def _write(frame: pd.DataFrame, path) -> None:
@@ -58,14 +67,19 @@ def test_arff_with_missing_values(tmp_path):
     (tmp_path / "book.arff").write_text(
         "@relation book\n@attribute revenue numeric\n@attribute 'sector' {a,b}\n"
         "@attribute penalty_flag numeric\n@attribute bad {0,1}\n@data\n"
-        "1.5,a,0,0\n?,b,1,1\n3.0,?,0,1\n2.0,a,1,0\n")
+        "1.5,a,0,0\n?,b,1,1\n3.0,?,0,1\n2.0,a,1,0\n"
+    )
     ds = load_dataset(_config(tmp_path, "arff", "book.arff"))
-    assert len(ds.frame) == 4 and np.isnan(ds.frame["revenue"][1]) and pd.isna(ds.frame["sector"][2])
+    assert (
+        len(ds.frame) == 4 and np.isnan(ds.frame["revenue"][1]) and pd.isna(ds.frame["sector"][2])
+    )
     assert ds.frame["bad"].tolist() == [0, 1, 1, 0]
 
 
 def test_csv_with_byte_order_mark(tmp_path):
-    (tmp_path / "book.csv").write_bytes("\ufeffrevenue,sector,penalty_flag,bad\n1,a,0,0\n2,b,1,1\n".encode())
+    (tmp_path / "book.csv").write_bytes(
+        "\ufeffrevenue,sector,penalty_flag,bad\n1,a,0,0\n2,b,1,1\n".encode()
+    )
     assert load_dataset(_config(tmp_path)).frame["revenue"].tolist() == [1.0, 2.0]
 
 
@@ -139,9 +153,14 @@ def test_stratified_split_is_seeded_disjoint_and_keeps_bad_rate():
 
 
 def test_time_split_by_period():
-    frame = pd.DataFrame({"year": np.repeat(np.arange(2000, 2010), 20).astype(float),
-                          "bad": np.tile([0, 1], 100)})
-    s = make_split(frame, "bad", SplitConfig(method="time", period_column="year", valid_from=2006, test_from=2008))
+    frame = pd.DataFrame(
+        {"year": np.repeat(np.arange(2000, 2010), 20).astype(float), "bad": np.tile([0, 1], 100)}
+    )
+    s = make_split(
+        frame,
+        "bad",
+        SplitConfig(method="time", period_column="year", valid_from=2006, test_from=2008),
+    )
     assert frame.year[s.train].max() == 2005 and frame.year[s.valid].min() == 2006
     assert frame.year[s.test].min() == 2008 and len(s.test) == 40
 
@@ -149,7 +168,11 @@ def test_time_split_by_period():
 def test_split_with_a_single_class_part_is_refused():
     frame = pd.DataFrame({"year": [1.0, 1, 2, 2, 3, 3], "bad": [0, 1, 0, 1, 0, 0]})
     with pytest.raises(DataError, match="'test'.*one class"):
-        make_split(frame, "bad", SplitConfig(method="time", period_column="year", valid_from=2, test_from=3))
+        make_split(
+            frame,
+            "bad",
+            SplitConfig(method="time", period_column="year", valid_from=2, test_from=3),
+        )
 
 
 def test_preprocessing_fits_on_train_and_handles_unseen_and_missing():
@@ -158,13 +181,19 @@ def test_preprocessing_fits_on_train_and_handles_unseen_and_missing():
     train.loc[:9, "revenue"] = np.nan
     pre = Preprocessor.fit(train, schema)
     x_num, x_cat = pre.transform(train)
-    assert x_num.shape == (500, 3) and pre.indicators == ["revenue"]  # revenue, penalty_flag, missing(revenue)
+    assert x_num.shape == (500, 3) and pre.indicators == [
+        "revenue"
+    ]  # revenue, penalty_flag, missing(revenue)
     z = x_num[10:, 0]
     assert abs(z.mean()) < 0.1 and 0.8 < z.std() < 1.2  # quantile transform -> ~ standard normal
     assert (x_num[:10, 0] == 0).all() and (x_num[:10, 2] == 1).all() and (x_num[10:, 2] == 0).all()
-    new = pd.DataFrame({"revenue": [1e12, -5.0], "sector": ["aerospace", None], "penalty_flag": [1.0, np.nan]})
+    new = pd.DataFrame(
+        {"revenue": [1e12, -5.0], "sector": ["aerospace", None], "penalty_flag": [1.0, np.nan]}
+    )
     x_num, x_cat = pre.transform(new)
-    assert np.isfinite(x_num).all() and (x_cat[:, 0] == 0).all()  # unseen and missing -> the unknown bucket
+    assert (
+        np.isfinite(x_num).all() and (x_cat[:, 0] == 0).all()
+    )  # unseen and missing -> the unknown bucket
     assert pre.cat_cardinalities == [4]
 
 
@@ -177,11 +206,14 @@ def test_preprocessing_state_round_trips():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("data, path, rows", [
-    ("taiwan", "taiwan_default/UCI_Credit_Card.csv", 30000),
-    ("polish", "polish_bankruptcy/1year.arff", 7027),
-    ("sba", "sba_sme_loans/SBAcase.11.13.17.csv", 2101),
-])
+@pytest.mark.parametrize(
+    "data, path, rows",
+    [
+        ("taiwan", "taiwan_default/UCI_Credit_Card.csv", 30000),
+        ("polish", "polish_bankruptcy/1year.arff", 7027),
+        ("sba", "sba_sme_loans/SBAcase.11.13.17.csv", 2101),
+    ],
+)
 def test_real_data_sets_load(data, path, rows):
     needs_data(path)
     cfg = compose_config(f"data={data}")
@@ -195,5 +227,20 @@ def test_real_data_sets_load(data, path, rows):
 def test_sba_leakage_columns_are_not_features():
     cfg = compose_config("data=sba")
     names = {f.name for f in cfg.data.features}
-    assert not names & {"Term", "daysterm", "xx", "MIS_Status", "ChgOffDate", "ChgOffPrinGr", "BalanceGross",
-                        "Recession", "Name", "City", "Zip", "Bank", "LoanNr_ChkDgt", "ApprovalFY", "Default"}
+    assert not names & {
+        "Term",
+        "daysterm",
+        "xx",
+        "MIS_Status",
+        "ChgOffDate",
+        "ChgOffPrinGr",
+        "BalanceGross",
+        "Recession",
+        "Name",
+        "City",
+        "Zip",
+        "Bank",
+        "LoanNr_ChkDgt",
+        "ApprovalFY",
+        "Default",
+    }

@@ -28,17 +28,33 @@ def _toy(n: int = 3000, seed: int = 0) -> pd.DataFrame:
     x1, x2 = rng.normal(size=n), rng.lognormal(size=n)
     sector = rng.choice(["a", "b", "c"], n)
     logit = -1.5 + 1.5 * x1 + np.log(x2) ** 2 * 0.5 + (sector == "c") * 1.0
-    return pd.DataFrame({"x1": x1, "x2": x2, "sector": sector,
-                         "bad": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)})
+    return pd.DataFrame(
+        {
+            "x1": x1,
+            "x2": x2,
+            "sector": sector,
+            "bad": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int),
+        }
+    )
 
 
-SCHEMA = Schema(features=[FeatureSpec(name="x1"), FeatureSpec(name="x2"),
-                          FeatureSpec(name="sector", kind=Kind.categorical)], target="bad")
+SCHEMA = Schema(
+    features=[
+        FeatureSpec(name="x1"),
+        FeatureSpec(name="x2"),
+        FeatureSpec(name="sector", kind=Kind.categorical),
+    ],
+    target="bad",
+)
 
 
 def _tensors(pre: Preprocessor, frame: pd.DataFrame) -> Tensors:
     x_num, x_cat = pre.transform(frame)
-    return Tensors(torch.from_numpy(x_num), torch.from_numpy(x_cat), torch.tensor(frame.bad.to_numpy(), dtype=torch.float32))
+    return Tensors(
+        torch.from_numpy(x_num),
+        torch.from_numpy(x_cat),
+        torch.tensor(frame.bad.to_numpy(), dtype=torch.float32),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +67,9 @@ def toy():
 def _model(pre: Preprocessor, cfg: ModelConfig, train: Tensors, seed: int = 0):
     torch.manual_seed(seed)
     bins = fit_bins(cfg, train.x_num)
-    return build_model(cfg, n_num=pre.n_num_features, cat_cardinalities=pre.cat_cardinalities, bins=bins), bins
+    return build_model(
+        cfg, n_num=pre.n_num_features, cat_cardinalities=pre.cat_cardinalities, bins=bins
+    ), bins
 
 
 @pytest.mark.parametrize("name, k", [("mlp", 1), ("tabm", 4)])
@@ -77,20 +95,33 @@ def test_train_step_reduces_loss(toy):
     assert last < first * 0.9
 
 
-@pytest.mark.parametrize("cfg", [ModelConfig(d_block=32, n_blocks=2),
-                                 ModelConfig(name="tabm", k=4, d_block=32, n_blocks=1, num_embeddings="piecewise", n_bins=8)])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ModelConfig(d_block=32, n_blocks=2),
+        ModelConfig(name="tabm", k=4, d_block=32, n_blocks=1, num_embeddings="piecewise", n_bins=8),
+    ],
+)
 def test_fit_learns_keeps_best_weights_and_is_deterministic(toy, cfg):
     pre, train, valid, _ = toy
     runs = []
     for _ in range(2):
         model, _ = _model(pre, cfg, train)
-        result = fit(model, train, valid, optim=OptimConfig(lr=3e-3, batch_size=128),
-                     trainer=TrainerConfig(max_epochs=6, patience=2), seed=7)
+        result = fit(
+            model,
+            train,
+            valid,
+            optim=OptimConfig(lr=3e-3, batch_size=128),
+            trainer=TrainerConfig(max_epochs=6, patience=2),
+            seed=7,
+        )
         runs.append((model, result))
     (m1, r1), (m2, r2) = runs
     assert r1.best_valid_auc > 0.75
     p = predict_pd(m1, valid.x_num, valid.x_cat)
-    assert metrics.auc(valid.y.numpy(), p) == pytest.approx(r1.best_valid_auc)  # the best epoch's weights
+    assert metrics.auc(valid.y.numpy(), p) == pytest.approx(
+        r1.best_valid_auc
+    )  # the best epoch's weights
     assert [h["valid_auc"] for h in r1.history] == [h["valid_auc"] for h in r2.history]
     for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -100,13 +131,24 @@ def test_early_stopping_stops_after_patience(toy):
     pre, train, valid, _ = toy
     model, _ = _model(pre, ModelConfig(d_block=32, n_blocks=2), train)
     # A huge learning rate makes validation AUC stall quickly.
-    result = fit(model, train, valid, optim=OptimConfig(lr=5.0, batch_size=64),
-                 trainer=TrainerConfig(max_epochs=30, patience=2), seed=0)
+    result = fit(
+        model,
+        train,
+        valid,
+        optim=OptimConfig(lr=5.0, batch_size=64),
+        trainer=TrainerConfig(max_epochs=30, patience=2),
+        seed=0,
+    )
     assert result.epochs_run == result.best_epoch + 2 < 30
 
 
-@pytest.mark.parametrize("cfg", [ModelConfig(d_block=16, n_blocks=1, num_embeddings="periodic"),
-                                 ModelConfig(name="tabm", k=3, d_block=16, n_blocks=1, num_embeddings="piecewise", n_bins=8)])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ModelConfig(d_block=16, n_blocks=1, num_embeddings="periodic"),
+        ModelConfig(name="tabm", k=3, d_block=16, n_blocks=1, num_embeddings="piecewise", n_bins=8),
+    ],
+)
 def test_bundle_round_trip_gives_the_same_pds(toy, tmp_path, cfg):
     pre, train, _, valid_frame = toy
     model, bins = _model(pre, cfg, train)
@@ -127,6 +169,12 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", ["training/loop.py", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "training/models").glob("*.py"))])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "training/loop.py",
+        *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "training/models").glob("*.py")),
+    ],
+)
 def test_loop_and_models_know_nothing_of_launchers(path):
     assert not _imports(ROOT / path) & {"ray", "mpi4py", "submitit", "mlflow", "hydra"}

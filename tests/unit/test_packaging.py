@@ -19,7 +19,9 @@ def _name(spec: str) -> str:
 
 def test_pyproject_and_environment_yml_name_the_same_packages():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pip_names = {_name(d) for d in project["dependencies"] + project["optional-dependencies"]["test"]}
+    pip_names = {
+        _name(d) for d in project["dependencies"] + project["optional-dependencies"]["test"]
+    }
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda_names = set()
     for dep in env["dependencies"]:

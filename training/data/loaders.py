@@ -48,8 +48,10 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     schema = Schema(features=list(cfg.features), target=cfg.target, period=cfg.split.period_column)
     path = data_path(cfg)
     if not path.is_file():
-        raise DataError(f"data file not found: {path} (data.root={cfg.root!r}, data.path={cfg.path!r}; "
-                        "set data.root=... or the RISKBRAIN_DATA_ROOT environment variable)")
+        raise DataError(
+            f"data file not found: {path} (data.root={cfg.root!r}, data.path={cfg.path!r}; "
+            "set data.root=... or the RISKBRAIN_DATA_ROOT environment variable)"
+        )
     raw = read_file(path, cfg.format, schema)
     return Dataset(cfg.name, validate(raw, schema, str(path)), schema, str(path))
 
@@ -82,7 +84,9 @@ def read_arff(path: Path, dtype: dict[str, str]) -> pd.DataFrame:
             if stripped.lower().startswith("@attribute"):
                 m = _ATTRIBUTE.match(stripped)
                 if not m:
-                    raise DataError(f"{path}: cannot parse ARFF attribute at line {n_header}: {stripped[:80]}")
+                    raise DataError(
+                        f"{path}: cannot parse ARFF attribute at line {n_header}: {stripped[:80]}"
+                    )
                 names.append(next(g for g in m.groups()[:3] if g is not None))
             elif stripped.lower().startswith("@data"):
                 break
@@ -91,8 +95,17 @@ def read_arff(path: Path, dtype: dict[str, str]) -> pd.DataFrame:
     if not names:
         raise DataError(f"{path}: no @attribute lines")
     try:
-        return pd.read_csv(path, skiprows=n_header, header=None, names=names, na_values=["?"],
-                           comment="%", dtype=dtype, skipinitialspace=True, quotechar="'")
+        return pd.read_csv(
+            path,
+            skiprows=n_header,
+            header=None,
+            names=names,
+            na_values=["?"],
+            comment="%",
+            dtype=dtype,
+            skipinitialspace=True,
+            quotechar="'",
+        )
     except pd.errors.EmptyDataError:
         return pd.DataFrame(columns=names)
 
@@ -104,20 +117,28 @@ def validate(raw: pd.DataFrame, schema: Schema, source: str) -> pd.DataFrame:
     wanted = [*schema.names(), schema.target] + ([schema.period] if schema.period else [])
     missing = [c for c in wanted if c not in raw.columns]
     if missing:
-        raise DataError(f"{source}: missing columns {missing} (named in data.features / data.target / data.split.period_column)")
+        raise DataError(
+            f"{source}: missing columns {missing} (named in data.features / data.target / data.split.period_column)"
+        )
 
     out = {}
     for f in schema.features:
         col = raw[f.name]
         if f.kind == Kind.categorical:
-            out[f.name] = col.astype("object").where(col.notna(), None).map(lambda v: v if v is None else str(v))
+            out[f.name] = (
+                col.astype("object")
+                .where(col.notna(), None)
+                .map(lambda v: v if v is None else str(v))
+            )
         else:
             out[f.name] = _numeric(col, f.name, source)
             if f.kind == Kind.binary:
                 bad = out[f.name].notna() & ~out[f.name].isin([0.0, 1.0])
                 if bad.any():
                     row = int(np.flatnonzero(bad.to_numpy())[0])
-                    raise DataError(f"{source}: binary column {f.name!r} has value {col.iloc[row]!r} at data row {row + 1}; expected 0 or 1")
+                    raise DataError(
+                        f"{source}: binary column {f.name!r} has value {col.iloc[row]!r} at data row {row + 1}; expected 0 or 1"
+                    )
         if out[f.name].isna().all():
             raise DataError(f"{source}: column {f.name!r} is missing in every row")
     if schema.period:
@@ -131,11 +152,15 @@ def _numeric(col: pd.Series, name: str, source: str) -> pd.Series:
     bad = values.isna() & col.notna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"{source}: numeric column {name!r} has non-numeric value {col.iloc[row]!r} at data row {row + 1} ({int(bad.sum())} such rows)")
+        raise DataError(
+            f"{source}: numeric column {name!r} has non-numeric value {col.iloc[row]!r} at data row {row + 1} ({int(bad.sum())} such rows)"
+        )
     inf = np.isinf(values.to_numpy())
     if inf.any():
         row = int(np.flatnonzero(inf)[0])
-        raise DataError(f"{source}: numeric column {name!r} has an infinite value at data row {row + 1}")
+        raise DataError(
+            f"{source}: numeric column {name!r} has an infinite value at data row {row + 1}"
+        )
     return values
 
 
@@ -148,5 +173,7 @@ def _target(col: pd.Series, name: str, source: str) -> pd.Series:
     if not set(levels) <= {0.0, 1.0}:
         raise DataError(f"{source}: target {name!r} must be binary 0/1, found values {levels[:10]}")
     if len(levels) < 2:
-        raise DataError(f"{source}: target {name!r} has a single class ({levels[0]:g}) in all {len(values)} rows")
+        raise DataError(
+            f"{source}: target {name!r} has a single class ({levels[0]:g}) in all {len(values)} rows"
+        )
     return values.astype("int64")

@@ -31,14 +31,23 @@ class Preprocessor:
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, schema: Schema, n_quantiles: int = 1000) -> Preprocessor:
-        numeric, binary, categorical = (schema.names(k) for k in (Kind.numeric, Kind.binary, Kind.categorical))
+        numeric, binary, categorical = (
+            schema.names(k) for k in (Kind.numeric, Kind.binary, Kind.categorical)
+        )
         n_q = max(2, min(n_quantiles, len(frame)))
         levels = np.linspace(0.0, 1.0, n_q)
         quantiles = [np.nanquantile(frame[c].to_numpy(), levels).tolist() for c in numeric]
         indicators = [c for c in numeric + binary if frame[c].isna().any()]
         vocab = {c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in categorical}
-        return cls(numeric=numeric, binary=binary, categorical=categorical, quantiles=quantiles,
-                   levels=levels.tolist(), indicators=indicators, vocab=vocab)
+        return cls(
+            numeric=numeric,
+            binary=binary,
+            categorical=categorical,
+            quantiles=quantiles,
+            levels=levels.tolist(),
+            indicators=indicators,
+            vocab=vocab,
+        )
 
     @property
     def n_num_features(self) -> int:
@@ -54,7 +63,9 @@ class Preprocessor:
         x_num = np.empty((n, self.n_num_features), dtype=np.float32)
         levels = np.asarray(self.levels)
         for j, c in enumerate(self.numeric):
-            x_num[:, j] = _quantile_normal(frame[c].to_numpy(dtype=np.float64), np.asarray(self.quantiles[j]), levels)
+            x_num[:, j] = _quantile_normal(
+                frame[c].to_numpy(dtype=np.float64), np.asarray(self.quantiles[j]), levels
+            )
         for j, c in enumerate(self.binary, start=len(self.numeric)):
             x_num[:, j] = np.nan_to_num(frame[c].to_numpy(dtype=np.float64), nan=0.0)
         for j, c in enumerate(self.indicators, start=len(self.numeric) + len(self.binary)):
@@ -62,7 +73,9 @@ class Preprocessor:
         x_cat = np.empty((n, len(self.categorical)), dtype=np.int64)
         for j, c in enumerate(self.categorical):
             index = pd.Index(self.vocab[c])
-            x_cat[:, j] = index.get_indexer(frame[c].astype(object)) + 1  # -1 (unseen, missing) -> 0
+            x_cat[:, j] = (
+                index.get_indexer(frame[c].astype(object)) + 1
+            )  # -1 (unseen, missing) -> 0
         return x_num, x_cat
 
     def state(self) -> dict:

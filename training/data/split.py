@@ -24,12 +24,18 @@ class Split:
 
 
 def make_split(frame: pd.DataFrame, target: str, cfg: SplitConfig) -> Split:
-    split = _stratified(frame[target].to_numpy(), cfg) if cfg.method == "stratified" else _by_time(frame, cfg)
+    split = (
+        _stratified(frame[target].to_numpy(), cfg)
+        if cfg.method == "stratified"
+        else _by_time(frame, cfg)
+    )
     y = frame[target].to_numpy()
     for part, idx in split.parts().items():
         if len(np.unique(y[idx])) < 2:
-            raise DataError(f"split {part!r} has {len(idx)} rows and only one class; "
-                            "adjust data.split (fractions or valid_from/test_from)")
+            raise DataError(
+                f"split {part!r} has {len(idx)} rows and only one class; "
+                "adjust data.split (fractions or valid_from/test_from)"
+            )
     return split
 
 
@@ -41,8 +47,8 @@ def _stratified(y: np.ndarray, cfg: SplitConfig) -> Split:
         idx = rng.permutation(np.flatnonzero(y == label))
         n_valid, n_test = round(len(idx) * cfg.valid), round(len(idx) * cfg.test)
         parts["valid"].append(idx[:n_valid])
-        parts["test"].append(idx[n_valid:n_valid + n_test])
-        parts["train"].append(idx[n_valid + n_test:])
+        parts["test"].append(idx[n_valid : n_valid + n_test])
+        parts["train"].append(idx[n_valid + n_test :])
     return Split(**{k: np.sort(np.concatenate(v)) for k, v in parts.items()})
 
 
@@ -50,7 +56,9 @@ def _by_time(frame: pd.DataFrame, cfg: SplitConfig) -> Split:
     period = frame[cfg.period_column].to_numpy()
     if np.isnan(period).any():
         row = int(np.flatnonzero(np.isnan(period))[0])
-        raise DataError(f"period column {cfg.period_column!r} is missing at data row {row + 1}; out-of-time split needs it in every row")
+        raise DataError(
+            f"period column {cfg.period_column!r} is missing at data row {row + 1}; out-of-time split needs it in every row"
+        )
     return Split(
         train=np.flatnonzero(period < cfg.valid_from),
         valid=np.flatnonzero((period >= cfg.valid_from) & (period < cfg.test_from)),
@@ -63,7 +71,9 @@ def summary(frame: pd.DataFrame, target: str, split: Split, cfg: SplitConfig) ->
     y = frame[target].to_numpy()
     out = {"method": cfg.method, "seed": cfg.seed}
     if cfg.method == "time":
-        out.update(period_column=cfg.period_column, valid_from=cfg.valid_from, test_from=cfg.test_from)
+        out.update(
+            period_column=cfg.period_column, valid_from=cfg.valid_from, test_from=cfg.test_from
+        )
     for part, idx in split.parts().items():
         out[part] = {"rows": int(len(idx)), "default_rate": float(y[idx].mean())}
     return out

@@ -13,16 +13,30 @@ from training.models.mlp import MLP
 from training.models.tabm import build_tabm
 
 
-def _build_mlp(cfg: ModelConfig, n_num: int, cat_cardinalities: list[int], bins: list[torch.Tensor] | None) -> nn.Module:
-    return MLP(n_num=n_num, cat_cardinalities=cat_cardinalities, d_block=cfg.d_block, n_blocks=cfg.n_blocks,
-               dropout=cfg.dropout, num_embeddings=make_num_embeddings(cfg, n_num, bins))
+def _build_mlp(
+    cfg: ModelConfig, n_num: int, cat_cardinalities: list[int], bins: list[torch.Tensor] | None
+) -> nn.Module:
+    return MLP(
+        n_num=n_num,
+        cat_cardinalities=cat_cardinalities,
+        d_block=cfg.d_block,
+        n_blocks=cfg.n_blocks,
+        dropout=cfg.dropout,
+        num_embeddings=make_num_embeddings(cfg, n_num, bins),
+    )
 
 
 BUILDERS = {"mlp": _build_mlp, "tabm": build_tabm}
 
 
-def build_model(cfg: ModelConfig, *, n_num: int, cat_cardinalities: list[int],
-                bins: list[torch.Tensor] | None = None, base_rate: float | None = None) -> nn.Module:
+def build_model(
+    cfg: ModelConfig,
+    *,
+    n_num: int,
+    cat_cardinalities: list[int],
+    bins: list[torch.Tensor] | None = None,
+    base_rate: float | None = None,
+) -> nn.Module:
     """Every model maps (x_num, x_cat) to logits of shape (batch, k): k ensemble members, 1 for the MLP.
 
     ``base_rate`` (the training default rate) starts the output bias at its log-odds, so the first

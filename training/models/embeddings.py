@@ -16,7 +16,9 @@ def fit_bins(cfg: ModelConfig, x_num: torch.Tensor) -> list[torch.Tensor] | None
     return compute_bins(x_num, n_bins=cfg.n_bins)
 
 
-def make_num_embeddings(cfg: ModelConfig, n_num: int, bins: list[torch.Tensor] | None) -> nn.Module | None:
+def make_num_embeddings(
+    cfg: ModelConfig, n_num: int, bins: list[torch.Tensor] | None
+) -> nn.Module | None:
     """Shape: (batch, n_num) -> (batch, n_num, d_embedding), or None for raw features."""
     if cfg.num_embeddings == "none" or n_num == 0:
         return None

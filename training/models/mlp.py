@@ -14,8 +14,16 @@ class MLP(nn.Module):
         x_num: (batch, n_num) float32; x_cat: (batch, n_cat) int64 -> logits (batch, 1)
     """
 
-    def __init__(self, *, n_num: int, cat_cardinalities: list[int], d_block: int, n_blocks: int,
-                 dropout: float, num_embeddings: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        n_num: int,
+        cat_cardinalities: list[int],
+        d_block: int,
+        n_blocks: int,
+        dropout: float,
+        num_embeddings: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.cat_cardinalities = list(cat_cardinalities)
         self.num_embeddings = num_embeddings
@@ -23,14 +31,20 @@ class MLP(nn.Module):
         d_in = d_num + sum(self.cat_cardinalities)
         layers: list[nn.Module] = []
         for i in range(n_blocks):
-            layers += [nn.Linear(d_in if i == 0 else d_block, d_block), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [
+                nn.Linear(d_in if i == 0 else d_block, d_block),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+            ]
         self.backbone = nn.Sequential(*layers)
         self.head = nn.Linear(d_block, 1)
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         if self.num_embeddings is not None:
             x_num = self.num_embeddings(x_num).flatten(1)  # (B, n_num, d) -> (B, n_num * d)
-        parts = [x_num] + [F.one_hot(x_cat[:, j], c).to(x_num.dtype) for j, c in enumerate(self.cat_cardinalities)]
+        parts = [x_num] + [
+            F.one_hot(x_cat[:, j], c).to(x_num.dtype) for j, c in enumerate(self.cat_cardinalities)
+        ]
         return self.head(self.backbone(torch.cat(parts, dim=1)))
 
 

@@ -21,14 +21,18 @@ class TabMLogits(nn.Module):
         return self.tabm(x_num, x_cat if x_cat.shape[1] else None).squeeze(-1)
 
 
-def build_tabm(cfg: ModelConfig, n_num: int, cat_cardinalities: list[int], bins: list[torch.Tensor] | None) -> nn.Module:
-    return TabMLogits(TabM.make(
-        n_num_features=n_num,
-        cat_cardinalities=cat_cardinalities or None,
-        d_out=1,
-        num_embeddings=make_num_embeddings(cfg, n_num, bins),
-        k=cfg.k,
-        n_blocks=cfg.n_blocks,
-        d_block=cfg.d_block,
-        dropout=cfg.dropout,
-    ))
+def build_tabm(
+    cfg: ModelConfig, n_num: int, cat_cardinalities: list[int], bins: list[torch.Tensor] | None
+) -> nn.Module:
+    return TabMLogits(
+        TabM.make(
+            n_num_features=n_num,
+            cat_cardinalities=cat_cardinalities or None,
+            d_out=1,
+            num_embeddings=make_num_embeddings(cfg, n_num, bins),
+            k=cfg.k,
+            n_blocks=cfg.n_blocks,
+            d_block=cfg.d_block,
+            dropout=cfg.dropout,
+        )
+    )

@@ -18,8 +18,16 @@ from training.data.schema import FeatureSpec, Kind, Schema, Source
 WEIGHTS, BUNDLE = "weights.safetensors", "bundle.json"
 
 
-def save_bundle(out_dir: Path, *, model: nn.Module, model_cfg: ModelConfig, pre: Preprocessor, schema: Schema,
-                bins: list[torch.Tensor] | None, extra: dict | None = None) -> Path:
+def save_bundle(
+    out_dir: Path,
+    *,
+    model: nn.Module,
+    model_cfg: ModelConfig,
+    pre: Preprocessor,
+    schema: Schema,
+    bins: list[torch.Tensor] | None,
+    extra: dict | None = None,
+) -> Path:
     """Everything needed to rebuild the model, as tensors and JSON: no pickle anywhere."""
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -28,9 +36,19 @@ def save_bundle(out_dir: Path, *, model: nn.Module, model_cfg: ModelConfig, pre:
         "model": vars(model_cfg),
         "preprocessor": pre.state(),
         "bins": [b.tolist() for b in bins] if bins is not None else None,
-        "schema": {"target": schema.target, "features": [
-            {"name": f.name, "kind": f.kind.value, "source": f.source.value, "monotone": f.monotone,
-             "description": f.description} for f in schema.features]},
+        "schema": {
+            "target": schema.target,
+            "features": [
+                {
+                    "name": f.name,
+                    "kind": f.kind.value,
+                    "source": f.source.value,
+                    "monotone": f.monotone,
+                    "description": f.description,
+                }
+                for f in schema.features
+            ],
+        },
         **(extra or {}),
     }
     (out_dir / BUNDLE).write_text(json.dumps(bundle, indent=1))
@@ -44,13 +62,27 @@ class Scorer:
         from training.models import build_model
 
         bundle = json.loads((Path(bundle_dir) / BUNDLE).read_text())
-        self.schema = Schema(target=bundle["schema"]["target"], features=[
-            FeatureSpec(name=f["name"], kind=Kind(f["kind"]), source=Source(f["source"]),
-                        monotone=f["monotone"], description=f["description"]) for f in bundle["schema"]["features"]])
+        self.schema = Schema(
+            target=bundle["schema"]["target"],
+            features=[
+                FeatureSpec(
+                    name=f["name"],
+                    kind=Kind(f["kind"]),
+                    source=Source(f["source"]),
+                    monotone=f["monotone"],
+                    description=f["description"],
+                )
+                for f in bundle["schema"]["features"]
+            ],
+        )
         self.pre = Preprocessor(**bundle["preprocessor"])
         bins = [torch.tensor(b) for b in bundle["bins"]] if bundle["bins"] is not None else None
-        self.model = build_model(ModelConfig(**bundle["model"]), n_num=self.pre.n_num_features,
-                                 cat_cardinalities=self.pre.cat_cardinalities, bins=bins)
+        self.model = build_model(
+            ModelConfig(**bundle["model"]),
+            n_num=self.pre.n_num_features,
+            cat_cardinalities=self.pre.cat_cardinalities,
+            bins=bins,
+        )
         self.model.load_state_dict(load_file(Path(bundle_dir) / WEIGHTS))
         self.model.eval()
 
@@ -67,5 +99,10 @@ def signature(schema: Schema):
     from mlflow.types import ColSpec
     from mlflow.types import Schema as MlflowSchema
 
-    inputs = [ColSpec("string" if f.kind == Kind.categorical else "double", f.name) for f in schema.features]
-    return ModelSignature(inputs=MlflowSchema(inputs), outputs=MlflowSchema([ColSpec("double", "pd")]))
+    inputs = [
+        ColSpec("string" if f.kind == Kind.categorical else "double", f.name)
+        for f in schema.features
+    ]
+    return ModelSignature(
+        inputs=MlflowSchema(inputs), outputs=MlflowSchema([ColSpec("double", "pd")])
+    )
