@@ -1,8 +1,10 @@
 """Train one credit-risk model: ``python -m jobs.train [group=option] [key=value ...]``.
 
-Composes the Hydra config, converts it once to the typed tree (every range check runs before
-any data or MLflow is touched) and runs the pipeline. Errors a user can fix are reported as one
-line naming what is wrong, with exit code 2.
+Composes the Hydra config once (on rank 0 when started as MPI ranks: the other ranks receive
+it, so every rank runs the identical resolved config and the job has one output folder),
+converts it to the typed tree (every range check runs before any data or MLflow is touched),
+and hands it to the configured launcher. Errors a user can fix are reported as one line naming
+what is wrong, with exit code 2.
 """
 
 from __future__ import annotations
@@ -17,22 +19,39 @@ from omegaconf import DictConfig
 
 from training.config import register_configs, to_config
 from training.errors import RiskbrainError
+from training.launch import mpi_world
 
 log = logging.getLogger("riskbrain")
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
-def main(dcfg: DictConfig) -> float:
+def compose_and_launch(dcfg: DictConfig) -> float:
+    _, size = mpi_world()
     try:
         cfg = to_config(dcfg)
-        from training.pipeline import run  # heavy imports only once the config is known to be valid
+        from training.launch import (
+            launch,
+        )  # heavy imports only once the config is known to be valid
 
-        report = run(cfg, Path(HydraConfig.get().runtime.output_dir))
+        report = launch(cfg, Path(HydraConfig.get().runtime.output_dir))
     except RiskbrainError as e:
+        if size > 1:  # failed before the config was shared (errors after it abort every rank)
+            from training.launch.mpi import release_followers
+
+            release_followers()
         log.error("%s", e)
         sys.exit(2)
     return report["test"]["auc"]  # what a Hydra sweeper optimises
+
+
+def main() -> None:
+    rank, size = mpi_world()
+    if size > 1 and rank > 0:
+        from training.launch.mpi import follow
+
+        sys.exit(follow())
+    compose_and_launch()
 
 
 if __name__ == "__main__":

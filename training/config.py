@@ -18,6 +18,8 @@ from training.data.schema import FeatureSpec
 from training.errors import ConfigError
 
 MODEL_NAMES = ("mlp", "tabm")
+LAUNCHERS = ("local", "mpi", "ray")
+GRAD_SYNC = ("mpi", "torch")
 DATA_FORMATS = ("synthetic", "csv", "parquet", "arff")
 SPLIT_METHODS = ("stratified", "time")
 NUM_EMBEDDINGS = ("none", "piecewise", "periodic")
@@ -178,7 +180,6 @@ class TrainerConfig:
     max_epochs: int = 20
     patience: int = 4
     eval_batch_size: int = 16_384
-    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
 
     def __post_init__(self) -> None:
         _check(self.max_epochs > 0, "trainer.max_epochs", self.max_epochs, "must be > 0")
@@ -186,7 +187,40 @@ class TrainerConfig:
         _check(
             self.eval_batch_size > 0, "trainer.eval_batch_size", self.eval_batch_size, "must be > 0"
         )
-        _check(self.threads >= 0, "trainer.threads", self.threads, "must be >= 0")
+
+
+@dataclass(kw_only=True)
+class LauncherConfig:
+    """How processes are started: ``local`` (one process), ``mpi`` (mpirun/srun ranks), ``ray`` (Ray Train)."""
+
+    name: str = "local"
+    threads: int = (
+        0  # torch threads per rank; 0 = $SLURM_CPUS_PER_TASK, else cores / ranks on the node
+    )
+    grad_sync: str = "mpi"  # mpi launcher: "mpi" (mpi4py Allreduce of one flat buffer) or "torch" (process group)
+    timeout_s: int = 300  # collective timeout: a rank that stops answering fails the job after this
+    num_workers: int = 2  # ray: workers (one rank each)
+    cpus_per_worker: int = 1  # ray
+    use_gpu: bool = False  # ray: one GPU per worker
+    address: str | None = None  # ray: cluster to join; null = $RAY_ADDRESS, else start a local one
+
+    def __post_init__(self) -> None:
+        _check(self.name in LAUNCHERS, "launcher.name", self.name, f"must be one of {LAUNCHERS}")
+        _check(self.threads >= 0, "launcher.threads", self.threads, "must be >= 0")
+        _check(
+            self.grad_sync in GRAD_SYNC,
+            "launcher.grad_sync",
+            self.grad_sync,
+            f"must be one of {GRAD_SYNC}",
+        )
+        _check(self.timeout_s > 0, "launcher.timeout_s", self.timeout_s, "must be > 0")
+        _check(self.num_workers > 0, "launcher.num_workers", self.num_workers, "must be > 0")
+        _check(
+            self.cpus_per_worker > 0,
+            "launcher.cpus_per_worker",
+            self.cpus_per_worker,
+            "must be > 0",
+        )
 
 
 @dataclass(kw_only=True)
@@ -219,6 +253,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     seed: int = 0

@@ -2,6 +2,12 @@
 
 Batches are slices of in-memory tensors (one ``index_select`` per batch), not per-row
 ``Dataset.__getitem__`` calls. Early stopping on validation AUC keeps the best weights.
+
+Data parallelism without changing the result: every rank draws the same permutation of the
+*global* training rows each epoch, and a global batch is the rows of that slice of the
+permutation; each rank computes the summed loss of the rows it holds (its shard) divided by the
+global batch size, and the gradients are summed over ranks. So 1, 2 or N processes take the
+same optimisation steps, up to floating-point rounding.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from torch import nn
 
 from training import metrics
 from training.config import OptimConfig, TrainerConfig
+from training.dist import DistContext, GradSync
 from training.errors import RiskbrainError
 from training.progress import EpochProgress
 from training.tracking import NullTracker, Tracker
@@ -28,20 +35,35 @@ class TrainingDiverged(RiskbrainError):
 
 @dataclass(frozen=True)
 class Tensors:
-    """One split, ready for the model. Shape: x_num (n, d_num) float32, x_cat (n, n_cat) int64, y (n,) float32."""
+    """This rank's rows of one split, ready for the model.
+
+    Shape: x_num (n, d_num) float32, x_cat (n, n_cat) int64, y (n,) float32. The rows are
+    positions ``offset .. offset + n - 1`` of the split's ``total`` rows across all ranks.
+    """
 
     x_num: torch.Tensor
     x_cat: torch.Tensor
     y: torch.Tensor
+    offset: int = 0
+    total: int = -1  # -1: this rank holds the whole split
 
     def __len__(self) -> int:
         return len(self.y)
+
+    @property
+    def global_rows(self) -> int:
+        return len(self) if self.total < 0 else self.total
 
     def take(self, idx: torch.Tensor) -> Tensors:
         return Tensors(
             self.x_num.index_select(0, idx),
             self.x_cat.index_select(0, idx),
             self.y.index_select(0, idx),
+        )
+
+    def to(self, device: torch.device) -> Tensors:
+        return Tensors(
+            self.x_num.to(device), self.x_cat.to(device), self.y.to(device), self.offset, self.total
         )
 
 
@@ -53,21 +75,38 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean binary cross-entropy over the batch and over the k ensemble members (k=1 for an MLP).
+def loss_fn(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Binary cross-entropy, averaged over the k ensemble members (k=1 for an MLP), then over
+    the batch (``mean``) or summed over it (``sum``).
 
     Shape: logits (batch, k), y (batch,).
     """
-    return F.binary_cross_entropy_with_logits(logits, y.unsqueeze(1).expand_as(logits))
+    per_row = F.binary_cross_entropy_with_logits(
+        logits, y.unsqueeze(1).expand_as(logits), reduction="none"
+    ).mean(1)
+    return per_row.sum() if reduction == "sum" else per_row.mean()
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Tensors) -> torch.Tensor:
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Tensors,
+    global_batch: int | None = None,
+    sync: GradSync | None = None,
+) -> torch.Tensor:
+    """One step on this rank's rows of a global batch; returns their summed loss.
+
+    The loss is scaled by 1/global_batch and ``sync`` sums gradients over ranks, so the step
+    equals one process's step on the whole global batch.
+    """
     model.train()
-    loss = loss_fn(model(batch.x_num, batch.x_cat), batch.y)
+    loss_sum = loss_fn(model(batch.x_num, batch.x_cat), batch.y, reduction="sum")
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss_sum / (global_batch or len(batch))).backward()
+    if sync is not None:
+        sync()
     optimizer.step()
-    return loss.detach()
+    return loss_sum.detach()
 
 
 @torch.no_grad()
@@ -80,7 +119,7 @@ def predict_pd(
         torch.sigmoid(model(x_num[i : i + batch_size], x_cat[i : i + batch_size])).mean(1)
         for i in range(0, len(x_num), batch_size)
     ]
-    return torch.cat(out).double().numpy() if out else np.empty(0)
+    return torch.cat(out).double().cpu().numpy() if out else np.empty(0)
 
 
 def fit(
@@ -91,45 +130,63 @@ def fit(
     optim: OptimConfig,
     trainer: TrainerConfig,
     seed: int,
+    ctx: DistContext | None = None,
     tracker: Tracker | None = None,
     progress: EpochProgress | None = None,
 ) -> FitResult:
-    """Train with AdamW until validation AUC stops improving; leaves the best weights in ``model``."""
+    """Train with AdamW until validation AUC stops improving; leaves the best weights in ``model``.
+
+    ``train`` and ``valid`` hold this rank's shard; validation predictions are gathered, so the
+    AUC (and so early stopping) is the same on every rank and equals the single-process value.
+    """
+    ctx = ctx or DistContext()
     tracker = tracker or NullTracker()
-    progress = progress or EpochProgress(trainer.max_epochs, enabled=False)
+    progress = progress or EpochProgress(trainer.max_epochs, enabled=False, log_epochs=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
-    generator = torch.Generator().manual_seed(seed)  # the batch order depends on the seed alone
-    n, bs = len(train), optim.batch_size
-    n_batches = (n + bs - 1) // bs
-    y_valid = valid.y.numpy()
+    sync = GradSync(model, ctx)
+    generator = torch.Generator().manual_seed(
+        seed
+    )  # the global batch order depends on the seed alone
+    total, lo, hi = train.global_rows, train.offset, train.offset + len(train)
+    bs = optim.batch_size
+    y_valid = ctx.allgather_array(valid.y.cpu().numpy())
 
     result = FitResult(best_epoch=0, best_valid_auc=-1.0, epochs_run=0)
     best_state = copy.deepcopy(model.state_dict())
     for epoch in range(1, trainer.max_epochs + 1):
-        progress.start_epoch(epoch, n_batches)
-        t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=generator)
-        loss_sum = torch.zeros(())
-        for start in range(0, n, bs):
-            idx = perm[start : start + bs]
-            loss = train_step(model, optimizer, train.take(idx))
-            loss_sum += loss * len(idx)
+        progress.start_epoch(epoch, (total + bs - 1) // bs)
+        t0, sync_before = time.perf_counter(), ctx.sync_seconds
+        perm = torch.randperm(total, generator=generator)
+        loss_sum = torch.zeros((), device=ctx.device)
+        for start in range(0, total, bs):
+            pos = perm[start : start + bs]
+            mine = pos[(pos >= lo) & (pos < hi)] - lo  # this rank's rows of the global batch
+            loss_sum += train_step(
+                model, optimizer, train.take(mine.to(ctx.device)), len(pos), sync
+            )
             progress.advance()
         train_time = time.perf_counter() - t0
+        ctx.allreduce_sum_(loss_sum)
         if not torch.isfinite(loss_sum):
             raise TrainingDiverged(
                 f"training loss is {float(loss_sum)} in epoch {epoch}: the model diverged "
                 f"(optim.lr={optim.lr}; try a lower learning rate)"
             )
 
-        valid_p = predict_pd(model, valid.x_num, valid.x_cat, trainer.eval_batch_size)
+        valid_p = ctx.allgather_array(
+            predict_pd(model, valid.x_num, valid.x_cat, trainer.eval_batch_size)
+        )
+        per_rank = ctx.allgather((len(train) / train_time, ctx.sync_seconds - sync_before))
         row = {
-            "train_loss": float(loss_sum) / n,
+            "train_loss": float(loss_sum) / total,
             "valid_auc": metrics.auc(y_valid, valid_p),
             "valid_log_loss": metrics.log_loss(y_valid, valid_p),
-            "rows_per_s": n / train_time,
+            "rows_per_s": sum(r for r, _ in per_rank),
             "epoch_time_s": time.perf_counter() - t0,
         }
+        if ctx.world_size > 1:
+            row |= {f"rows_per_s_rank{r}": v for r, (v, _) in enumerate(per_rank)}
+            row |= {f"sync_s_rank{r}": s for r, (_, s) in enumerate(per_rank)}
         improved = row["valid_auc"] > result.best_valid_auc
         if improved:
             result.best_epoch, result.best_valid_auc = epoch, row["valid_auc"]

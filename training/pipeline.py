@@ -1,16 +1,21 @@
 """One job, end to end: data -> split -> preprocess -> train -> evaluate -> MLflow run -> registered model.
 
-Data are loaded and validated before MLflow is touched, so bad input leaves no run behind; the
-model is registered last, so a failed or interrupted run registers nothing.
+Runs the same on one process or on every rank of a data-parallel job (``ctx``): each rank holds a
+shard; the split, the preprocessing and the metrics are computed so that they equal the
+single-process values; rank 0 alone writes the output folder and talks to MLflow. Data are loaded
+and validated before MLflow is touched, so bad input leaves no run behind; the model is
+registered last, so a failed or interrupted run registers nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +29,7 @@ from training.config import TrainConfig, to_dict
 from training.data.loaders import Dataset, load_dataset
 from training.data.preprocess import Preprocessor
 from training.data.split import Split, make_split, summary
+from training.dist import DistContext
 from training.loop import Tensors, fit, predict_pd
 from training.models import build_model
 from training.models.embeddings import fit_bins
@@ -31,93 +37,123 @@ from training.plots import save_evaluation_plots
 from training.progress import EpochProgress
 from training.registry import log_model, register
 from training.serving import save_bundle
-from training.tracking import MlflowTracker, flatten, git_commit, tracking_uri
+from training.tracking import MlflowTracker, Tracker, flatten, git_commit, tracking_uri
 
 log = logging.getLogger("riskbrain")
+
+PREPROCESS_SAMPLE = 200_000  # training rows the preprocessing is fitted on, at most (evenly spaced)
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A data set split and preprocessed: the frames (raw) and the tensors (model-ready) of each part."""
+    """This rank's shard of a data set, split and preprocessed: raw frames and model-ready tensors."""
 
     dataset: Dataset
-    split: Split
+    split: Split  # global row numbers, the same on every rank
     pre: Preprocessor
     frames: dict[str, pd.DataFrame]
     tensors: dict[str, Tensors]
+    train_sample: pd.DataFrame  # the rows the preprocessing was fitted on (every rank has them)
+    labels: np.ndarray  # every row's label, in global order
     fingerprint: str
 
 
-def prepare(cfg: TrainConfig) -> Prepared:
-    ds = load_dataset(cfg.data)
-    split = make_split(ds.frame, ds.schema.target, cfg.data.split)
-    frames = {
-        part: ds.frame.iloc[idx].reset_index(drop=True) for part, idx in split.parts().items()
-    }
-    pre = Preprocessor.fit(frames["train"], ds.schema)
-    tensors = {part: to_tensors(pre, f, ds.schema.target) for part, f in frames.items()}
-    return Prepared(ds, split, pre, frames, tensors, fingerprint(frames["train"]))
+def prepare(cfg: TrainConfig, ctx: DistContext | None = None) -> Prepared:
+    ctx = ctx or DistContext()
+    ds = load_dataset(cfg.data, ctx.rank, ctx.world_size)
+    target, period = ds.schema.target, ds.schema.period
+    lo, hi = ds.offset, ds.offset + len(ds.frame)
 
+    # The split needs every row's label (and period): small, so gathered, then split identically everywhere.
+    keys = pd.concat(
+        ctx.allgather(ds.frame[[target] + ([period] if period else [])]), ignore_index=True
+    )
+    split = make_split(keys, target, cfg.data.split)
+    local = {part: idx[(idx >= lo) & (idx < hi)] - lo for part, idx in split.parts().items()}
+    frames = {part: ds.frame.iloc[idx].reset_index(drop=True) for part, idx in local.items()}
 
-def to_tensors(pre: Preprocessor, frame: pd.DataFrame, target: str) -> Tensors:
-    x_num, x_cat = pre.transform(frame)
-    return Tensors(
-        torch.from_numpy(x_num),
-        torch.from_numpy(x_cat),
-        torch.from_numpy(frame[target].to_numpy(np.float32)),
+    # Preprocessing is fitted on evenly spaced training rows chosen by global row number, so it
+    # is the same whatever the number of ranks (all training rows when there are few enough).
+    sample_rows = split.train[:: max(1, -(-len(split.train) // PREPROCESS_SAMPLE))]
+    mine = sample_rows[(sample_rows >= lo) & (sample_rows < hi)] - lo
+    sample = pd.concat(ctx.allgather(ds.frame.iloc[mine]), ignore_index=True)
+    pre = Preprocessor.fit(sample, ds.schema)
+
+    tensors = {}
+    for part, frame in frames.items():
+        x_num, x_cat = pre.transform(frame)
+        y = torch.from_numpy(frame[target].to_numpy(np.float32))
+        offset = int(
+            np.searchsorted(split.parts()[part], lo)
+        )  # this shard's first row within the part
+        tensors[part] = Tensors(
+            torch.from_numpy(x_num), torch.from_numpy(x_cat), y, offset, len(split.parts()[part])
+        )
+    labels = keys[target].to_numpy()
+    return Prepared(
+        ds,
+        split,
+        pre,
+        frames,
+        tensors,
+        sample,
+        labels,
+        fingerprint(frames["train"], local["train"] + lo, ctx),
     )
 
 
-def fingerprint(frame: pd.DataFrame) -> str:
-    """A short hash of the training data (values and column names): same data, same fingerprint."""
-    h = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
-    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return h.hexdigest()[:16]
+def fingerprint(frame: pd.DataFrame, rows: np.ndarray, ctx: DistContext) -> str:
+    """A short hash of the training data (values, row order, column names), equal for any number of ranks."""
+    row_hash = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    mixed = int(
+        (row_hash * (rows.astype(np.uint64) * np.uint64(2) + np.uint64(1))).sum(dtype=np.uint64)
+    )
+    total = sum(ctx.allgather(mixed)) % 2**64
+    return hashlib.sha256(f"{list(frame.columns)}|{total}".encode()).hexdigest()[:16]
 
 
-def run(cfg: TrainConfig, out_dir: Path) -> dict:
-    """Train, evaluate, log and register; returns the evaluation report (also in ``out_dir``)."""
-    import mlflow
+def run(cfg: TrainConfig, out_dir: Path, ctx: DistContext | None = None) -> dict:
+    """Train, evaluate, log and register; returns the evaluation report (written to ``out_dir`` by rank 0)."""
+    ctx = ctx or DistContext()
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
 
-    if cfg.trainer.threads:
-        torch.set_num_threads(cfg.trainer.threads)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-
-    data = prepare(cfg)
-    schema, target = data.dataset.schema, data.dataset.schema.target
+    data = prepare(cfg, ctx)
     log.info(
-        "data %s: %s; split %s",
+        "data %s: %s; split %s; rank %d/%d holds %s",
         cfg.data.name,
         data.dataset.source,
+        {p: len(i) for p, i in data.split.parts().items()},
+        ctx.rank,
+        ctx.world_size,
         {p: len(f) for p, f in data.frames.items()},
     )
 
-    mlflow.set_tracking_uri(tracking_uri(cfg.tracking))
-    mlflow.set_experiment(cfg.tracking.experiment)
-    with mlflow.start_run(run_name=f"{cfg.data.name}-{cfg.model.name}") as active:
-        tracker = MlflowTracker(active.info.run_id)
-        tags = {
-            "git_commit": git_commit(),
-            "dataset": cfg.data.name,
-            "data_fingerprint": data.fingerprint,
-            "data_source": data.dataset.source,
-            "model_name": cfg.model.name,
-        }
+    tags = {
+        "git_commit": git_commit(),
+        "dataset": cfg.data.name,
+        "data_fingerprint": data.fingerprint,
+        "data_source": data.dataset.source,
+        "model_name": cfg.model.name,
+        "launcher": cfg.launcher.name,
+        "world_size": str(ctx.world_size),
+    }
+    with mlflow_run(cfg, ctx) as tracker:
         tracker.set_tags({**tags, "output_dir": str(out_dir.resolve())})
         tracker.log_params(flatten(to_dict(cfg)))
-        log.info("mlflow run %s at %s", active.info.run_id, mlflow.get_tracking_uri())
 
         torch.manual_seed(cfg.seed)
-        train, valid, test = (data.tensors[p] for p in ("train", "valid", "test"))
-        bins = fit_bins(cfg.model, train.x_num)
+        train, valid = data.tensors["train"].to(ctx.device), data.tensors["valid"].to(ctx.device)
+        bins = fit_bins(cfg.model, torch.from_numpy(data.pre.transform(data.train_sample)[0]))
         model = build_model(
             cfg.model,
             n_num=data.pre.n_num_features,
             cat_cardinalities=data.pre.cat_cardinalities,
             bins=bins,
-            base_rate=float(train.y.mean()),
+            base_rate=float(data.train_sample[data.dataset.schema.target].mean()),
         )
+        model.to(ctx.device)
         result = fit(
             model,
             train,
@@ -125,94 +161,158 @@ def run(cfg: TrainConfig, out_dir: Path) -> dict:
             optim=cfg.optim,
             trainer=cfg.trainer,
             seed=cfg.seed,
+            ctx=ctx,
             tracker=tracker,
-            progress=EpochProgress(cfg.trainer.max_epochs),
+            progress=EpochProgress(cfg.trainer.max_epochs) if ctx.is_main else None,
         )
 
-        report, test_p = evaluate(model, data, cfg.trainer.eval_batch_size)
+        report, test_y, test_p = evaluate(model.cpu(), data, cfg.trainer.eval_batch_size, ctx)
         report["training"] = {
             "best_epoch": result.best_epoch,
             "best_valid_auc": result.best_valid_auc,
             "epochs_run": result.epochs_run,
+            "world_size": ctx.world_size,
         }
-        report["split"] = summary(data.dataset.frame, target, data.split, cfg.data.split)
+        report["split"] = summary(data.labels, data.split, cfg.data.split)
         report["data_fingerprint"] = data.fingerprint
+        if ctx.is_main:
+            report.update(
+                publish(
+                    cfg,
+                    out_dir,
+                    model,
+                    data,
+                    bins,
+                    report,
+                    test_y,
+                    test_p,
+                    tracker,
+                    tags,
+                    result.epochs_run,
+                )
+            )
+    if ctx.is_main:
         _write_json(out_dir / "evaluation.json", report)
-        tracker.log_metrics(
-            {f"test_{k}": v for k, v in report["test"].items()}
-            | {k: v for k, v in report.items() if isinstance(v, float)},
-            step=result.epochs_run,
-        )
-        save_evaluation_plots(
-            test.y.numpy().astype(int),
-            test_p,
-            out_dir / "plots",
-            title=f"{cfg.data.name} / {cfg.model.name}",
-        )
-
-        bundle_dir = _atomic_bundle(
-            out_dir / "checkpoint",
-            model=model,
-            model_cfg=cfg.model,
-            pre=data.pre,
-            schema=schema,
-            bins=bins,
-            extra={"metrics": report["test"], **tags},
-        )
-        example = data.frames["test"][schema.names()].head(5)
-        _write_json(
-            out_dir / "example_predictions.json",
-            {
-                "columns": list(example.columns),
-                "data": json.loads(example.to_json(orient="values")),
-                "pd": predict_pd(
-                    model, *map(torch.from_numpy, data.pre.transform(example))
-                ).tolist(),
-            },
-        )
-        for path in ("config.yaml", "evaluation.json", "example_predictions.json", "plots"):
-            tracker.log_artifact(out_dir / path, "plots" if path == "plots" else None)
-        model_uri = log_model(bundle_dir, schema, example)
-
-        if cfg.registry.register:
-            version = register(
-                model_uri,
-                cfg.registry,
-                {**tags, "run_id": active.info.run_id, "test_auc": f"{report['test']['auc']:.4f}"},
-            )
-            tracker.set_tags({"registered_model": f"{cfg.registry.name}/{version}"})
-            report["registered"] = {
-                "name": cfg.registry.name,
-                "version": version,
-                "alias": cfg.registry.alias,
-            }
-            log.info(
-                "registered %s version %s as @%s", cfg.registry.name, version, cfg.registry.alias
-            )
-        report["run_id"] = active.info.run_id
-
-    _write_json(out_dir / "evaluation.json", report)
-    (out_dir / "DONE").write_text(active.info.run_id + "\n")
+        (out_dir / "DONE").write_text(report["run_id"] + "\n")
+    ctx.barrier()
     return report
 
 
-def evaluate(model: torch.nn.Module, data: Prepared, batch_size: int) -> tuple[dict, np.ndarray]:
-    """Test and validation metrics; the Bayes-optimal AUC when the true PDs are known; PSI train->test."""
-    p = {part: predict_pd(model, t.x_num, t.x_cat, batch_size) for part, t in data.tensors.items()}
-    y = {part: t.y.numpy().astype(int) for part, t in data.tensors.items()}
+@contextlib.contextmanager
+def mlflow_run(cfg: TrainConfig, ctx: DistContext) -> Iterator[Tracker]:
+    """An MLflow run on rank 0 (FAILED if the block raises); a null tracker on every other rank."""
+    if not ctx.is_main:
+        yield Tracker()
+        return
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(cfg.tracking))
+    mlflow.set_experiment(cfg.tracking.experiment)
+    with mlflow.start_run(run_name=f"{cfg.data.name}-{cfg.model.name}") as active:
+        log.info("mlflow run %s at %s", active.info.run_id, mlflow.get_tracking_uri())
+        yield MlflowTracker(active.info.run_id)
+
+
+def evaluate(
+    model: torch.nn.Module, data: Prepared, batch_size: int, ctx: DistContext
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Whole-split metrics from gathered predictions; the Bayes-optimal AUC when the true PDs are known."""
+    p, y = {}, {}
+    for part in ("valid", "test"):
+        t = data.tensors[part]
+        p[part] = ctx.allgather_array(predict_pd(model, t.x_num, t.x_cat, batch_size))
+        y[part] = ctx.allgather_array(t.y.numpy().astype(int))
+    x_num, x_cat = data.pre.transform(data.train_sample)
+    p_train = predict_pd(model, torch.from_numpy(x_num), torch.from_numpy(x_cat), batch_size)
     report: dict = {
         "test": metrics.evaluate(y["test"], p["test"]),
         "valid": metrics.evaluate(y["valid"], p["valid"]),
-        "psi_train_test": metrics.psi(p["train"], p["test"]),
+        "psi_train_test": metrics.psi(p_train, p["test"]),
     }
     if data.dataset.pd_true is not None:
-        report["bayes_auc_test"] = metrics.auc(y["test"], data.dataset.pd_true[data.split.test])
-        log.info(
-            "test auc %.4f  (Bayes-optimal %.4f)", report["test"]["auc"], report["bayes_auc_test"]
+        lo = data.dataset.offset
+        test_rows = (
+            data.split.test[
+                (data.split.test >= lo) & (data.split.test < lo + len(data.dataset.frame))
+            ]
+            - lo
         )
-    else:
-        log.info("test auc %.4f", report["test"]["auc"])
-    return report, p["test"]
+        pd_true = ctx.allgather_array(data.dataset.pd_true[test_rows])
+        report["bayes_auc_test"] = metrics.auc(y["test"], pd_true)
+    if ctx.is_main:
+        log.info(
+            "test auc %.4f%s",
+            report["test"]["auc"],
+            f"  (Bayes-optimal {report['bayes_auc_test']:.4f})"
+            if "bayes_auc_test" in report
+            else "",
+        )
+    return report, y["test"], p["test"]
+
+
+def publish(
+    cfg: TrainConfig,
+    out_dir: Path,
+    model: torch.nn.Module,
+    data: Prepared,
+    bins,
+    report: dict,
+    test_y: np.ndarray,
+    test_p: np.ndarray,
+    tracker: Tracker,
+    tags: dict,
+    step: int,
+) -> dict:
+    """Rank 0: write the output folder, log artifacts, log and register the model."""
+    schema = data.dataset.schema
+    _write_json(out_dir / "evaluation.json", report)
+    tracker.log_metrics(
+        {f"test_{k}": v for k, v in report["test"].items()}
+        | {k: v for k, v in report.items() if isinstance(v, float)},
+        step=step,
+    )
+    save_evaluation_plots(
+        test_y, test_p, out_dir / "plots", title=f"{cfg.data.name} / {cfg.model.name}"
+    )
+    bundle_dir = _atomic_bundle(
+        out_dir / "checkpoint",
+        model=model,
+        model_cfg=cfg.model,
+        pre=data.pre,
+        schema=schema,
+        bins=bins,
+        extra={"metrics": report["test"], **tags},
+    )
+    example = data.frames["test"][schema.names()].head(5)
+    x_num, x_cat = data.pre.transform(example)
+    _write_json(
+        out_dir / "example_predictions.json",
+        {
+            "columns": list(example.columns),
+            "data": json.loads(example.to_json(orient="values")),
+            "pd": predict_pd(model, torch.from_numpy(x_num), torch.from_numpy(x_cat)).tolist(),
+        },
+    )
+    for path in ("config.yaml", "evaluation.json", "example_predictions.json"):
+        tracker.log_artifact(out_dir / path)
+    tracker.log_artifact(out_dir / "plots", "plots")
+    model_uri = log_model(bundle_dir, schema, example)
+
+    out = {"run_id": tracker.run_id}
+    if cfg.registry.register:
+        version = register(
+            model_uri,
+            cfg.registry,
+            {**tags, "run_id": tracker.run_id, "test_auc": f"{report['test']['auc']:.4f}"},
+        )
+        tracker.set_tags({"registered_model": f"{cfg.registry.name}/{version}"})
+        out["registered"] = {
+            "name": cfg.registry.name,
+            "version": version,
+            "alias": cfg.registry.alias,
+        }
+        log.info("registered %s version %s as @%s", cfg.registry.name, version, cfg.registry.alias)
+    return out
 
 
 def _atomic_bundle(final: Path, **kwargs) -> Path:

@@ -18,9 +18,12 @@ class EpochProgress:
     reads the same in a terminal and in Hydra's job log file.
     """
 
-    def __init__(self, max_epochs: int, enabled: bool | None = None) -> None:
+    def __init__(
+        self, max_epochs: int, enabled: bool | None = None, log_epochs: bool = True
+    ) -> None:
         self.max_epochs = max_epochs
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.log_epochs = log_epochs
         self._bar: Progress | None = None
         self._task = None
 
@@ -47,6 +50,8 @@ class EpochProgress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+        if not self.log_epochs:
+            return
         log.info(
             "epoch %d/%d  loss %.4f  valid_auc %.4f  rows/s %s  %.1fs%s",
             epoch,

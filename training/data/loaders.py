@@ -21,13 +21,24 @@ from training.errors import DataError
 
 @dataclass(frozen=True)
 class Dataset:
-    """A validated frame: the schema's feature columns (+ period column) and an int64 0/1 target."""
+    """A validated frame: the schema's feature columns (+ period column) and an int64 0/1 target.
+
+    Under data parallelism it holds one rank's shard: rows ``offset .. offset + len(frame) - 1``
+    of ``n_total``.
+    """
 
     name: str
     frame: pd.DataFrame
     schema: Schema
     source: str  # file path, or "synthetic(n_rows=..., seed=...)"
     pd_true: np.ndarray | None = None  # synthetic only: the true PD of each row
+    offset: int = 0
+    n_total: int = -1
+
+
+def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Contiguous, near-equal shards in rank order: rank r holds rows [lo, hi)."""
+    return n * rank // world_size, n * (rank + 1) // world_size
 
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -39,11 +50,14 @@ def data_path(cfg: DataConfig) -> Path:
     return (root if root.is_absolute() else PROJECT_ROOT / root) / Path(cfg.path).expanduser()
 
 
-def load_dataset(cfg: DataConfig) -> Dataset:
+def load_dataset(cfg: DataConfig, rank: int = 0, world_size: int = 1) -> Dataset:
+    """This rank's shard. Synthetic rows are generated for the shard only; files are read and
+    validated whole (so errors name the file's row), then sliced."""
     if cfg.format == "synthetic":
-        data = synthetic.generate(cfg.n_rows, seed=cfg.seed)
+        lo, hi = shard_bounds(cfg.n_rows, rank, world_size)
+        data = synthetic.generate(hi - lo, seed=cfg.seed, start=lo)
         source = f"synthetic(n_rows={cfg.n_rows}, seed={cfg.seed})"
-        return Dataset(cfg.name, data.frame, synthetic.SCHEMA, source, data.pd_true)
+        return Dataset(cfg.name, data.frame, synthetic.SCHEMA, source, data.pd_true, lo, cfg.n_rows)
 
     schema = Schema(features=list(cfg.features), target=cfg.target, period=cfg.split.period_column)
     path = data_path(cfg)
@@ -52,8 +66,11 @@ def load_dataset(cfg: DataConfig) -> Dataset:
             f"data file not found: {path} (data.root={cfg.root!r}, data.path={cfg.path!r}; "
             "set data.root=... or the RISKBRAIN_DATA_ROOT environment variable)"
         )
-    raw = read_file(path, cfg.format, schema)
-    return Dataset(cfg.name, validate(raw, schema, str(path)), schema, str(path))
+    frame = validate(read_file(path, cfg.format, schema), schema, str(path))
+    lo, hi = shard_bounds(len(frame), rank, world_size)
+    return Dataset(
+        cfg.name, frame.iloc[lo:hi].reset_index(drop=True), schema, str(path), None, lo, len(frame)
+    )
 
 
 def read_file(path: Path, fmt: str, schema: Schema) -> pd.DataFrame:

@@ -66,9 +66,8 @@ def _by_time(frame: pd.DataFrame, cfg: SplitConfig) -> Split:
     )
 
 
-def summary(frame: pd.DataFrame, target: str, split: Split, cfg: SplitConfig) -> dict:
-    """What a reviewer needs to reproduce the split: method, seed, sizes and bad rates."""
-    y = frame[target].to_numpy()
+def summary(y: np.ndarray, split: Split, cfg: SplitConfig) -> dict:
+    """What a reviewer needs to reproduce the split: method, seed, sizes and bad rates (``y``: every row's label)."""
     out = {"method": cfg.method, "seed": cfg.seed}
     if cfg.method == "time":
         out.update(

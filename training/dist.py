@@ -1,0 +1,131 @@
+"""One place for distributed state: rank, world size, device, and the few collectives the job uses.
+
+The loop sees only a ``DistContext``; launchers build it (``local``, ``mpi``, ``ray``) and tear it
+down. Every collective here is exact (sums, concatenation in rank order), so results do not
+depend on how many processes ran the job.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass
+class DistContext:
+    """A single process: every collective is the identity. Subclasses talk to other ranks."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    sync_seconds: float = 0.0  # time spent in gradient synchronisation, for the logs
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def allreduce_sum_(self, t: torch.Tensor) -> None:
+        """Sum ``t`` over ranks, in place."""
+
+    def allgather(self, obj: Any) -> list[Any]:
+        """One object from every rank, in rank order."""
+        return [obj]
+
+    def broadcast(self, obj: Any) -> Any:
+        return obj
+
+    def barrier(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def allgather_array(self, a: np.ndarray) -> np.ndarray:
+        """Concatenate 1-d arrays in rank order (shards are contiguous, so this is global order)."""
+        return np.concatenate(self.allgather(np.ascontiguousarray(a)))
+
+
+class GradSync:
+    """Sum the gradients of all ranks through one flat buffer: one collective per step.
+
+    The loop scales the loss by 1/global_batch, so the summed gradient is the gradient of the
+    mean loss over the global batch: the same as one process training on that batch.
+    """
+
+    def __init__(self, model: torch.nn.Module, ctx: DistContext) -> None:
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.ctx = ctx
+        self.flat = torch.zeros(sum(p.numel() for p in self.params), device=ctx.device)
+
+    def __call__(self) -> None:
+        if self.ctx.world_size == 1:
+            return
+        t0 = time.perf_counter()
+        offset = 0
+        for p in self.params:
+            n = p.numel()
+            if p.grad is None:
+                self.flat[offset : offset + n].zero_()
+            else:
+                self.flat[offset : offset + n].copy_(p.grad.reshape(-1))
+            offset += n
+        self.ctx.allreduce_sum_(self.flat)
+        offset = 0
+        for p in self.params:
+            n = p.numel()
+            if p.grad is None:
+                p.grad = torch.empty_like(p)
+            p.grad.copy_(self.flat[offset : offset + n].view_as(p))
+            offset += n
+        self.ctx.sync_seconds += time.perf_counter() - t0
+
+
+def pick_device(local_rank: int) -> torch.device:
+    """The GPU of this rank's allocation when there is one, else the CPU."""
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def set_threads(configured: int, local_world_size: int) -> int:
+    """Torch threads per rank: the config value, else Slurm's CPUs per task, else cores / local ranks."""
+    n = (
+        configured
+        or int(os.environ.get("SLURM_CPUS_PER_TASK", 0))
+        or max(1, (os.cpu_count() or 1) // local_world_size)
+    )
+    torch.set_num_threads(n)
+    return n
+
+
+class TorchDistContext(DistContext):
+    """Collectives through an initialised ``torch.distributed`` process group (gloo, or NCCL on GPUs)."""
+
+    def allreduce_sum_(self, t: torch.Tensor) -> None:
+        import torch.distributed as dist
+
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+
+    def allgather(self, obj: Any) -> list[Any]:
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        import torch.distributed as dist
+
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        import torch.distributed as dist
+
+        dist.barrier()

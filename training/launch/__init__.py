@@ -1,0 +1,47 @@
+"""Launchers: thin adapters that start the processes and end in the same ``pipeline.run``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from training.config import TrainConfig
+from training.errors import ConfigError
+
+log = logging.getLogger("riskbrain")
+
+
+def mpi_world() -> tuple[int, int]:
+    """(rank, size) from the MPI launcher's environment (Open MPI, PMIx, PMI/Slurm), without starting MPI."""
+    for rank_var, size_var in (
+        ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+        ("PMIX_RANK", "PMIX_SIZE"),
+        ("PMI_RANK", "PMI_SIZE"),
+    ):
+        if rank_var in os.environ and size_var in os.environ:
+            return int(os.environ[rank_var]), int(os.environ[size_var])
+    return 0, 1
+
+
+def launch(cfg: TrainConfig, out_dir: Path) -> dict:
+    """Run the job with the configured launcher; returns rank 0's evaluation report."""
+    _, size = mpi_world()
+    if cfg.launcher.name == "mpi":
+        from training.launch.mpi import lead
+
+        return lead(cfg, out_dir)
+    if size > 1:
+        raise ConfigError(
+            f"config launcher.name={cfg.launcher.name!r}: the job was started as {size} MPI ranks; "
+            "add launcher=mpi"
+        )
+    if cfg.launcher.name == "ray":
+        from training.launch.ray import launch as ray_launch
+
+        return ray_launch(cfg, out_dir)
+    from training.dist import DistContext, set_threads
+    from training.pipeline import run
+
+    set_threads(cfg.launcher.threads, 1) if cfg.launcher.threads else None
+    return run(cfg, out_dir, DistContext())

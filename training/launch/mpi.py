@@ -1,0 +1,173 @@
+"""MPI launcher: ranks started by ``mpirun``/``srun``; rank 0 composes the config and broadcasts it.
+
+Collectives go through mpi4py (Open MPI's shared memory on a node is faster than gloo for the
+flat gradient buffer); a ``torch.distributed`` process group is also set up, its rendezvous port
+picked free by rank 0 and broadcast over MPI, for ``launcher.grad_sync=torch`` and NCCL on GPUs.
+An exception on any rank is logged with the rank's number and aborts every rank.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import traceback
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.config import TrainConfig
+from training.dist import DistContext, pick_device, set_threads
+from training.errors import RiskbrainError
+
+log = logging.getLogger("riskbrain")
+
+
+class MPIContext(DistContext):
+    def __init__(self, comm, grad_sync: str, device: torch.device, local_rank: int) -> None:
+        super().__init__(
+            rank=comm.Get_rank(), local_rank=local_rank, world_size=comm.Get_size(), device=device
+        )
+        self.comm = comm
+        self.use_mpi = grad_sync == "mpi" and device.type == "cpu"
+
+    def allreduce_sum_(self, t: torch.Tensor) -> None:
+        if self.use_mpi:
+            from mpi4py import MPI
+
+            self.comm.Allreduce(MPI.IN_PLACE, t.detach().numpy().reshape(-1), op=MPI.SUM)
+        else:
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+
+    def allgather(self, obj: Any) -> list[Any]:
+        return self.comm.allgather(obj)
+
+    def allgather_array(self, a: np.ndarray) -> np.ndarray:
+        if a.dtype.hasobject:
+            return super().allgather_array(a)
+        a = np.ascontiguousarray(a)
+        counts = self.comm.allgather(len(a))
+        out = np.empty(sum(counts), dtype=a.dtype)
+        self.comm.Allgatherv(a, [out, counts])
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        return self.comm.bcast(obj, root=0)
+
+    def barrier(self) -> None:
+        self.comm.Barrier()
+
+    def close(self) -> None:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _comm():
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def _local_rank_and_size() -> tuple[int, int]:
+    for rank_var, size_var in (
+        ("OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE"),
+        ("MPI_LOCALRANKID", "MPI_LOCALNRANKS"),
+        ("SLURM_LOCALID", "SLURM_NTASKS_PER_NODE"),
+    ):
+        if rank_var in os.environ and size_var in os.environ:
+            return int(os.environ[rank_var]), int(os.environ[size_var].split("(")[0])
+    return 0, 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def init_context(cfg: TrainConfig) -> MPIContext:
+    """Threads, device, and the torch process group at a rendezvous chosen by rank 0."""
+    comm = _comm()
+    local_rank, local_size = _local_rank_and_size()
+    threads = set_threads(cfg.launcher.threads, local_size)
+    device = pick_device(local_rank)
+    addr = comm.bcast(
+        (os.environ.get("MASTER_ADDR") or socket.gethostbyname(socket.getfqdn()), _free_port())
+        if comm.Get_rank() == 0
+        else None,
+        root=0,
+    )
+    torch.distributed.init_process_group(
+        "nccl" if device.type == "cuda" else "gloo",
+        init_method=f"tcp://{addr[0]}:{addr[1]}",
+        rank=comm.Get_rank(),
+        world_size=comm.Get_size(),
+        timeout=timedelta(seconds=cfg.launcher.timeout_s),
+    )
+    ctx = MPIContext(comm, cfg.launcher.grad_sync, device, local_rank)
+    if ctx.is_main:
+        log.info(
+            "mpi: %d ranks, %d torch threads each, device %s, rendezvous %s:%d, grad_sync=%s",
+            ctx.world_size,
+            threads,
+            device,
+            *addr,
+            cfg.launcher.grad_sync,
+        )
+    return ctx
+
+
+def lead(cfg: TrainConfig, out_dir: Path) -> dict:
+    """Rank 0: share the resolved config and output folder, then train as rank 0."""
+    _comm().bcast((cfg, out_dir), root=0)
+    return _run_rank(cfg, out_dir)
+
+
+def release_followers() -> None:
+    """Rank 0 failed before ``lead``: tell the waiting ranks there is no job."""
+    _comm().bcast(None, root=0)
+
+
+def follow() -> int:
+    """Ranks > 0: receive the config composed by rank 0 (never compose it again) and train."""
+    _setup_logging()
+    payload = _comm().bcast(None, root=0)
+    if payload is None:
+        return 2
+    _run_rank(*payload)
+    return 0
+
+
+def _run_rank(cfg: TrainConfig, out_dir: Path) -> dict:
+    comm = _comm()
+    ctx = None
+    try:
+        ctx = init_context(cfg)
+        from training.pipeline import run
+
+        return run(cfg, out_dir, ctx)
+    except BaseException as e:
+        rank, size = comm.Get_rank(), comm.Get_size()
+        detail = "" if isinstance(e, RiskbrainError) else "\n" + traceback.format_exc()
+        print(
+            f"riskbrain: rank {rank} of {size} failed: {type(e).__name__}: {e}{detail}",
+            file=sys.stderr,
+            flush=True,
+        )
+        comm.Abort(
+            2 if isinstance(e, RiskbrainError) else 1
+        )  # ends every rank now: none waits in a collective
+        raise
+    finally:
+        if ctx is not None:
+            ctx.close()
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+    )
