@@ -16,8 +16,16 @@ _PARAM_MAX_CHARS = 6000
 
 
 def tracking_uri(cfg: TrackingConfig) -> str:
-    """``tracking.uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite file in the working directory."""
-    return cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    """``tracking.uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite file in the working directory.
+
+    A relative SQLite path is made absolute here, on the driver, so workers started in other
+    folders (Ray, Slurm) write to the same store.
+    """
+    uri = cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        uri = prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
 
 
 class Tracker:

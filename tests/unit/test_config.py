@@ -9,7 +9,7 @@ from tests.conftest import CONFIGS, compose_config
 from training.config import ConfigError, TrainConfig
 from training.data.schema import Kind
 
-GROUPS = ["data", "model", "debug", "experiment"]
+GROUPS = ["data", "model", "launcher", "debug", "experiment"]
 
 
 def _options(group: str) -> list[str]:

@@ -1,0 +1,136 @@
+"""The same job under MPI ranks and Ray workers: one run, one model, the same model as one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from tests.conftest import ROOT
+from tests.integration.conftest import BIN
+
+pytestmark = pytest.mark.slow
+
+# dropout=0: dropout masks are drawn per rank, so with dropout the runs are only statistically equal
+TINY = ["debug=tiny", "model.dropout=0", "data.n_rows=6000"]
+MPIRUN = [str(BIN / "mpirun"), "-n", "2", "--oversubscribe"] + (
+    ["--allow-run-as-root"] if os.geteuid() == 0 else []
+)
+
+
+def _train(
+    cwd: Path, *overrides: str, mpi: bool = False, env: dict | None = None, timeout: float = 400
+):
+    cmd = [*MPIRUN] if mpi else []
+    cmd += [
+        sys.executable,
+        "-m",
+        "jobs.train",
+        *overrides,
+        f"tracking.uri=sqlite:///{cwd}/mlflow.db",
+    ]
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return proc, proc.stdout + proc.stderr, time.monotonic() - t0
+
+
+def _out_dir(cwd: Path) -> Path:
+    runs = list((cwd / "outputs" / "synthetic_sme").iterdir())
+    assert len(runs) == 1, runs  # one job, one output folder, whatever the number of ranks
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory) -> dict[str, Path]:
+    """The same tiny job as 1 process, 2 MPI ranks and 2 Ray workers; returns each output folder."""
+    out = {}
+    for name, overrides, mpi in [
+        ("local", [], False),
+        ("mpi", ["launcher=mpi"], True),
+        ("ray", ["launcher=ray", "launcher.num_workers=2"], False),
+    ]:
+        cwd = tmp_path_factory.mktemp(name)
+        proc, log, _ = _train(cwd, *TINY, *overrides, mpi=mpi)
+        assert proc.returncode == 0, log[-5000:]
+        out[name] = _out_dir(cwd)
+    return out
+
+
+def _client(cwd: Path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{cwd}/mlflow.db"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@pytest.mark.parametrize("launcher", ["mpi", "ray"])
+def test_two_ranks_log_one_run_and_register_one_model(jobs, launcher):
+    out = jobs[launcher]
+    cwd = out.parents[2]
+    client = _client(cwd)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    run = runs[0]
+    assert run.data.tags["world_size"] == "2" and run.data.tags["launcher"] == launcher
+    assert run.data.params["launcher.name"] == launcher
+    for key in ("rows_per_s_rank0", "rows_per_s_rank1", "sync_s_rank0", "sync_s_rank1"):
+        assert key in run.data.metrics, key
+    assert client.get_model_version_by_alias("credit-risk", "challenger").run_id == run.info.run_id
+    assert (out / "DONE").read_text().strip() == run.info.run_id
+    # artifacts land beside the job, not in a Ray worker's temporary folder
+    assert client.get_experiment(run.info.experiment_id).artifact_location.startswith(
+        f"file://{cwd}"
+    )
+
+
+@pytest.mark.parametrize("launcher", ["mpi", "ray"])
+def test_same_model_as_one_process(jobs, launcher):
+    ref = load_file(jobs["local"] / "checkpoint" / "weights.safetensors")
+    got = load_file(jobs[launcher] / "checkpoint" / "weights.safetensors")
+    assert ref.keys() == got.keys()
+    for k in ref:
+        assert (ref[k] - got[k]).abs().max().item() < 1e-4, k
+    a, b = (json.loads((jobs[n] / "evaluation.json").read_text()) for n in ("local", launcher))
+    assert b["test"]["auc"] == pytest.approx(a["test"]["auc"], abs=1e-6)
+    assert b["test"]["ks"] == pytest.approx(a["test"]["ks"], abs=1e-6)
+    assert b["data_fingerprint"] == a["data_fingerprint"]
+    assert b["split"] == a["split"]
+
+
+@pytest.mark.parametrize("launcher", ["mpi", "ray"])
+def test_a_failing_rank_ends_the_job(tmp_path, launcher):
+    env = {
+        "RISKBRAIN_FAIL_RANK": "1",
+        "PYTHONPATH": f"{ROOT / 'tests' / 'fault'}:{os.environ.get('PYTHONPATH', '')}",
+    }
+    extra = ["launcher=mpi"] if launcher == "mpi" else ["launcher=ray", "launcher.num_workers=2"]
+    proc, log, seconds = _train(
+        tmp_path,
+        *TINY,
+        *extra,
+        "trainer.max_epochs=50",
+        "trainer.patience=50",
+        mpi=launcher == "mpi",
+        env=env,
+        timeout=180,
+    )
+    assert proc.returncode != 0
+    assert "rank 1 of 2 failed" in log and "injected fault" in log, log[-3000:]
+    assert seconds < 60 + (
+        40 if launcher == "ray" else 0
+    )  # Ray's own start-up is not the job's failure time
+    client = _client(tmp_path)
+    assert client.search_registered_models() == []

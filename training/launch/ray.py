@@ -1,0 +1,125 @@
+"""Ray launcher: Ray Train's ``TorchTrainer`` runs the same pipeline in every worker.
+
+The driver composes the config; workers receive the resolved config, build a ``DistContext``
+from Ray Train's context (Ray has already set up the torch process group: gloo on CPU, NCCL on
+GPUs) and call ``pipeline.run``. Rank 0 logs to MLflow. There are no Ray calls in the training step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+
+from training.config import TrainConfig
+from training.errors import RiskbrainError
+from training.tracking import tracking_uri
+
+log = logging.getLogger("riskbrain")
+
+
+class RayJobFailed(RiskbrainError):
+    """A Ray worker raised: the message names the worker's rank and its error."""
+
+
+def _worker(config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    from training.dist import TorchDistContext, set_threads
+    from training.pipeline import run
+
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+    )
+    cfg: TrainConfig = config["cfg"]
+    rt = ray.train.get_context()
+    set_threads(cfg.launcher.threads or cfg.launcher.cpus_per_worker, 1)
+    ctx = TorchDistContext(
+        rank=rt.get_world_rank(),
+        local_rank=rt.get_local_rank(),
+        world_size=rt.get_world_size(),
+        device=ray.train.torch.get_device(),
+    )
+    try:
+        run(cfg, Path(config["out_dir"]), ctx)
+    except BaseException as e:
+        raise RuntimeError(
+            f"rank {ctx.rank} of {ctx.world_size} failed: {type(e).__name__}: {e}"
+        ) from e
+
+
+def launch(cfg: TrainConfig, out_dir: Path) -> dict:
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    out_dir = out_dir.resolve()
+    # Workers run elsewhere (other nodes, other working directories): ship absolute locations.
+    cfg = dataclasses.replace(
+        cfg, tracking=dataclasses.replace(cfg.tracking, uri=tracking_uri(cfg.tracking))
+    )
+    _ensure_experiment(cfg)
+    address = cfg.launcher.address or os.environ.get("RAY_ADDRESS")
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(
+            address=address, include_dashboard=False, log_to_driver=True
+        ) if address else ray.init(
+            include_dashboard=False,
+            num_cpus=max(
+                os.cpu_count() or 1, cfg.launcher.num_workers * cfg.launcher.cpus_per_worker
+            ),
+        )
+    log.info(
+        "ray: %s, %d workers x %d CPU%s",
+        "joined " + address if address else "local cluster",
+        cfg.launcher.num_workers,
+        cfg.launcher.cpus_per_worker,
+        " + 1 GPU" if cfg.launcher.use_gpu else "",
+    )
+    trainer = TorchTrainer(
+        _worker,
+        train_loop_config={"cfg": cfg, "out_dir": str(out_dir)},
+        torch_config=TorchConfig(
+            backend="nccl" if cfg.launcher.use_gpu else "gloo", timeout_s=cfg.launcher.timeout_s
+        ),
+        scaling_config=ScalingConfig(
+            num_workers=cfg.launcher.num_workers,
+            use_gpu=cfg.launcher.use_gpu,
+            resources_per_worker={"CPU": cfg.launcher.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name="riskbrain",
+            storage_path=str(out_dir / "ray"),
+            failure_config=FailureConfig(max_failures=0),
+        ),
+    )
+    try:
+        trainer.fit()
+    except Exception as e:
+        raise RayJobFailed(f"ray job failed: {_root_message(e)}") from e
+    finally:
+        if started_here:
+            ray.shutdown()
+    return json.loads((out_dir / "evaluation.json").read_text())
+
+
+def _ensure_experiment(cfg: TrainConfig) -> None:
+    """Create the MLflow experiment from the driver, so a new one's artifact folder is resolved
+    against the driver's working directory, not a Ray worker's temporary one."""
+    import mlflow
+
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    mlflow.set_experiment(cfg.tracking.experiment)
+
+
+def _root_message(e: BaseException) -> str:
+    """The first line naming a rank in Ray's (long, nested) error, else Ray's own first line."""
+    text = str(e)
+    for line in text.splitlines():
+        if "rank " in line and " failed: " in line:
+            return line.strip()
+    return text.splitlines()[0] if text else type(e).__name__
