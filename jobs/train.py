@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from training.config import register_configs, to_config
 from training.errors import RiskbrainError
 from training.launch import mpi_world
+from training.preemption import PREEMPTED_EXIT_CODE, Preempted
 
 log = logging.getLogger("riskbrain")
 register_configs()
@@ -35,6 +36,11 @@ def compose_and_launch(dcfg: DictConfig) -> float:
         )  # heavy imports only once the config is known to be valid
 
         report = launch(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except Preempted as e:
+        log.warning(
+            "preempted: %s; exit %d so the scheduler requeues the job", e, PREEMPTED_EXIT_CODE
+        )
+        sys.exit(PREEMPTED_EXIT_CODE)
     except RiskbrainError as e:
         if size > 1:  # failed before the config was shared (errors after it abort every rank)
             from training.launch.mpi import release_followers

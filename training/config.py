@@ -190,6 +190,30 @@ class TrainerConfig:
 
 
 @dataclass(kw_only=True)
+class CheckpointConfig:
+    """Checkpoints for preemption-safe, exact resume (in ``<output dir>/checkpoints``)."""
+
+    every_epochs: int = 1  # 0 = never at epoch ends
+    every_steps: int = 0  # global batches; 0 = never mid-epoch
+    keep: int = 3  # the last K are kept
+    resume: bool = True  # start from the latest valid checkpoint in the output folder, if any
+    signal: str = "USR2"  # on this signal the job checkpoints at the next step and exits (code 3)
+
+    def __post_init__(self) -> None:
+        _check(self.every_epochs >= 0, "checkpoint.every_epochs", self.every_epochs, "must be >= 0")
+        _check(self.every_steps >= 0, "checkpoint.every_steps", self.every_steps, "must be >= 0")
+        _check(self.keep > 0, "checkpoint.keep", self.keep, "must be > 0")
+        import signal
+
+        _check(
+            hasattr(signal, f"SIG{self.signal}"),
+            "checkpoint.signal",
+            self.signal,
+            "must name a signal, e.g. USR2",
+        )
+
+
+@dataclass(kw_only=True)
 class LauncherConfig:
     """How processes are started: ``local`` (one process), ``mpi`` (mpirun/srun ranks), ``ray`` (Ray Train)."""
 
@@ -254,6 +278,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     seed: int = 0

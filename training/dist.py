@@ -53,16 +53,22 @@ class GradSync:
     """Sum the gradients of all ranks through one flat buffer: one collective per step.
 
     The loop scales the loss by 1/global_batch, so the summed gradient is the gradient of the
-    mean loss over the global batch: the same as one process training on that batch.
+    mean loss over the global batch: the same as one process training on that batch. One extra
+    element carries each rank's stop request, so all ranks agree to stop at the same step at no
+    extra cost.
     """
 
     def __init__(self, model: torch.nn.Module, ctx: DistContext) -> None:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.ctx = ctx
-        self.flat = torch.zeros(sum(p.numel() for p in self.params), device=ctx.device)
+        self.flat = torch.zeros(sum(p.numel() for p in self.params) + 1, device=ctx.device)
+        self.stop_requested = False  # set by the loop before the step: this rank wants to stop
+        self.stop_agreed = False  # after the step: some rank wanted to stop, so all stop here
 
     def __call__(self) -> None:
+        """Sum gradients (and stop requests) over ranks."""
         if self.ctx.world_size == 1:
+            self.stop_agreed = self.stop_requested
             return
         t0 = time.perf_counter()
         offset = 0
@@ -73,6 +79,7 @@ class GradSync:
             else:
                 self.flat[offset : offset + n].copy_(p.grad.reshape(-1))
             offset += n
+        self.flat[-1] = float(self.stop_requested)
         self.ctx.allreduce_sum_(self.flat)
         offset = 0
         for p in self.params:
@@ -82,6 +89,7 @@ class GradSync:
             p.grad.copy_(self.flat[offset : offset + n].view_as(p))
             offset += n
         self.ctx.sync_seconds += time.perf_counter() - t0
+        self.stop_agreed = bool(self.flat[-1] > 0)
 
 
 def pick_device(local_rank: int) -> torch.device:

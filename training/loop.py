@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,9 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from training import metrics
+from training.checkpoint import Checkpointer
 from training.config import OptimConfig, TrainerConfig
 from training.dist import DistContext, GradSync
 from training.errors import RiskbrainError
+from training.preemption import Preempted
 from training.progress import EpochProgress
 from training.tracking import NullTracker, Tracker
 
@@ -133,15 +136,21 @@ def fit(
     ctx: DistContext | None = None,
     tracker: Tracker | None = None,
     progress: EpochProgress | None = None,
+    checkpointer: Checkpointer | None = None,
+    resume: dict | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> FitResult:
     """Train with AdamW until validation AUC stops improving; leaves the best weights in ``model``.
 
     ``train`` and ``valid`` hold this rank's shard; validation predictions are gathered, so the
     AUC (and so early stopping) is the same on every rank and equals the single-process value.
+    ``resume`` (a checkpoint) continues exactly where it was taken. When ``stop()`` turns true on
+    any rank, all ranks checkpoint after the same step and raise ``Preempted``.
     """
     ctx = ctx or DistContext()
     tracker = tracker or NullTracker()
     progress = progress or EpochProgress(trainer.max_epochs, enabled=False, log_epochs=False)
+    stop = stop or (lambda: False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
     sync = GradSync(model, ctx)
     generator = torch.Generator().manual_seed(
@@ -149,22 +158,59 @@ def fit(
     )  # the global batch order depends on the seed alone
     total, lo, hi = train.global_rows, train.offset, train.offset + len(train)
     bs = optim.batch_size
+    n_batches = (total + bs - 1) // bs
     y_valid = ctx.allgather_array(valid.y.cpu().numpy())
 
     result = FitResult(best_epoch=0, best_valid_auc=-1.0, epochs_run=0)
     best_state = copy.deepcopy(model.state_dict())
-    for epoch in range(1, trainer.max_epochs + 1):
-        progress.start_epoch(epoch, (total + bs - 1) // bs)
+    start_epoch, start_step, carried_loss = 1, 0, 0.0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        best_state, result = resume["best_model"], FitResult(**resume["result"])
+        generator.set_state(resume["generator"])
+        torch.set_rng_state(
+            resume["torch_rng"][ctx.rank % len(resume["torch_rng"])]
+        )  # dropout masks
+        start_epoch, start_step, carried_loss = resume["epoch"], resume["step"], resume["loss_sum"]
+
+    def snapshot(epoch: int, step: int, generator_state: torch.Tensor, loss_sum: float) -> dict:
+        """Everything needed to continue at ``step`` global batches into ``epoch``."""
+        return {
+            "epoch": epoch,
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "best_model": best_state,
+            "result": vars(result),
+            "generator": generator_state,
+            "loss_sum": loss_sum,
+        }
+
+    for epoch in range(start_epoch, trainer.max_epochs + 1):
+        first = start_step if epoch == start_epoch else 0
+        progress.start_epoch(epoch, n_batches - first)
         t0, sync_before = time.perf_counter(), ctx.sync_seconds
+        epoch_generator_state = generator.get_state()
         perm = torch.randperm(total, generator=generator)
-        loss_sum = torch.zeros((), device=ctx.device)
-        for start in range(0, total, bs):
-            pos = perm[start : start + bs]
+        loss_sum = torch.full((), carried_loss if epoch == start_epoch else 0.0, device=ctx.device)
+        for b in range(first, n_batches):
+            pos = perm[b * bs : (b + 1) * bs]
             mine = pos[(pos >= lo) & (pos < hi)] - lo  # this rank's rows of the global batch
+            sync.stop_requested = stop()
             loss_sum += train_step(
                 model, optimizer, train.take(mine.to(ctx.device)), len(pos), sync
             )
             progress.advance()
+            global_step = (epoch - 1) * n_batches + b + 1
+            if checkpointer is not None and (
+                sync.stop_agreed or checkpointer.due_step(global_step)
+            ):
+                checkpointer.save(snapshot(epoch, b + 1, epoch_generator_state, float(loss_sum)))
+            if sync.stop_agreed:
+                raise Preempted(
+                    f"stopped on request after step {b + 1} of epoch {epoch}; checkpoint written"
+                )
         train_time = time.perf_counter() - t0
         ctx.allreduce_sum_(loss_sum)
         if not torch.isfinite(loss_sum):
@@ -176,7 +222,12 @@ def fit(
         valid_p = ctx.allgather_array(
             predict_pd(model, valid.x_num, valid.x_cat, trainer.eval_batch_size)
         )
-        per_rank = ctx.allgather((len(train) / train_time, ctx.sync_seconds - sync_before))
+        per_rank = ctx.allgather(
+            (
+                len(train) * (n_batches - first) / n_batches / train_time,
+                ctx.sync_seconds - sync_before,
+            )
+        )
         row = {
             "train_loss": float(loss_sum) / total,
             "valid_auc": metrics.auc(y_valid, valid_p),
@@ -197,6 +248,8 @@ def fit(
         progress.end_epoch(epoch, {**row, "is_best": improved})
         if epoch - result.best_epoch >= trainer.patience:
             break
+        if checkpointer is not None and checkpointer.due_epoch(epoch):
+            checkpointer.save(snapshot(epoch + 1, 0, generator.get_state(), 0.0))
 
     model.load_state_dict(best_state)
     return result

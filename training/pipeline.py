@@ -25,15 +25,18 @@ import torch
 from omegaconf import OmegaConf
 
 from training import metrics
+from training.checkpoint import Checkpointer, load_latest
 from training.config import TrainConfig, to_dict
 from training.data.loaders import Dataset, load_dataset
 from training.data.preprocess import Preprocessor
 from training.data.split import Split, make_split, summary
 from training.dist import DistContext
+from training.errors import ConfigError
 from training.loop import Tensors, fit, predict_pd
 from training.models import build_model
 from training.models.embeddings import fit_bins
 from training.plots import save_evaluation_plots
+from training.preemption import Preempted, StopFlag
 from training.progress import EpochProgress
 from training.registry import log_model, register
 from training.serving import save_bundle
@@ -115,9 +118,17 @@ def fingerprint(frame: pd.DataFrame, rows: np.ndarray, ctx: DistContext) -> str:
 def run(cfg: TrainConfig, out_dir: Path, ctx: DistContext | None = None) -> dict:
     """Train, evaluate, log and register; returns the evaluation report (written to ``out_dir`` by rank 0)."""
     ctx = ctx or DistContext()
+    if (
+        cfg.checkpoint.resume and (out_dir / "DONE").is_file()
+    ):  # a finished job that was started again
+        log.info("%s already finished (DONE); nothing to do", out_dir)
+        return json.loads((out_dir / "evaluation.json").read_text())
+    resume = find_resume(cfg, out_dir, ctx)
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    stop = StopFlag()
+    stop.install(cfg.checkpoint.signal)
 
     data = prepare(cfg, ctx)
     log.info(
@@ -139,9 +150,16 @@ def run(cfg: TrainConfig, out_dir: Path, ctx: DistContext | None = None) -> dict
         "launcher": cfg.launcher.name,
         "world_size": str(ctx.world_size),
     }
-    with mlflow_run(cfg, ctx) as tracker:
-        tracker.set_tags({**tags, "output_dir": str(out_dir.resolve())})
-        tracker.log_params(flatten(to_dict(cfg)))
+    with mlflow_run(cfg, ctx, resume["run_id"] if resume else None) as tracker:
+        if resume is None:
+            tracker.set_tags({**tags, "output_dir": str(out_dir.resolve())})
+            tracker.log_params(flatten(to_dict(cfg)))
+        checkpointer = Checkpointer(
+            out_dir / "checkpoints",
+            cfg.checkpoint,
+            ctx,
+            {"run_id": tracker.run_id or "", "config": to_dict(cfg)},
+        )
 
         torch.manual_seed(cfg.seed)
         train, valid = data.tensors["train"].to(ctx.device), data.tensors["valid"].to(ctx.device)
@@ -164,6 +182,9 @@ def run(cfg: TrainConfig, out_dir: Path, ctx: DistContext | None = None) -> dict
             ctx=ctx,
             tracker=tracker,
             progress=EpochProgress(cfg.trainer.max_epochs) if ctx.is_main else None,
+            checkpointer=checkpointer,
+            resume=resume,
+            stop=stop,
         )
 
         report, test_y, test_p = evaluate(model.cpu(), data, cfg.trainer.eval_batch_size, ctx)
@@ -199,8 +220,12 @@ def run(cfg: TrainConfig, out_dir: Path, ctx: DistContext | None = None) -> dict
 
 
 @contextlib.contextmanager
-def mlflow_run(cfg: TrainConfig, ctx: DistContext) -> Iterator[Tracker]:
-    """An MLflow run on rank 0 (FAILED if the block raises); a null tracker on every other rank."""
+def mlflow_run(cfg: TrainConfig, ctx: DistContext, run_id: str | None = None) -> Iterator[Tracker]:
+    """An MLflow run on rank 0, a null tracker on every other rank.
+
+    ``run_id`` reopens the run of a resumed job. The run ends FAILED if the block raises, KILLED
+    if the job was preempted (it is reopened on resume), FINISHED otherwise.
+    """
     if not ctx.is_main:
         yield Tracker()
         return
@@ -208,9 +233,51 @@ def mlflow_run(cfg: TrainConfig, ctx: DistContext) -> Iterator[Tracker]:
 
     mlflow.set_tracking_uri(tracking_uri(cfg.tracking))
     mlflow.set_experiment(cfg.tracking.experiment)
-    with mlflow.start_run(run_name=f"{cfg.data.name}-{cfg.model.name}") as active:
-        log.info("mlflow run %s at %s", active.info.run_id, mlflow.get_tracking_uri())
-        yield MlflowTracker(active.info.run_id)
+    with mlflow.start_run(
+        run_id=run_id, run_name=None if run_id else f"{cfg.data.name}-{cfg.model.name}"
+    ) as active:
+        log.info(
+            "mlflow run %s at %s%s",
+            active.info.run_id,
+            mlflow.get_tracking_uri(),
+            " (resumed)" if run_id else "",
+        )
+        try:
+            yield MlflowTracker(active.info.run_id)
+        except Preempted:
+            mlflow.end_run("KILLED")
+            raise
+
+
+def find_resume(cfg: TrainConfig, out_dir: Path, ctx: DistContext) -> dict | None:
+    """The latest valid checkpoint in ``out_dir`` (read by rank 0, shared with all), if resuming."""
+    if not cfg.checkpoint.resume:
+        return None
+    found = load_latest(out_dir / "checkpoints") if ctx.is_main else None
+    state = ctx.broadcast(found[0] if found else None)
+    if state is None:
+        return None
+    now, then = flatten(to_dict(cfg)), flatten(state["config"])
+    ignored = ("launcher.", "checkpoint.", "tracking.", "registry.", "trainer.eval_batch_size")
+    differ = sorted(
+        k
+        for k in now.keys() | then.keys()
+        if now.get(k) != then.get(k) and not k.startswith(ignored)
+    )
+    if differ:
+        raise ConfigError(
+            f"config differs from the checkpoint in {out_dir / 'checkpoints'} at {differ[:5]}: "
+            "use a new output folder (hydra.run.dir) or checkpoint.resume=false"
+        )
+    if ctx.is_main:
+        log.info(
+            "resuming from %s: epoch %d, step %d, mlflow run %s",
+            found[1].name,
+            state["epoch"],
+            state["step"],
+            state["run_id"],
+        )
+    return state
 
 
 def evaluate(

@@ -23,6 +23,7 @@ import torch
 from training.config import TrainConfig
 from training.dist import DistContext, pick_device, set_threads
 from training.errors import RiskbrainError
+from training.preemption import PREEMPTED_EXIT_CODE, Preempted
 
 log = logging.getLogger("riskbrain")
 
@@ -138,7 +139,10 @@ def follow() -> int:
     payload = _comm().bcast(None, root=0)
     if payload is None:
         return 2
-    _run_rank(*payload)
+    try:
+        _run_rank(*payload)
+    except Preempted:
+        return PREEMPTED_EXIT_CODE
     return 0
 
 
@@ -150,6 +154,8 @@ def _run_rank(cfg: TrainConfig, out_dir: Path) -> dict:
         from training.pipeline import run
 
         return run(cfg, out_dir, ctx)
+    except Preempted:
+        raise  # every rank stopped at the same step: a clean exit, not a failure
     except BaseException as e:
         rank, size = comm.Get_rank(), comm.Get_size()
         detail = "" if isinstance(e, RiskbrainError) else "\n" + traceback.format_exc()
