@@ -44,6 +44,7 @@ from training.tracking import MlflowTracker, Tracker, flatten, git_commit, track
 
 log = logging.getLogger("riskbrain")
 
+STOP_FILE = "STOP"  # created by a launcher that took the stop signal for its workers (Ray)
 PREPROCESS_SAMPLE = 200_000  # training rows the preprocessing is fitted on, at most (evenly spaced)
 
 
@@ -126,8 +127,11 @@ def run(cfg: TrainConfig, out_dir: Path, ctx: DistContext | None = None) -> dict
     resume = find_resume(cfg, out_dir, ctx)
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / STOP_FILE).unlink(
+            missing_ok=True
+        )  # a stop request belongs to the previous attempt
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-    stop = StopFlag()
+    stop = StopFlag(out_dir / STOP_FILE)
     stop.install(cfg.checkpoint.signal)
 
     data = prepare(cfg, ctx)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 
 PREEMPTED_EXIT_CODE = 3  # the job checkpointed and stopped on request: requeue it
 
@@ -13,10 +14,16 @@ class Preempted(Exception):  # noqa: N818 - a request, not an error
 
 
 class StopFlag:
-    """Callable: True once the configured signal has arrived."""
+    """Callable: True once the configured signal has arrived, or once ``stop_file`` exists.
 
-    def __init__(self) -> None:
+    The file is for processes that cannot take the signal themselves (Ray workers run the loop in
+    a thread): the Ray driver takes the signal and creates the file. It is looked for every
+    ``check_every`` calls, so the per-step cost stays a counter increment.
+    """
+
+    def __init__(self, stop_file: Path | None = None, check_every: int = 16) -> None:
         self.requested = False
+        self.stop_file, self.check_every, self._calls = stop_file, check_every, 0
 
     def install(self, name: str) -> bool:
         """Handle ``SIG<name>``; only possible in the main thread (Ray runs workers in threads)."""
@@ -29,4 +36,11 @@ class StopFlag:
         self.requested = True
 
     def __call__(self) -> bool:
+        self._calls += 1
+        if (
+            not self.requested
+            and self.stop_file is not None
+            and self._calls % self.check_every == 0
+        ):
+            self.requested = self.stop_file.exists()
         return self.requested

@@ -11,10 +11,13 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 
 from training.config import TrainConfig
 from training.errors import RiskbrainError
+from training.pipeline import STOP_FILE
+from training.preemption import Preempted
 from training.tracking import tracking_uri
 
 log = logging.getLogger("riskbrain")
@@ -45,6 +48,8 @@ def _worker(config: dict) -> None:
     )
     try:
         run(cfg, Path(config["out_dir"]), ctx)
+    except Preempted:
+        raise
     except BaseException as e:
         raise RuntimeError(
             f"rank {ctx.rank} of {ctx.world_size} failed: {type(e).__name__}: {e}"
@@ -97,14 +102,26 @@ def launch(cfg: TrainConfig, out_dir: Path) -> dict:
             failure_config=FailureConfig(max_failures=0),
         ),
     )
+    stop_file = out_dir / STOP_FILE
+    previous = _forward_stop_signal(cfg.checkpoint.signal, stop_file)
     try:
         trainer.fit()
     except Exception as e:
+        if stop_file.exists():  # the workers checkpointed and stopped on request
+            raise Preempted(
+                f"ray workers stopped on SIG{cfg.checkpoint.signal}; checkpoint written"
+            ) from e
         raise RayJobFailed(f"ray job failed: {_root_message(e)}") from e
     finally:
+        signal.signal(getattr(signal, f"SIG{cfg.checkpoint.signal}"), previous)
         if started_here:
             ray.shutdown()
     return json.loads((out_dir / "evaluation.json").read_text())
+
+
+def _forward_stop_signal(name: str, stop_file: Path):
+    """The driver takes the stop signal and leaves a file the workers' loops look for."""
+    return signal.signal(getattr(signal, f"SIG{name}"), lambda *_: stop_file.touch())
 
 
 def _ensure_experiment(cfg: TrainConfig) -> None:
