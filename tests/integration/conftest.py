@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from tests.conftest import free_port
+from tests.integration.slurm import cluster_problem
 
 BIN = Path(sys.executable).parent
 
@@ -70,3 +71,14 @@ def mlflow_server(tmp_path_factory):
         yield uri
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    """Skip when there is no usable cluster; fail instead when RISKBRAIN_REQUIRE_SLURM=1."""
+    problem = cluster_problem()
+    if problem is None:
+        return
+    if os.environ.get("RISKBRAIN_REQUIRE_SLURM") == "1":
+        pytest.fail(f"RISKBRAIN_REQUIRE_SLURM=1 but {problem}")
+    pytest.skip(problem)

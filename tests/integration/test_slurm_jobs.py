@@ -1,0 +1,144 @@
+"""The real sbatch scripts on a real Slurm: MPI and Ray jobs, and a preempted job that resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.integration.slurm import (
+    QUEUE_TIMEOUT,
+    job_fields,
+    slurm,
+    wait_done,
+    wait_output,
+    wait_state,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
+
+VENV = Path(sys.prefix)
+
+
+def _submit(
+    tmp_path: Path, script: str, *overrides: str, sbatch_args: tuple[str, ...] = ()
+) -> tuple[str, Path]:
+    """sbatch a script from the repository with Hydra overrides; outputs and MLflow under tmp_path."""
+    log = tmp_path / "slurm-%j.out"
+    env = {**os.environ, "RISKBRAIN_ENV": str(VENV), "RISKBRAIN_RUN_DIR": str(tmp_path / "run")}
+    proc = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            f"--output={log}",
+            *sbatch_args,
+            f"slurm/{script}",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+            *overrides,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.strip().split(";")[0]
+    return job_id, tmp_path / f"slurm-{job_id}.out"
+
+
+def _client(tmp_path: Path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _only_run(tmp_path: Path):
+    client = _client(tmp_path)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+@pytest.mark.parametrize(
+    "script, launcher, sbatch_args",
+    [
+        ("train_mpi.sbatch", "mpi", ("--nodes=1", "--ntasks=2")),
+        ("train_ray.sbatch", "ray", ()),
+    ],
+)
+def test_sbatch_trains_logs_and_registers(tmp_path, script, launcher, sbatch_args):
+    job_id, log = _submit(tmp_path, script, "debug=tiny", sbatch_args=sbatch_args)
+    fields = wait_done(job_id, timeout=300)
+    text = log.read_text()
+    assert fields["JobState"] == "COMPLETED", text[-4000:]
+    client, run = _only_run(tmp_path)
+    assert run.info.status == "FINISHED" and run.data.tags["launcher"] == launcher
+    assert run.data.tags["world_size"] == "2"
+    assert client.get_model_version_by_alias("credit-risk", "challenger").run_id == run.info.run_id
+    assert (tmp_path / "run" / "DONE").is_file()
+    assert f"riskbrain: job {job_id}" in text and "registered credit-risk version 1" in text
+    if launcher == "ray":  # only this job's Ray processes were stopped, and none are left
+        leftover = subprocess.run(["pgrep", "-f", f"ray-{job_id}"], capture_output=True, text=True)
+        assert leftover.stdout.strip() == ""
+
+
+LONG = (
+    "data.n_rows=60000",
+    "trainer.max_epochs=5",
+    "trainer.patience=10",
+    "checkpoint.every_steps=25",
+    "model.d_block=64",
+)
+
+
+def test_preempted_job_is_requeued_and_ends_as_if_uninterrupted(tmp_path):
+    job_id, log = _submit(tmp_path, "train_mpi.sbatch", *LONG, sbatch_args=("--ntasks=2",))
+    wait_state(job_id, "RUNNING", timeout=QUEUE_TIMEOUT)
+    wait_output(log, r"epoch 2/5", timeout=300)
+    # What Slurm does before the time limit or on preemption (--signal=B:USR2@...): signal the batch shell.
+    assert slurm("scancel", "--signal=USR2", "--batch", job_id).returncode == 0
+    fields = wait_done(job_id, timeout=400)
+    text = log.read_text()
+    assert fields["JobState"] == "COMPLETED", text[-4000:]
+    assert int(job_fields(job_id).get("Restarts", "0")) == 1
+    assert "requeueing job" in text and "resuming from ckpt-" in text, text[-4000:]
+
+    client, run = _only_run(tmp_path)
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "valid_auc")
+    assert sorted(m.step for m in history) == [1, 2, 3, 4, 5]  # no epoch logged twice or missing
+    resumed = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+
+    # The same job, uninterrupted, with the same world size.
+    ref_dir = tmp_path / "reference"
+    mpirun = [str(VENV / "bin" / "mpirun"), "-n", "2", "--oversubscribe"] + (
+        ["--allow-run-as-root"] if os.geteuid() == 0 else []
+    )
+    proc = subprocess.run(
+        [
+            *mpirun,
+            sys.executable,
+            "-m",
+            "jobs.train",
+            "launcher=mpi",
+            *LONG,
+            f"hydra.run.dir={ref_dir}",
+            f"tracking.uri=sqlite:///{ref_dir}/mlflow.db",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    reference = json.loads((ref_dir / "evaluation.json").read_text())
+    assert resumed["training"]["epochs_run"] == reference["training"]["epochs_run"]
+    for key in ("auc", "ks", "brier", "log_loss", "ece"):
+        assert resumed["test"][key] == pytest.approx(reference["test"][key], abs=1e-6), key
