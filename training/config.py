@@ -248,6 +248,47 @@ class LauncherConfig:
 
 
 @dataclass(kw_only=True)
+class ClusterConfig:
+    """Slurm resources for ``python -m jobs.submit`` (submitit-style): rendered into #SBATCH lines."""
+
+    partition: str | None = None
+    nodes: int = 1
+    tasks_per_node: int = 2  # MPI ranks per node (Ray: one Ray node per Slurm node)
+    cpus_per_task: int = 1
+    gpus_per_node: int = 0
+    time: str = "02:00:00"
+    account: str | None = None
+    qos: str | None = None
+    signal: str = "USR2"  # sent before the time limit or on preemption: checkpoint and requeue
+    signal_seconds: int = 120  # how long before the time limit
+    env: str | None = None  # conda env or virtualenv to activate in the job (RISKBRAIN_ENV)
+    log_dir: str = "."  # where slurm-<job id>.out goes
+
+    def __post_init__(self) -> None:
+        import re
+        import signal
+
+        for key in ("nodes", "tasks_per_node", "cpus_per_task"):
+            _check(getattr(self, key) > 0, f"cluster.{key}", getattr(self, key), "must be > 0")
+        _check(self.gpus_per_node >= 0, "cluster.gpus_per_node", self.gpus_per_node, "must be >= 0")
+        _check(
+            bool(re.fullmatch(r"(\d+-)?\d+(:\d{2}){0,2}", self.time)),
+            "cluster.time",
+            self.time,
+            "must be a Slurm time such as 02:00:00 or 1-00:00:00",
+        )
+        _check(
+            hasattr(signal, f"SIG{self.signal}"),
+            "cluster.signal",
+            self.signal,
+            "must name a signal, e.g. USR2",
+        )
+        _check(
+            self.signal_seconds > 0, "cluster.signal_seconds", self.signal_seconds, "must be > 0"
+        )
+
+
+@dataclass(kw_only=True)
 class TrackingConfig:
     """MLflow tracking: ``uri`` null means env ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` here."""
 
@@ -279,6 +320,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     seed: int = 0

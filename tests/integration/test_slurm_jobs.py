@@ -142,3 +142,34 @@ def test_preempted_job_is_requeued_and_ends_as_if_uninterrupted(tmp_path):
     assert resumed["training"]["epochs_run"] == reference["training"]["epochs_run"]
     for key in ("auc", "ks", "brier", "log_loss", "ece"):
         assert resumed["test"][key] == pytest.approx(reference["test"][key], abs=1e-6), key
+
+
+def test_submit_renders_submits_and_prints_the_job_id(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.submit",
+            "cluster=local",
+            "cluster.time=00:10:00",
+            f"cluster.log_dir={tmp_path}",
+            "debug=tiny",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+            f"hydra.run.dir={tmp_path}/submit",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "RISKBRAIN_RUN_DIR": str(tmp_path / "run")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.strip().splitlines()[-1]
+    assert job_id.isdigit()
+    script = (tmp_path / "submit" / "job.sbatch").read_text()
+    assert "#SBATCH --time=00:10:00" in script and "launcher=mpi" in script
+    fields = wait_done(job_id, timeout=300)
+    assert fields["TimeLimit"] == "00:10:00" and fields["NumTasks"] == "2"
+    assert fields["JobState"] == "COMPLETED", (tmp_path / f"slurm-{job_id}.out").read_text()[-3000:]
+    _, run = _only_run(tmp_path)
+    assert run.info.status == "FINISHED" and run.data.tags["world_size"] == "2"
