@@ -18,6 +18,14 @@ from training.data.schema import FeatureSpec
 from training.errors import ConfigError
 
 MODEL_NAMES = ("mlp", "tabm")
+SWEEP_METRICS = {
+    "valid_auc": "max",
+    "valid_ks": "max",
+    "valid_log_loss": "min",
+}  # what the loop reports
+SEARCHERS = ("tpe", "random")
+SCHEDULERS = ("asha", "none")
+PARAM_TYPES = ("float", "int", "choice")
 LAUNCHERS = ("local", "mpi", "ray")
 GRAD_SYNC = ("mpi", "torch")
 DATA_FORMATS = ("synthetic", "csv", "parquet", "arff")
@@ -289,6 +297,88 @@ class ClusterConfig:
 
 
 @dataclass(kw_only=True)
+class ParamSpec:
+    """One searched value: ``float``/``int`` in [low, high] (``log`` scale optional), or a ``choice``."""
+
+    type: str = "float"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class SweepConfig:
+    """A hyperparameter search (``python -m jobs.sweep sweep=<name>``): Ray Tune, Optuna TPE, ASHA."""
+
+    name: str = "none"
+    metric: str = "valid_auc"
+    search: str = "tpe"
+    scheduler: str = "asha"
+    num_samples: int = 16  # trials
+    time_budget_s: float | None = None
+    max_concurrent: int = 2
+    cpus_per_trial: float = 1.0
+    grace_period: int = 2  # epochs every trial runs before ASHA may stop it
+    reduction_factor: int = 3
+    seed: int = 0
+    params: dict[str, ParamSpec] = field(default_factory=dict)  # dotted config key -> its range
+
+    @property
+    def mode(self) -> str:
+        return SWEEP_METRICS[self.metric]
+
+    def __post_init__(self) -> None:
+        _check(
+            self.metric in SWEEP_METRICS,
+            "sweep.metric",
+            self.metric,
+            f"the loop reports only {sorted(SWEEP_METRICS)}",
+        )
+        _check(self.search in SEARCHERS, "sweep.search", self.search, f"must be one of {SEARCHERS}")
+        _check(
+            self.scheduler in SCHEDULERS,
+            "sweep.scheduler",
+            self.scheduler,
+            f"must be one of {SCHEDULERS}",
+        )
+        for key in ("num_samples", "max_concurrent", "grace_period"):
+            _check(getattr(self, key) > 0, f"sweep.{key}", getattr(self, key), "must be > 0")
+        _check(
+            self.reduction_factor > 1,
+            "sweep.reduction_factor",
+            self.reduction_factor,
+            "must be > 1",
+        )
+        _check(self.cpus_per_trial > 0, "sweep.cpus_per_trial", self.cpus_per_trial, "must be > 0")
+        _check(
+            self.time_budget_s is None or self.time_budget_s > 0,
+            "sweep.time_budget_s",
+            self.time_budget_s,
+            "must be > 0",
+        )
+        for name, p in self.params.items():
+            key = f"sweep.params.{name}"
+            _check(p.type in PARAM_TYPES, f"{key}.type", p.type, f"must be one of {PARAM_TYPES}")
+            if p.type == "choice":
+                _check(len(p.choices) > 0, f"{key}.choices", p.choices, "must not be empty")
+                continue
+            _check(
+                p.low is not None and p.high is not None,
+                key,
+                f"low={p.low}, high={p.high}",
+                "needs low and high",
+            )
+            _check(
+                p.low < p.high,
+                key,
+                f"[{p.low}, {p.high}]",
+                "is an empty or inverted range (low must be < high)",
+            )
+            _check(not p.log or p.low > 0, f"{key}.low", p.low, "must be > 0 on a log scale")
+
+
+@dataclass(kw_only=True)
 class TrackingConfig:
     """MLflow tracking: ``uri`` null means env ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` here."""
 
@@ -323,7 +413,26 @@ class TrainConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in self.sweep.params:  # every searched key must be a value of this tree
+            node: Any = self
+            for part in name.split("."):
+                _check(
+                    hasattr(node, part) and part in {f.name for f in fields(node)},
+                    f"sweep.params.{name}",
+                    name,
+                    "is not a config key (e.g. optim.lr, model.d_block)",
+                )
+                node = getattr(node, part)
+            _check(
+                not is_dataclass(node),
+                f"sweep.params.{name}",
+                name,
+                "names a config group, not a value",
+            )
 
 
 def register_configs() -> None:

@@ -139,13 +139,15 @@ def fit(
     checkpointer: Checkpointer | None = None,
     resume: dict | None = None,
     stop: Callable[[], bool] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> FitResult:
     """Train with AdamW until validation AUC stops improving; leaves the best weights in ``model``.
 
     ``train`` and ``valid`` hold this rank's shard; validation predictions are gathered, so the
     AUC (and so early stopping) is the same on every rank and equals the single-process value.
     ``resume`` (a checkpoint) continues exactly where it was taken. When ``stop()`` turns true on
-    any rank, all ranks checkpoint after the same step and raise ``Preempted``.
+    any rank, all ranks checkpoint after the same step and raise ``Preempted``. ``on_epoch(epoch,
+    metrics)`` is called after each epoch (a sweep reports to its scheduler there).
     """
     ctx = ctx or DistContext()
     tracker = tracker or NullTracker()
@@ -232,6 +234,7 @@ def fit(
             "train_loss": float(loss_sum) / total,
             "valid_auc": metrics.auc(y_valid, valid_p),
             "valid_log_loss": metrics.log_loss(y_valid, valid_p),
+            "valid_ks": metrics.ks(y_valid, valid_p),
             "rows_per_s": sum(r for r, _ in per_rank),
             "epoch_time_s": time.perf_counter() - t0,
         }
@@ -246,6 +249,8 @@ def fit(
         result.history.append({"epoch": epoch, **row})
         tracker.log_metrics(row, step=epoch)
         progress.end_epoch(epoch, {**row, "is_best": improved})
+        if on_epoch is not None:
+            on_epoch(epoch, row)
         if epoch - result.best_epoch >= trainer.patience:
             break
         if checkpointer is not None and checkpointer.due_epoch(epoch):

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,7 +116,14 @@ def fingerprint(frame: pd.DataFrame, rows: np.ndarray, ctx: DistContext) -> str:
     return hashlib.sha256(f"{list(frame.columns)}|{total}".encode()).hexdigest()[:16]
 
 
-def run(cfg: TrainConfig, out_dir: Path, ctx: DistContext | None = None) -> dict:
+def run(
+    cfg: TrainConfig,
+    out_dir: Path,
+    ctx: DistContext | None = None,
+    *,
+    parent_run_id: str | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict:
     """Train, evaluate, log and register; returns the evaluation report (written to ``out_dir`` by rank 0)."""
     ctx = ctx or DistContext()
     if (
@@ -154,7 +161,7 @@ def run(cfg: TrainConfig, out_dir: Path, ctx: DistContext | None = None) -> dict
         "launcher": cfg.launcher.name,
         "world_size": str(ctx.world_size),
     }
-    with mlflow_run(cfg, ctx, resume["run_id"] if resume else None) as tracker:
+    with mlflow_run(cfg, ctx, resume["run_id"] if resume else None, parent_run_id) as tracker:
         if resume is None:
             tracker.set_tags({**tags, "output_dir": str(out_dir.resolve())})
             tracker.log_params(flatten(to_dict(cfg)))
@@ -189,6 +196,7 @@ def run(cfg: TrainConfig, out_dir: Path, ctx: DistContext | None = None) -> dict
             checkpointer=checkpointer,
             resume=resume,
             stop=stop,
+            on_epoch=on_epoch,
         )
 
         report, test_y, test_p = evaluate(model.cpu(), data, cfg.trainer.eval_batch_size, ctx)
@@ -224,7 +232,9 @@ def run(cfg: TrainConfig, out_dir: Path, ctx: DistContext | None = None) -> dict
 
 
 @contextlib.contextmanager
-def mlflow_run(cfg: TrainConfig, ctx: DistContext, run_id: str | None = None) -> Iterator[Tracker]:
+def mlflow_run(
+    cfg: TrainConfig, ctx: DistContext, run_id: str | None = None, parent_run_id: str | None = None
+) -> Iterator[Tracker]:
     """An MLflow run on rank 0, a null tracker on every other rank.
 
     ``run_id`` reopens the run of a resumed job. The run ends FAILED if the block raises, KILLED
@@ -238,7 +248,9 @@ def mlflow_run(cfg: TrainConfig, ctx: DistContext, run_id: str | None = None) ->
     mlflow.set_tracking_uri(tracking_uri(cfg.tracking))
     mlflow.set_experiment(cfg.tracking.experiment)
     with mlflow.start_run(
-        run_id=run_id, run_name=None if run_id else f"{cfg.data.name}-{cfg.model.name}"
+        run_id=run_id,
+        run_name=None if run_id else f"{cfg.data.name}-{cfg.model.name}",
+        tags={"mlflow.parentRunId": parent_run_id} if parent_run_id and not run_id else None,
     ) as active:
         log.info(
             "mlflow run %s at %s%s",
@@ -369,7 +381,7 @@ def publish(
     tracker.log_artifact(out_dir / "plots", "plots")
     model_uri = log_model(bundle_dir, schema, example)
 
-    out = {"run_id": tracker.run_id}
+    out = {"run_id": tracker.run_id, "model_uri": model_uri}
     if cfg.registry.register:
         version = register(
             model_uri,

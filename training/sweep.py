@@ -1,0 +1,346 @@
+"""Hyperparameter sweeps: Ray Tune with Optuna TPE (or random search) and ASHA early stopping.
+
+Every trial is the same ``pipeline.run`` as a plain job, logged as a child of one MLflow parent
+run; trials report each epoch's validation metrics to Tune, and ASHA stops the weak ones (their
+runs end KILLED with the tag ``pruned=true``). Trials log over HTTP to one tracking server (a
+local ``mlflow server`` is started when the store is a SQLite file: concurrent SQLite writers hit
+"database is locked"). At the end the best trial's model is registered with the alias, a table
+of trials is printed and logged, and a plot of the objective over trials is logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from training.config import SweepConfig, TrainConfig, to_config
+from training.tracking import tracking_uri
+
+log = logging.getLogger("riskbrain")
+
+
+def search_space(sweep: SweepConfig) -> dict[str, Any]:
+    from ray import tune
+
+    space = {}
+    for name, p in sweep.params.items():
+        if p.type == "choice":
+            space[name] = tune.choice(list(p.choices))
+        elif p.type == "int":
+            space[name] = (tune.lograndint if p.log else tune.randint)(int(p.low), int(p.high) + 1)
+        else:
+            space[name] = (tune.loguniform if p.log else tune.uniform)(p.low, p.high)
+    return space
+
+
+def trial_config(base: TrainConfig, params: dict[str, Any]) -> TrainConfig:
+    """The base config with a trial's values, validated like any job's; trials never register."""
+    node = OmegaConf.structured(base)
+    for key, value in params.items():
+        OmegaConf.update(node, key, value, merge=False)
+    cfg = to_config(node)
+    # Tune restarts a lost trial from scratch, so trials keep no checkpoints.
+    return dataclasses.replace(
+        cfg,
+        registry=dataclasses.replace(cfg.registry, register=False),
+        checkpoint=dataclasses.replace(cfg.checkpoint, every_epochs=0, every_steps=0, resume=False),
+    )
+
+
+def _trial(
+    params: dict[str, Any], *, base: TrainConfig, sweep_dir: str, parent_run_id: str
+) -> None:
+    """One Tune trial: the ordinary training run, reporting each epoch to the scheduler."""
+    from ray import tune
+
+    from training.dist import set_threads
+    from training.pipeline import run
+
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+    )
+    set_threads(max(1, int(base.sweep.cpus_per_trial)), 1)
+    cfg = trial_config(base, params)
+    out_dir = Path(sweep_dir) / "trials" / tune.get_context().get_trial_id()
+    run(
+        cfg,
+        out_dir,
+        parent_run_id=parent_run_id,
+        on_epoch=lambda epoch, row: tune.report({**row, "epoch": epoch}),
+    )
+
+
+@contextlib.contextmanager
+def tracking_server(uri: str, root: Path) -> Iterator[str]:
+    """An HTTP tracking URI for concurrent trials: ``uri`` itself, or a local server over its SQLite file."""
+    if not uri.startswith("sqlite:"):
+        yield uri
+        return
+    from training.tracking_server import serve
+
+    with serve(uri, root) as http_uri:
+        yield http_uri
+
+
+def run_sweep(cfg: TrainConfig, sweep_dir: Path) -> dict:
+    import mlflow
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    sweep = cfg.sweep
+    sweep_dir = sweep_dir.resolve()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    store = tracking_uri(cfg.tracking)
+    # Create the experiment against the store itself, so artifacts go to a folder on disk (not
+    # through the temporary server) and stay readable after the sweep.
+    mlflow.set_tracking_uri(store)
+    mlflow.set_experiment(cfg.tracking.experiment)
+    with tracking_server(store, sweep_dir) as uri:
+        os.environ["MLFLOW_TRACKING_URI"] = uri  # Ray workers inherit it
+        base = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, uri=uri))
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment(cfg.tracking.experiment)
+        parent_file = sweep_dir / "parent_run_id"
+        parent_id = parent_file.read_text().strip() if parent_file.is_file() else None
+        with mlflow.start_run(
+            run_id=parent_id, run_name=None if parent_id else f"sweep-{sweep.name}"
+        ) as parent:
+            parent_file.write_text(parent.info.run_id)
+            if parent_id is None:
+                mlflow.set_tags(
+                    {"sweep": sweep.name, "sweep.metric": sweep.metric, "dataset": cfg.data.name}
+                )
+                mlflow.log_dict(OmegaConf.to_container(OmegaConf.structured(sweep)), "sweep.json")
+            log.info("sweep %s: parent run %s at %s", sweep.name, parent.info.run_id, uri)
+
+            ray.init(
+                address=cfg.launcher.address or os.environ.get("RAY_ADDRESS"),
+                include_dashboard=False,
+                ignore_reinit_error=True,
+            )
+            trainable = tune.with_resources(
+                tune.with_parameters(
+                    _trial, base=base, sweep_dir=str(sweep_dir), parent_run_id=parent.info.run_id
+                ),
+                {"cpu": sweep.cpus_per_trial},
+            )
+            tune_dir = sweep_dir / "tune"
+            if tune.Tuner.can_restore(str(tune_dir / sweep.name)):
+                log.info("resuming the sweep from %s (finished trials are not run again)", tune_dir)
+                tuner = tune.Tuner.restore(
+                    str(tune_dir / sweep.name), trainable, resume_unfinished=True
+                )
+            else:
+                searcher = OptunaSearch(seed=sweep.seed) if sweep.search == "tpe" else None
+                if searcher is not None:
+                    searcher = ConcurrencyLimiter(searcher, max_concurrent=sweep.max_concurrent)
+                # max_t one past the last epoch: ASHA stops a trial once it reaches max_t, and a trial
+                # that trains every epoch must still get to evaluate and log its model.
+                scheduler = (
+                    ASHAScheduler(
+                        time_attr="training_iteration",
+                        max_t=cfg.trainer.max_epochs + 1,
+                        grace_period=sweep.grace_period,
+                        reduction_factor=sweep.reduction_factor,
+                    )
+                    if sweep.scheduler == "asha"
+                    else FIFOScheduler()
+                )
+                tuner = tune.Tuner(
+                    trainable,
+                    param_space=search_space(sweep),
+                    tune_config=tune.TuneConfig(
+                        metric=sweep.metric,
+                        mode=sweep.mode,
+                        search_alg=searcher,
+                        scheduler=scheduler,
+                        num_samples=sweep.num_samples,
+                        max_concurrent_trials=sweep.max_concurrent,
+                        time_budget_s=sweep.time_budget_s,
+                    ),
+                    run_config=tune.RunConfig(name=sweep.name, storage_path=str(tune_dir)),
+                )
+            t0 = time.monotonic()
+            grid = tuner.fit()
+            trials = summarise(grid, sweep, sweep_dir, parent.info.run_id, t0)
+            report = finish(cfg, sweep, trials, sweep_dir, parent.info.run_id)
+        ray.shutdown()
+    return report
+
+
+def summarise(
+    grid, sweep: SweepConfig, sweep_dir: Path, parent_run_id: str, t0: float
+) -> list[dict]:
+    """One row per trial: params, best objective over its epochs, epochs, status; pruned runs marked."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    better = max if sweep.mode == "max" else min
+    rows = []
+    for result in grid:
+        trial_id = str((result.metrics or {}).get("trial_id", "?"))
+        history = result.metrics_dataframe
+        values = (
+            history[sweep.metric].tolist()
+            if history is not None and sweep.metric in history
+            else []
+        )
+        eval_file = sweep_dir / "trials" / trial_id / "evaluation.json"
+        evaluation = json.loads(eval_file.read_text()) if eval_file.is_file() else None
+        status = "error" if result.error else ("completed" if evaluation else "pruned")
+        rows.append(
+            {
+                "trial": trial_id,
+                "status": status,
+                "epochs": len(values),
+                "objective": better(values) if values else float("nan"),
+                "finished_at": float(history["timestamp"].iloc[-1])
+                if values
+                else None,  # unix time of its last report
+                "run_id": evaluation["run_id"] if evaluation else None,
+                "model_uri": evaluation.get("model_uri") if evaluation else None,
+                **{f"param.{k}": v for k, v in (result.config or {}).items()},
+            }
+        )
+    # A trial ASHA stopped was interrupted inside its run (which then ended FAILED or stayed
+    # RUNNING): mark its run as pruned and KILLED, so only real errors read as FAILED.
+    pruned = {row["trial"] for row in rows if row["status"] == "pruned"}
+    for run in client.search_runs(
+        [client.get_run(parent_run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+    ):
+        if Path(run.data.tags.get("output_dir", "")).name in pruned:
+            client.set_tag(run.info.run_id, "pruned", "true")
+            client.set_terminated(run.info.run_id, "KILLED")
+    return sorted(
+        rows,
+        key=lambda r: (
+            r["objective"] != r["objective"],
+            -r["objective"] if sweep.mode == "max" else r["objective"],
+        ),
+    )
+
+
+def finish(
+    cfg: TrainConfig, sweep: SweepConfig, trials: list[dict], sweep_dir: Path, parent_run_id: str
+) -> dict:
+    import mlflow
+
+    from training.registry import register
+
+    table = sweep_dir / "trials.csv"
+    keys = sorted({k for row in trials for k in row}, key=lambda k: (k.startswith("param."), k))
+    with open(table, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(trials)
+    plot = plot_objective(trials, sweep, sweep_dir / "objective.png")
+    mlflow.log_artifact(str(table))
+    mlflow.log_artifact(str(plot))
+    print_table(trials, sweep)
+
+    completed = [t for t in trials if t["status"] == "completed" and t["model_uri"]]
+    report: dict[str, Any] = {
+        "sweep": sweep.name,
+        "parent_run_id": parent_run_id,
+        "trials": len(trials),
+        "pruned": sum(t["status"] == "pruned" for t in trials),
+    }
+    if not completed:
+        log.warning("no trial completed: nothing to register")
+        return report
+    best = completed[0]
+    mlflow.log_metric(f"best_{sweep.metric}", best["objective"])
+    mlflow.set_tags({"best_trial": best["trial"], "best_run_id": best["run_id"]})
+    if cfg.registry.register:
+        version = register(
+            best["model_uri"],
+            cfg.registry,
+            {
+                "sweep": sweep.name,
+                "run_id": best["run_id"],
+                "parent_run_id": parent_run_id,
+                sweep.metric: f"{best['objective']:.4f}",
+            },
+        )
+        report["registered"] = {
+            "name": cfg.registry.name,
+            "version": version,
+            "alias": cfg.registry.alias,
+        }
+        log.info(
+            "registered the best trial %s (%s %.4f) as %s version %s @%s",
+            best["trial"],
+            sweep.metric,
+            best["objective"],
+            cfg.registry.name,
+            version,
+            cfg.registry.alias,
+        )
+    report["best"] = best
+    (sweep_dir / "sweep.json").write_text(json.dumps(report, indent=2, default=str))
+    return report
+
+
+def plot_objective(trials: list[dict], sweep: SweepConfig, path: Path) -> Path:
+    """The objective of each trial in the order trials finished, with the best so far."""
+    from matplotlib.figure import Figure
+
+    done = sorted(
+        (t for t in trials if t["finished_at"] is not None and t["objective"] == t["objective"]),
+        key=lambda t: t["finished_at"],
+    )
+    fig = Figure(figsize=(6, 4), dpi=110)
+    ax = fig.add_subplot()
+    ys = [t["objective"] for t in done]
+    best = [max(ys[: i + 1]) if sweep.mode == "max" else min(ys[: i + 1]) for i in range(len(ys))]
+    colours = ["tab:blue" if t["status"] == "completed" else "tab:gray" for t in done]
+    ax.scatter(range(1, len(ys) + 1), ys, c=colours, label="trial (grey: pruned)")
+    ax.step(range(1, len(ys) + 1), best, where="post", color="tab:red", label="best so far")
+    ax.set_xlabel("trial (in order of finishing)")
+    ax.set_ylabel(sweep.metric)
+    ax.set_title(f"sweep {sweep.name}: {sweep.search} + {sweep.scheduler}")
+    ax.legend(loc="lower right" if sweep.mode == "max" else "upper right")
+    fig.savefig(path)
+    return path
+
+
+def print_table(trials: list[dict], sweep: SweepConfig, top: int = 10) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    params = sorted({k for t in trials for k in t if k.startswith("param.")})
+    table = Table(
+        title=f"sweep {sweep.name}: best {min(top, len(trials))} of {len(trials)} trials by {sweep.metric}"
+    )
+    for col in [
+        "trial",
+        "status",
+        "epochs",
+        sweep.metric,
+        *(p.removeprefix("param.") for p in params),
+    ]:
+        table.add_column(col)
+    for t in trials[:top]:
+        table.add_row(
+            t["trial"],
+            t["status"],
+            str(t["epochs"]),
+            f"{t['objective']:.4f}",
+            *(f"{t[p]:.4g}" if isinstance(t.get(p), float) else str(t.get(p)) for p in params),
+        )
+    Console(file=sys.stdout).print(table)
