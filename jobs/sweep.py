@@ -36,9 +36,12 @@ def main(dcfg: DictConfig) -> float | None:
         sweep_dir = (
             Path(hc.runtime.output_dir) if chosen else Path("outputs") / "sweeps" / cfg.sweep.name
         )
-        from training.sweep import run_sweep
+        from training.sweep import SweepInterrupted, run_sweep
 
         report = run_sweep(cfg, sweep_dir)
+    except SweepInterrupted as e:
+        log.warning("%s", e)
+        sys.exit(3)
     except RiskbrainError as e:
         log.error("%s", e)
         sys.exit(2)

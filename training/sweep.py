@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,10 @@ from training.config import SweepConfig, TrainConfig, to_config
 from training.tracking import tracking_uri
 
 log = logging.getLogger("riskbrain")
+
+
+class SweepInterrupted(Exception):  # noqa: N818 - a state, not an error
+    """The sweep stopped before every trial ended; its state is saved for a resume."""
 
 
 def search_space(sweep: SweepConfig) -> dict[str, Any]:
@@ -174,11 +177,14 @@ def run_sweep(cfg: TrainConfig, sweep_dir: Path) -> dict:
                     ),
                     run_config=tune.RunConfig(name=sweep.name, storage_path=str(tune_dir)),
                 )
-            t0 = time.monotonic()
             grid = tuner.fit()
-            trials = summarise(grid, sweep, sweep_dir, parent.info.run_id, t0)
+            ray.shutdown()
+            if grid.num_terminated + grid.num_errors < len(grid):  # Ctrl-C: Tune saved its state and returned
+                mlflow.end_run("KILLED")
+                raise SweepInterrupted(f"sweep {sweep.name} interrupted with {len(grid) - grid.num_terminated - grid.num_errors} "
+                                       f"trial(s) unfinished; run the same command again to resume it ({sweep_dir})")
+            trials = summarise(grid, sweep, sweep_dir, parent.info.run_id)
             report = finish(cfg, sweep, trials, sweep_dir, parent.info.run_id)
-        ray.shutdown()
     return report
 
 

@@ -1,0 +1,171 @@
+"""``python -m jobs.sweep`` end to end: Ray Tune trials as nested MLflow runs, pruning, the best model
+registered, eight concurrent trials losing nothing, an interrupted sweep resumed, bad input refused."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SMOKE = ["sweep=smoke", "debug=tiny", "trainer.max_epochs=4"]
+
+
+def _cmd(tmp_path: Path, *overrides: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "jobs.sweep",
+        *overrides,
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        f"hydra.run.dir={tmp_path}/sweep",
+    ]
+
+
+def _sweep(tmp_path: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        _cmd(tmp_path, *overrides), cwd=tmp_path, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _runs(tmp_path: Path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def test_smoke_sweep_logs_nested_runs_and_registers_the_best(tmp_path):
+    proc = _sweep(tmp_path, *SMOKE)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    assert "sweep smoke: best" in proc.stdout  # the table
+    client, parents, children = _runs(tmp_path)
+    assert (
+        len(parents) == 1
+        and parents[0].data.tags["sweep"] == "smoke"
+        and parents[0].info.status == "FINISHED"
+    )
+    parent = parents[0]
+    assert len(children) == 6 and {c.data.tags["mlflow.parentRunId"] for c in children} == {
+        parent.info.run_id
+    }
+    for child in children:
+        history = client.get_metric_history(child.info.run_id, "valid_auc")
+        assert [m.step for m in history] == list(
+            range(1, len(history) + 1)
+        )  # per-epoch, nothing lost
+        if child.data.tags.get("pruned") == "true":
+            assert child.info.status == "KILLED" and len(history) < 4
+        else:
+            assert child.info.status == "FINISHED" and "test_auc" in child.data.metrics
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
+        "trials.csv",
+        "objective.png",
+        "sweep.json",
+    }
+
+    mv = client.get_model_version_by_alias("credit-risk", "challenger")
+    assert mv.tags["sweep"] == "smoke" and mv.tags["parent_run_id"] == parent.info.run_id
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    best = max(
+        finished,
+        key=lambda c: max(m.value for m in client.get_metric_history(c.info.run_id, "valid_auc")),
+    )
+    assert mv.run_id == best.info.run_id
+    rows = list(csv.DictReader((tmp_path / "sweep" / "trials.csv").read_text().splitlines()))
+    assert len(rows) == 6 and {
+        "param.optim.lr",
+        "param.model.d_block",
+        "objective",
+        "status",
+    } <= set(rows[0])
+
+
+def test_eight_concurrent_trials_lose_nothing(tmp_path):
+    proc = _sweep(
+        tmp_path,
+        "sweep=smoke",
+        "debug=tiny",
+        "sweep.search=random",
+        "sweep.scheduler=none",
+        "sweep.num_samples=8",
+        "sweep.max_concurrent=8",
+        "sweep.cpus_per_trial=0.25",
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    assert "database is locked" not in proc.stdout + proc.stderr
+    client, parents, children = _runs(tmp_path)
+    assert len(children) == 8 and all(c.info.status == "FINISHED" for c in children)
+    for child in children:
+        assert len(client.get_metric_history(child.info.run_id, "valid_auc")) == 3
+        assert len(client.get_metric_history(child.info.run_id, "train_loss")) == 3
+        assert "test_auc" in child.data.metrics and "optim.lr" in child.data.params
+
+
+def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
+    overrides = [
+        "sweep=smoke",
+        "debug=tiny",
+        "sweep.max_concurrent=1",
+        "sweep.scheduler=none",
+        "sweep.num_samples=4",
+    ]
+    proc = subprocess.Popen(
+        _cmd(tmp_path, *overrides),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    trials = tmp_path / "sweep" / "trials"
+    deadline = time.monotonic() + 300
+    while (
+        len(list(trials.glob("*/DONE"))) < 2 and time.monotonic() < deadline and proc.poll() is None
+    ):
+        time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGINT)  # Ctrl-C: Tune saves its state and returns
+    assert proc.wait(timeout=120) != 0
+    done_before = {p.parent.name: (p.parent / "DONE").read_text() for p in trials.glob("*/DONE")}
+    assert 2 <= len(done_before) < 4
+
+    resumed = _sweep(tmp_path, *overrides)
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-5000:]
+    assert "resuming the sweep" in resumed.stdout + resumed.stderr
+    for trial, run_id in done_before.items():  # finished trials were not run again
+        assert (trials / trial / "DONE").read_text() == run_id
+    _, parents, children = _runs(tmp_path)
+    assert len(parents) == 1
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert len(finished) == 4  # each trial finished exactly once
+
+
+def test_bad_search_space_is_refused_before_any_trial(tmp_path):
+    (tmp_path / "configs" / "sweep").mkdir(parents=True)
+    (tmp_path / "configs" / "sweep" / "bad.yaml").write_text(
+        textwrap.dedent("""\
+        name: bad
+        params:
+          optim.lr: {type: float, low: 1.0e-2, high: 1.0e-4}
+        """)
+    )
+    proc = _sweep(
+        tmp_path, f"hydra.searchpath=[file://{tmp_path}/configs]", "sweep=bad", timeout=120
+    )
+    assert proc.returncode == 2
+    assert (
+        "sweep.params.optim.lr" in proc.stdout + proc.stderr
+        and "inverted" in proc.stdout + proc.stderr
+    )
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "sweep" / "tune").exists()
