@@ -179,18 +179,20 @@ def run_sweep(cfg: TrainConfig, sweep_dir: Path) -> dict:
                 )
             grid = tuner.fit()
             ray.shutdown()
-            if grid.num_terminated + grid.num_errors < len(grid):  # Ctrl-C: Tune saved its state and returned
+            if grid.num_terminated + grid.num_errors < len(
+                grid
+            ):  # Ctrl-C: Tune saved its state and returned
                 mlflow.end_run("KILLED")
-                raise SweepInterrupted(f"sweep {sweep.name} interrupted with {len(grid) - grid.num_terminated - grid.num_errors} "
-                                       f"trial(s) unfinished; run the same command again to resume it ({sweep_dir})")
+                raise SweepInterrupted(
+                    f"sweep {sweep.name} interrupted with {len(grid) - grid.num_terminated - grid.num_errors} "
+                    f"trial(s) unfinished; run the same command again to resume it ({sweep_dir})"
+                )
             trials = summarise(grid, sweep, sweep_dir, parent.info.run_id)
             report = finish(cfg, sweep, trials, sweep_dir, parent.info.run_id)
     return report
 
 
-def summarise(
-    grid, sweep: SweepConfig, sweep_dir: Path, parent_run_id: str, t0: float
-) -> list[dict]:
+def summarise(grid, sweep: SweepConfig, sweep_dir: Path, parent_run_id: str) -> list[dict]:
     """One row per trial: params, best objective over its epochs, epochs, status; pruned runs marked."""
     from mlflow import MlflowClient
 
