@@ -179,17 +179,28 @@ def run_sweep(cfg: TrainConfig, sweep_dir: Path) -> dict:
                 )
             grid = tuner.fit()
             ray.shutdown()
-            if grid.num_terminated + grid.num_errors < len(
-                grid
-            ):  # Ctrl-C: Tune saved its state and returned
-                mlflow.end_run("KILLED")
+            log.info(
+                "tune: %d trials, %d terminated, %d errors",
+                len(grid),
+                grid.num_terminated,
+                grid.num_errors,
+            )
+            if interrupted(grid, sweep):
+                mlflow.end_run("KILLED")  # nothing is registered from half a sweep
                 raise SweepInterrupted(
-                    f"sweep {sweep.name} interrupted with {len(grid) - grid.num_terminated - grid.num_errors} "
-                    f"trial(s) unfinished; run the same command again to resume it ({sweep_dir})"
+                    f"sweep {sweep.name} interrupted after {grid.num_terminated} of {sweep.num_samples} trials; "
+                    f"run the same command again to resume it ({sweep_dir})"
                 )
             trials = summarise(grid, sweep, sweep_dir, parent.info.run_id)
             report = finish(cfg, sweep, trials, sweep_dir, parent.info.run_id)
     return report
+
+
+def interrupted(grid, sweep: SweepConfig) -> bool:
+    """Ctrl-C makes Tune save its state and return early: trials unfinished, or fewer than asked
+    for (unless a time budget ended the sweep)."""
+    unfinished = len(grid) - grid.num_terminated - grid.num_errors
+    return unfinished > 0 or (sweep.time_budget_s is None and len(grid) < sweep.num_samples)
 
 
 def summarise(grid, sweep: SweepConfig, sweep_dir: Path, parent_run_id: str) -> list[dict]:

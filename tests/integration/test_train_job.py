@@ -65,7 +65,16 @@ def test_output_dir_describes_the_run(job):
         "DONE",
     ):
         assert (out / name).is_file(), name
-    assert not list(out.glob("**/*.pkl")) and not list(out.glob("**/*.pt"))
+    assert not list(out.glob("**/*.pkl"))
+    # the model: tensors and JSON only; checkpoints: plain dicts that load with weights_only=True
+    assert {p.name for p in (out / "checkpoint").iterdir()} == {
+        "weights.safetensors",
+        "bundle.json",
+    }
+    import torch
+
+    for ckpt in (out / "checkpoints").glob("*.pt"):
+        assert torch.load(ckpt, weights_only=True)["epoch"] >= 1
     assert set(report["test"]) >= {"auc", "gini", "ks", "brier", "log_loss", "ece"}
     assert 0.5 < report["test"]["auc"] <= 1 and "bayes_auc_test" in report
 
