@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from training.config import register_configs, to_config
 from training.errors import ConfigError, RiskbrainError
+from training.sweep import SweepInterrupted
 
 log = logging.getLogger("riskbrain")
 register_configs()
@@ -36,7 +37,7 @@ def main(dcfg: DictConfig) -> float | None:
         sweep_dir = (
             Path(hc.runtime.output_dir) if chosen else Path("outputs") / "sweeps" / cfg.sweep.name
         )
-        from training.sweep import SweepInterrupted, run_sweep
+        from training.sweep import run_sweep
 
         report = run_sweep(cfg, sweep_dir)
     except SweepInterrupted as e:

@@ -218,3 +218,33 @@ def test_preempted_array_task_is_requeued_and_resumes(slurm_cluster, mlflow_serv
     for run in _check_grid(sweep_dir, mlflow_server, experiment, "seed"):
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "valid_auc"))
         assert steps == list(range(1, 13)), (run.data.params["seed"], steps)  # none twice or lost
+
+
+@pytest.mark.timeout(SWEEP_TIMEOUT + 300)
+def test_failed_array_task_fails_the_sweep(slurm_cluster, mlflow_server, tmp_path):
+    # Without accounting storage submitit cannot see a task's state: a task that ends without
+    # writing its result (e.g. sys.exit) would leave the launcher waiting for ever. A config error
+    # in one grid point must come back as that task's error, and the other point still runs.
+    experiment = f"multirun-fail-{uuid.uuid4().hex[:8]}"
+    sweep_dir = tmp_path / "multirun"
+    submitit_dir = sweep_dir / ".submitit"
+    try:
+        proc = _multirun(
+            sweep_dir,
+            "debug=tiny",
+            "optim.lr=1e-3,-1",
+            "registry.register=false",
+            *_slurm_overrides(sweep_dir, mlflow_server, experiment),
+            timeout=SWEEP_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as e:
+        _cancel(submitit_dir)
+        pytest.fail(f"the Slurm sweep did not end: {e}\n{_logs(submitit_dir)}")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-4000:]
+    assert "config optim.lr=-1.0: must be > 0" in output, output[-4000:]
+    array_id = _array_id(submitit_dir)
+    assert array_id is not None
+    assert (submitit_dir / f"{array_id}_1" / f"{array_id}_1_0_result.pkl").is_file()
+    [run] = _runs(mlflow_server, experiment)
+    assert run.info.status == "FINISHED" and run.data.params["optim.lr"] == "0.001"
