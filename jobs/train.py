@@ -15,6 +15,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from training.config import register_configs, to_config
@@ -46,6 +47,8 @@ def compose_and_launch(dcfg: DictConfig) -> float:
             from training.launch.mpi import release_followers
 
             release_followers()
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # one job of a sweep: Hydra's launcher reports it (submitit: as the task's result)
         log.error("%s", e)
         sys.exit(2)
     return report["test"]["auc"]  # what a Hydra sweeper optimises

@@ -246,9 +246,12 @@ def mlflow_run(
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri(cfg.tracking))
-    mlflow.set_experiment(cfg.tracking.experiment)
+    # Pass the id on: when processes create the experiment at once, MLflow's set_experiment
+    # returns it without making it active, and the run would land in "Default".
+    experiment = mlflow.set_experiment(cfg.tracking.experiment)
     with mlflow.start_run(
         run_id=run_id,
+        experiment_id=experiment.experiment_id,
         run_name=None if run_id else f"{cfg.data.name}-{cfg.model.name}",
         tags={"mlflow.parentRunId": parent_run_id} if parent_run_id and not run_id else None,
     ) as active:

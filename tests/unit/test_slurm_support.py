@@ -105,3 +105,39 @@ def test_slurm_check_compares_the_allocation_with_the_config(env, overrides, exp
         assert status == doctor.OK, detail
     else:
         assert status == doctor.FAIL and expected in detail
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, (0, 1)),
+        ({"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "4"}, (1, 4)),
+        ({"PMI_RANK": "2", "PMI_SIZE": "3"}, (2, 3)),
+        (
+            {"PMIX_RANK": "1", "SLURM_STEP_NUM_TASKS": "2"},
+            (1, 2),
+        ),  # srun --mpi=pmix sets no PMIX_SIZE
+        (
+            {"SLURM_PROCID": "0", "SLURM_NTASKS": "2"},
+            (0, 1),
+        ),  # a batch script or array task is not an MPI rank
+    ],
+)
+def test_mpi_world_reads_the_launchers_environment(monkeypatch, env, expected):
+    from training.launch import mpi_world
+
+    for var in (
+        "OMPI_COMM_WORLD_RANK",
+        "OMPI_COMM_WORLD_SIZE",
+        "PMI_RANK",
+        "PMI_SIZE",
+        "PMIX_RANK",
+        "PMIX_SIZE",
+        "SLURM_STEP_NUM_TASKS",
+        "SLURM_PROCID",
+        "SLURM_NTASKS",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert mpi_world() == expected

@@ -14,13 +14,17 @@ log = logging.getLogger("riskbrain")
 
 def mpi_world() -> tuple[int, int]:
     """(rank, size) from the MPI launcher's environment (Open MPI, PMIx, PMI/Slurm), without starting MPI."""
+    env = os.environ
     for rank_var, size_var in (
         ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
-        ("PMIX_RANK", "PMIX_SIZE"),
         ("PMI_RANK", "PMI_SIZE"),
     ):
-        if rank_var in os.environ and size_var in os.environ:
-            return int(os.environ[rank_var]), int(os.environ[size_var])
+        if rank_var in env and size_var in env:
+            return int(env[rank_var]), int(env[size_var])
+    if "PMIX_RANK" in env:  # srun --mpi=pmix sets the rank only: the step's task count is the size
+        return int(env["PMIX_RANK"]), int(
+            env.get("PMIX_SIZE") or env.get("SLURM_STEP_NUM_TASKS") or 1
+        )
     return 0, 1
 
 
