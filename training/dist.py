@@ -52,16 +52,25 @@ class DistContext:
 class GradSync:
     """Sum the gradients of all ranks through one flat buffer: one collective per step.
 
-    The loop scales the loss by 1/global_batch, so the summed gradient is the gradient of the
-    mean loss over the global batch: the same as one process training on that batch. One extra
-    element carries each rank's stop request, so all ranks agree to stop at the same step at no
-    extra cost.
+    The parameters' ``.grad`` are views into the buffer (as DDP's ``gradient_as_bucket_view``), so
+    backward writes straight into it and the sum needs no copies; the loop zeroes gradients in
+    place to keep the views. The loss is scaled by 1/global_batch, so the summed gradient is the
+    gradient of the mean loss over the global batch: the same as one process training on that
+    batch. One extra element carries each rank's stop request, so all ranks agree to stop at the
+    same step at no extra cost.
     """
 
     def __init__(self, model: torch.nn.Module, ctx: DistContext) -> None:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.ctx = ctx
         self.flat = torch.zeros(sum(p.numel() for p in self.params) + 1, device=ctx.device)
+        self.views, offset = [], 0
+        for p in self.params:
+            self.views.append(self.flat[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
+        if ctx.world_size > 1:
+            for p, view in zip(self.params, self.views, strict=True):
+                p.grad = view
         self.stop_requested = False  # set by the loop before the step: this rank wants to stop
         self.stop_agreed = False  # after the step: some rank wanted to stop, so all stop here
 
@@ -71,23 +80,14 @@ class GradSync:
             self.stop_agreed = self.stop_requested
             return
         t0 = time.perf_counter()
-        offset = 0
-        for p in self.params:
-            n = p.numel()
-            if p.grad is None:
-                self.flat[offset : offset + n].zero_()
-            else:
-                self.flat[offset : offset + n].copy_(p.grad.reshape(-1))
-            offset += n
+        for p, view in zip(self.params, self.views, strict=True):
+            if (
+                p.grad is None or p.grad.data_ptr() != view.data_ptr()
+            ):  # someone replaced .grad: copy it in
+                view.copy_(p.grad if p.grad is not None else torch.zeros_like(view))
+                p.grad = view
         self.flat[-1] = float(self.stop_requested)
         self.ctx.allreduce_sum_(self.flat)
-        offset = 0
-        for p in self.params:
-            n = p.numel()
-            if p.grad is None:
-                p.grad = torch.empty_like(p)
-            p.grad.copy_(self.flat[offset : offset + n].view_as(p))
-            offset += n
         self.ctx.sync_seconds += time.perf_counter() - t0
         self.stop_agreed = bool(self.flat[-1] > 0)
 

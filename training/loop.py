@@ -104,7 +104,7 @@ def train_step(
     """
     model.train()
     loss_sum = loss_fn(model(batch.x_num, batch.x_cat), batch.y, reduction="sum")
-    optimizer.zero_grad(set_to_none=True)
+    optimizer.zero_grad(set_to_none=False)  # in place: GradSync's gradient views stay valid
     (loss_sum / (global_batch or len(batch))).backward()
     if sync is not None:
         sync()
