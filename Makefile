@@ -19,7 +19,13 @@ test-fast:  ## unit tests only
 lint:  ## ruff lint and format check
 	.venv/bin/ruff check . && .venv/bin/ruff format --check training jobs
 
+bench:  ## benchmarks: loop, data path, gradient sync, scaling, Ray vs MPI (docs/benchmarks.md)
+	$(PY) -m benchmarks.run
+
+sweep:  ## the smoke sweep (6 tiny trials)
+	$(PY) -m jobs.sweep sweep=smoke
+
 ui:  ## the MLflow UI on the local store, at http://127.0.0.1:5000
 	.venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
-.PHONY: help venv train test test-fast lint ui
+.PHONY: help venv train test test-fast lint bench sweep ui

@@ -40,6 +40,7 @@ class MPIContext(DistContext):
         if self.use_mpi:
             from mpi4py import MPI
 
+            assert t.is_contiguous(), "allreduce_sum_ sums in place: the tensor must be contiguous"
             self.comm.Allreduce(MPI.IN_PLACE, t.detach().numpy().reshape(-1), op=MPI.SUM)
         else:
             torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)

@@ -1,0 +1,1 @@
+"""Benchmarks of riskbrain's training path against plain baselines: ``python -m benchmarks.run``."""

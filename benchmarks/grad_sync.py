@@ -1,0 +1,162 @@
+"""Gradient sync on 2 ranks: GradSync through MPIContext vs raw mpi4py, gloo all_reduce and DDP.
+
+Run by ``benchmarks.run`` as ``mpirun -n 2 python -m benchmarks.grad_sync``; rank 0 prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from benchmarks.common import (
+    BATCH,
+    MODEL_SIZES,
+    build_mlp,
+    figure,
+    interleave,
+    median,
+    n_params,
+    paired_ratio,
+    run_ranks,
+    synthetic_tensors,
+)
+from training.dist import GradSync
+from training.launch.mpi import MPIContext
+from training.loop import Tensors, loss_fn
+
+GOAL_VS_MPI4PY = "<= 1.2"
+
+
+# ---- on each rank -------------------------------------------------------------------------------
+
+
+def init_gloo(comm) -> None:
+    """A torch process group for the gloo baselines, at a port rank 0 picks and broadcasts."""
+    from training.launch.mpi import _free_port
+
+    port = comm.bcast(_free_port() if comm.Get_rank() == 0 else None, root=0)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=comm.Get_rank(),
+        world_size=comm.Get_size(),
+    )
+
+
+def backward(model: nn.Module, batch: Tensors) -> None:
+    """Forward and backward of one batch (DDP's gradient allreduce runs inside ``backward``)."""
+    model.zero_grad(set_to_none=False)  # in place, as train_step does (GradSync may own .grad)
+    loss_fn(model(batch.x_num, batch.x_cat), batch.y).backward()
+
+
+def per_call(fn: Callable[[], object], iters: int, comm) -> Callable[[], float]:
+    """A timer of ``iters`` calls: seconds per call on the slowest rank (a collective ends with it)."""
+    from mpi4py import MPI
+
+    def run() -> float:
+        comm.Barrier()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        return comm.allreduce((time.perf_counter() - t0) / iters, op=MPI.MAX)
+
+    return run
+
+
+def measure_size(size: str, comm, iters: int, repeats: int) -> dict:
+    from mpi4py import MPI
+
+    model, batch = build_mlp(size), synthetic_tensors(BATCH, seed=1 + comm.Get_rank())
+    ddp = nn.parallel.DistributedDataParallel(copy.deepcopy(model))
+    sync = GradSync(model, MPIContext(comm, "mpi", torch.device("cpu"), comm.Get_rank()))
+    backward(model, batch)  # gradients for GradSync to sum
+    n = sync.flat.numel()  # what GradSync sends: the gradients (plus any flag it carries)
+    # Zeros stay zeros however often they are summed (the summed gradients would overflow);
+    # the time of a float32 allreduce does not depend on the values.
+    raw, gloo_buf = torch.zeros(n).numpy(), torch.zeros(n)
+    times = interleave(
+        {
+            "riskbrain_gradsync": per_call(sync, iters, comm),
+            "mpi4py_allreduce": per_call(
+                lambda: comm.Allreduce(MPI.IN_PLACE, raw, op=MPI.SUM), iters, comm
+            ),
+            "gloo_allreduce": per_call(lambda: dist.all_reduce(gloo_buf), iters, comm),
+            "backward": per_call(lambda: backward(model, batch), iters, comm),
+            "ddp_backward": per_call(lambda: backward(ddp, batch), iters, comm),
+        },
+        repeats,
+    )
+    return {"params": n_params(model), "bytes": 4 * n, "seconds_per_call": times}
+
+
+def main() -> None:
+    from mpi4py import MPI
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--iters", type=int, default=50)
+    p.add_argument("--repeats", type=int, default=7)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    comm = MPI.COMM_WORLD
+    init_gloo(comm)
+    out = {size: measure_size(size, comm, args.iters, args.repeats) for size in MODEL_SIZES}
+    if comm.Get_rank() == 0:
+        print(json.dumps(out), flush=True)
+    dist.destroy_process_group()
+
+
+# ---- in benchmarks.run --------------------------------------------------------------------------
+
+
+def measure(iters: int, repeats: int, timeout_s: float = 600) -> list[dict]:
+    raw = run_ranks(
+        2, "benchmarks.grad_sync", ["--iters", str(iters), "--repeats", str(repeats)], timeout_s
+    )
+    figures = []
+    for size, r in raw.items():
+        t = r["seconds_per_call"]
+        # DDP overlaps its allreduce with backward: what it adds to a step is the difference.
+        ddp_added = [d - b for d, b in zip(t["ddp_backward"], t["backward"], strict=True)]
+        common = {
+            "model": size,
+            "params": r["params"],
+            "bytes": r["bytes"],
+            "median_s": {name: median(v) for name, v in t.items()},
+        }
+        figures += [
+            figure(
+                f"grad_sync_vs_mpi4py[{size}]",
+                paired_ratio(t["riskbrain_gradsync"], t["mpi4py_allreduce"]),
+                GOAL_VS_MPI4PY,
+                "GradSync via MPIContext / raw mpi4py Allreduce of the same float32 bytes (2 ranks)",
+                **common,
+                seconds=t,
+            ),
+            figure(
+                f"grad_sync_vs_gloo_allreduce[{size}]",
+                paired_ratio(t["riskbrain_gradsync"], t["gloo_allreduce"]),
+                None,
+                "GradSync via MPIContext / torch.distributed.all_reduce on gloo, same bytes",
+                **common,
+            ),
+            figure(
+                f"grad_sync_vs_ddp[{size}]",
+                paired_ratio(t["riskbrain_gradsync"], ddp_added),
+                None,
+                "GradSync via MPIContext / time DDP (gloo) adds to forward+backward",
+                **common,
+                ddp_added_s=ddp_added,
+            ),
+        ]
+    return figures
+
+
+if __name__ == "__main__":
+    main()
