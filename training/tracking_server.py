@@ -41,7 +41,7 @@ def serve(backend_uri: str, root: Path, timeout: float = 120) -> Iterator[str]:
                 "--backend-store-uri",
                 backend_uri,
                 "--artifacts-destination",
-                str(Path("mlartifacts").resolve()),
+                str(root / "mlartifacts"),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

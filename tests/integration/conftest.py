@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import free_port
 from tests.integration.slurm import cluster_problem
 
 BIN = Path(sys.executable).parent
@@ -41,36 +40,12 @@ def stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
-    """A real tracking server with a temporary SQLite store and artifact folder; yields its URI."""
+    """A real tracking server process with a temporary SQLite store and artifact folder; yields its URI."""
+    from training.tracking_server import serve
+
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    with open(root / "server.log", "w") as log:
-        proc = subprocess.Popen(
-            [
-                str(BIN / "mlflow"),
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-                "--backend-store-uri",
-                f"sqlite:///{root}/mlflow.db",
-                "--artifacts-destination",
-                str(root / "artifacts"),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-            env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-        )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{uri}/health", proc)
+    with serve(f"sqlite:///{root}/mlflow.db", root) as uri:
         yield uri
-    finally:
-        stop(proc)
 
 
 @pytest.fixture(scope="session")
