@@ -8,7 +8,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from training.config import TrackingConfig
-from training.tracking import tracking_uri
+from training.tracking import ensure_experiment, tracking_uri
 
 
 class CreateStoreBeforeSweep(Callback):
@@ -16,10 +16,6 @@ class CreateStoreBeforeSweep(Callback):
     create a fresh SQLite store at the same time collide ("duplicate column name")."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        uri = tracking_uri(TrackingConfig(uri=config.tracking.uri))
-        if uri.startswith("sqlite:"):
-            from mlflow import MlflowClient
-
-            client = MlflowClient(tracking_uri=uri)
-            if client.get_experiment_by_name(config.tracking.experiment) is None:
-                client.create_experiment(config.tracking.experiment)
+        cfg = TrackingConfig(uri=config.tracking.uri, experiment=config.tracking.experiment)
+        if tracking_uri(cfg).startswith("sqlite:"):
+            ensure_experiment(cfg)

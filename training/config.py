@@ -38,6 +38,12 @@ def _check(ok: bool, key: str, value: Any, must: str) -> None:
         raise ConfigError(f"config {key}={value!r}: {must}")
 
 
+def _check_signal(key: str, name: str) -> None:
+    import signal
+
+    _check(hasattr(signal, f"SIG{name}"), key, name, "must name a signal, e.g. USR2")
+
+
 @dataclass(kw_only=True)
 class SplitConfig:
     """Stratified random split, or out-of-time by a period column (train < valid_from <= valid < test_from <= test)."""
@@ -211,14 +217,7 @@ class CheckpointConfig:
         _check(self.every_epochs >= 0, "checkpoint.every_epochs", self.every_epochs, "must be >= 0")
         _check(self.every_steps >= 0, "checkpoint.every_steps", self.every_steps, "must be >= 0")
         _check(self.keep > 0, "checkpoint.keep", self.keep, "must be > 0")
-        import signal
-
-        _check(
-            hasattr(signal, f"SIG{self.signal}"),
-            "checkpoint.signal",
-            self.signal,
-            "must name a signal, e.g. USR2",
-        )
+        _check_signal("checkpoint.signal", self.signal)
 
 
 @dataclass(kw_only=True)
@@ -274,7 +273,6 @@ class ClusterConfig:
 
     def __post_init__(self) -> None:
         import re
-        import signal
 
         for key in ("nodes", "tasks_per_node", "cpus_per_task"):
             _check(getattr(self, key) > 0, f"cluster.{key}", getattr(self, key), "must be > 0")
@@ -285,12 +283,7 @@ class ClusterConfig:
             self.time,
             "must be a Slurm time such as 02:00:00 or 1-00:00:00",
         )
-        _check(
-            hasattr(signal, f"SIG{self.signal}"),
-            "cluster.signal",
-            self.signal,
-            "must name a signal, e.g. USR2",
-        )
+        _check_signal("cluster.signal", self.signal)
         _check(
             self.signal_seconds > 0, "cluster.signal_seconds", self.signal_seconds, "must be > 0"
         )

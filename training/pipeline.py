@@ -58,6 +58,9 @@ class Prepared:
     frames: dict[str, pd.DataFrame]
     tensors: dict[str, Tensors]
     train_sample: pd.DataFrame  # the rows the preprocessing was fitted on (every rank has them)
+    sample_x: tuple[
+        torch.Tensor, torch.Tensor
+    ]  # those rows preprocessed: embedding bins, PSI baseline
     labels: np.ndarray  # every row's label, in global order
     fingerprint: str
 
@@ -101,6 +104,7 @@ def prepare(cfg: TrainConfig, ctx: DistContext | None = None) -> Prepared:
         frames,
         tensors,
         sample,
+        tuple(torch.from_numpy(x) for x in pre.transform(sample)),
         labels,
         fingerprint(frames["train"], local["train"] + lo, ctx),
     )
@@ -174,7 +178,7 @@ def run(
 
         torch.manual_seed(cfg.seed)
         train, valid = data.tensors["train"].to(ctx.device), data.tensors["valid"].to(ctx.device)
-        bins = fit_bins(cfg.model, torch.from_numpy(data.pre.transform(data.train_sample)[0]))
+        bins = fit_bins(cfg.model, data.sample_x[0])
         model = build_model(
             cfg.model,
             n_num=data.pre.n_num_features,
@@ -308,8 +312,7 @@ def evaluate(
         t = data.tensors[part]
         p[part] = ctx.allgather_array(predict_pd(model, t.x_num, t.x_cat, batch_size))
         y[part] = ctx.allgather_array(t.y.numpy().astype(int))
-    x_num, x_cat = data.pre.transform(data.train_sample)
-    p_train = predict_pd(model, torch.from_numpy(x_num), torch.from_numpy(x_cat), batch_size)
+    p_train = predict_pd(model, *data.sample_x, batch_size)
     report: dict = {
         "test": metrics.evaluate(y["test"], p["test"]),
         "valid": metrics.evaluate(y["valid"], p["valid"]),

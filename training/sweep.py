@@ -24,7 +24,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from training.config import SweepConfig, TrainConfig, to_config
-from training.tracking import tracking_uri
+from training.tracking import ensure_experiment
 
 log = logging.getLogger("riskbrain")
 
@@ -107,11 +107,9 @@ def run_sweep(cfg: TrainConfig, sweep_dir: Path) -> dict:
     sweep = cfg.sweep
     sweep_dir = sweep_dir.resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    store = tracking_uri(cfg.tracking)
-    # Create the experiment against the store itself, so artifacts go to a folder on disk (not
-    # through the temporary server) and stay readable after the sweep.
-    mlflow.set_tracking_uri(store)
-    mlflow.set_experiment(cfg.tracking.experiment)
+    # The experiment is created against the store itself, so artifacts go to a folder on disk
+    # (not through the temporary server) and stay readable after the sweep.
+    store = ensure_experiment(cfg.tracking)
     with tracking_server(store, sweep_dir) as uri:
         os.environ["MLFLOW_TRACKING_URI"] = uri  # Ray workers inherit it
         base = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, uri=uri))

@@ -28,6 +28,22 @@ def tracking_uri(cfg: TrackingConfig) -> str:
     return uri
 
 
+def ensure_experiment(cfg: TrackingConfig) -> str:
+    """Create the experiment once, from the driver, against the store itself; returns the store's URI.
+
+    Done before workers start: processes that create a store or experiment at the same time
+    collide, and a new experiment's artifact folder is resolved against the creating process's
+    working directory (a Ray worker's is temporary) or routed through whatever server it used.
+    """
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(cfg)
+    client = MlflowClient(tracking_uri=uri)
+    if client.get_experiment_by_name(cfg.experiment) is None:
+        client.create_experiment(cfg.experiment)
+    return uri
+
+
 class Tracker:
     """The null tracker: every call is accepted and dropped (other ranks, tests)."""
 

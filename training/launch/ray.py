@@ -18,7 +18,7 @@ from training.config import TrainConfig
 from training.errors import RiskbrainError
 from training.pipeline import STOP_FILE
 from training.preemption import Preempted
-from training.tracking import tracking_uri
+from training.tracking import ensure_experiment, tracking_uri
 
 log = logging.getLogger("riskbrain")
 
@@ -66,7 +66,7 @@ def launch(cfg: TrainConfig, out_dir: Path) -> dict:
     cfg = dataclasses.replace(
         cfg, tracking=dataclasses.replace(cfg.tracking, uri=tracking_uri(cfg.tracking))
     )
-    _ensure_experiment(cfg)
+    ensure_experiment(cfg.tracking)
     address = cfg.launcher.address or os.environ.get("RAY_ADDRESS")
     started_here = not ray.is_initialized()
     if started_here:
@@ -122,15 +122,6 @@ def launch(cfg: TrainConfig, out_dir: Path) -> dict:
 def _forward_stop_signal(name: str, stop_file: Path):
     """The driver takes the stop signal and leaves a file the workers' loops look for."""
     return signal.signal(getattr(signal, f"SIG{name}"), lambda *_: stop_file.touch())
-
-
-def _ensure_experiment(cfg: TrainConfig) -> None:
-    """Create the MLflow experiment from the driver, so a new one's artifact folder is resolved
-    against the driver's working directory, not a Ray worker's temporary one."""
-    import mlflow
-
-    mlflow.set_tracking_uri(cfg.tracking.uri)
-    mlflow.set_experiment(cfg.tracking.experiment)
 
 
 def _root_message(e: BaseException) -> str:
