@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.config import ModelConfig
+from training.models.config import MLPConfig
 from training.loop import Tensors
 from training.models import build_model
 
@@ -41,7 +41,7 @@ def build_mlp(size: str = "default", seed: int = 0) -> nn.Module:
     """The project's MLP through ``build_model``; the same seed gives the same weights on every rank."""
     d_block, n_blocks = MODEL_SIZES[size]
     torch.manual_seed(seed)
-    cfg = ModelConfig(d_block=d_block, n_blocks=n_blocks)
+    cfg = MLPConfig(d_block=d_block, n_blocks=n_blocks)
     return build_model(cfg, n_num=N_NUM, cat_cardinalities=CAT_CARDINALITIES, base_rate=0.05)
 
 

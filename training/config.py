@@ -9,46 +9,88 @@ library never sees a ``DictConfig``.
 from __future__ import annotations
 
 import math
+import re
+import signal
 from dataclasses import dataclass, field, fields, is_dataclass
+from enum import StrEnum
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
+from training.constants import STOP_SIGNAL
 from training.data.schema import FeatureSpec
-from training.errors import ConfigError
+from training.errors import ConfigError, check
+from training.models.config import MODEL_CONFIGS, ModelConfig
 
-MODEL_NAMES = ("mlp", "tabm")
-SWEEP_METRICS = {
-    "valid_auc": "max",
-    "valid_ks": "max",
-    "valid_log_loss": "min",
-}  # what the loop reports
-SEARCHERS = ("tpe", "random")
-SCHEDULERS = ("asha", "none")
-PARAM_TYPES = ("float", "int", "choice")
-LAUNCHERS = ("local", "mpi", "ray")
-GRAD_SYNC = ("mpi", "torch")
-DATA_FORMATS = ("synthetic", "csv", "parquet", "arff")
-SPLIT_METHODS = ("stratified", "time")
-NUM_EMBEDDINGS = ("none", "piecewise", "periodic")
+__all__ = ["ConfigError", "ModelConfig", "TrainConfig", "to_config", "to_dict"]
 
 
-def _check(ok: bool, key: str, value: Any, must: str) -> None:
-    if not ok:
-        raise ConfigError(f"config {key}={value!r}: {must}")
+class DataFormat(StrEnum):
+    synthetic = "synthetic"
+    csv = "csv"
+    parquet = "parquet"
+    arff = "arff"
+
+
+class SplitMethod(StrEnum):
+    stratified = "stratified"
+    time = "time"
+
+
+class LauncherName(StrEnum):
+    local = "local"
+    mpi = "mpi"
+    ray = "ray"
+
+
+class GradSync(StrEnum):
+    mpi = "mpi"  # mpi4py Allreduce of one flat buffer (faster on CPU)
+    torch = "torch"  # the torch process group: gloo, or NCCL on GPUs
+
+
+class Objective(StrEnum):
+    """What a sweep may optimise: the validation metrics the loop reports each epoch."""
+
+    valid_auc = "valid_auc"
+    valid_ks = "valid_ks"
+    valid_log_loss = "valid_log_loss"
+
+    @property
+    def mode(self) -> str:
+        return "min" if self is Objective.valid_log_loss else "max"
+
+
+class Search(StrEnum):
+    tpe = "tpe"  # Optuna's TPE
+    random = "random"
+
+
+class Scheduler(StrEnum):
+    asha = "asha"
+    none = "none"
+
+
+class ParamType(StrEnum):
+    float = "float"
+    int = "int"
+    choice = "choice"
 
 
 def _check_signal(key: str, name: str) -> None:
-    import signal
+    check(hasattr(signal, f"SIG{name}"), key, name, "must name a signal, e.g. USR2")
 
-    _check(hasattr(signal, f"SIG{name}"), key, name, "must name a signal, e.g. USR2")
+
+def _as_enum(enum: type[StrEnum], key: str, value: Any) -> Any:
+    """Coerce a plain string set from Python (YAML values are coerced by OmegaConf itself)."""
+    check(value in {e.value for e in enum}, key, value, f"must be one of {[e.value for e in enum]}")
+    return enum(value)
 
 
 @dataclass(kw_only=True)
 class SplitConfig:
     """Stratified random split, or out-of-time by a period column (train < valid_from <= valid < test_from <= test)."""
 
-    method: str = "stratified"
+    method: SplitMethod = SplitMethod.stratified
     train: float = 0.70
     valid: float = 0.15
     test: float = 0.15
@@ -58,43 +100,38 @@ class SplitConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check(
-            self.method in SPLIT_METHODS,
-            "data.split.method",
-            self.method,
-            f"must be one of {SPLIT_METHODS}",
-        )
+        self.method = _as_enum(SplitMethod, "data.split.method", self.method)
         if self.method == "stratified":
             for key in ("train", "valid", "test"):
                 v = getattr(self, key)
-                _check(0 < v < 1, f"data.split.{key}", v, "must be in (0, 1)")
+                check(0 < v < 1, f"data.split.{key}", v, "must be in (0, 1)")
             total = self.train + self.valid + self.test
-            _check(
+            check(
                 math.isclose(total, 1.0, abs_tol=1e-6),
                 "data.split.train+valid+test",
                 round(total, 6),
                 "must sum to 1",
             )
         else:
-            _check(
+            check(
                 bool(self.period_column),
                 "data.split.period_column",
                 self.period_column,
                 "is required for method=time",
             )
-            _check(
+            check(
                 self.valid_from is not None,
                 "data.split.valid_from",
                 self.valid_from,
                 "is required for method=time",
             )
-            _check(
+            check(
                 self.test_from is not None,
                 "data.split.test_from",
                 self.test_from,
                 "is required for method=time",
             )
-            _check(
+            check(
                 self.valid_from < self.test_from,
                 "data.split.valid_from",
                 self.valid_from,
@@ -111,7 +148,7 @@ class DataConfig:
     """
 
     name: str = MISSING
-    format: str = "synthetic"
+    format: DataFormat = DataFormat.synthetic
     root: str = "${oc.env:RISKBRAIN_DATA_ROOT,../shared/data}"
     path: str | None = None
     target: str = "default_flag"
@@ -121,58 +158,24 @@ class DataConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
 
     def __post_init__(self) -> None:
-        _check(
-            self.format in DATA_FORMATS,
-            "data.format",
-            self.format,
-            f"must be one of {DATA_FORMATS}",
-        )
+        self.format = _as_enum(DataFormat, "data.format", self.format)
         if self.format == "synthetic":
-            _check(self.n_rows >= 100, "data.n_rows", self.n_rows, "must be >= 100")
+            check(self.n_rows >= 100, "data.n_rows", self.n_rows, "must be >= 100")
         else:
-            _check(bool(self.path), "data.path", self.path, f"is required for format={self.format}")
-            _check(
+            check(bool(self.path), "data.path", self.path, f"is required for format={self.format}")
+            check(
                 bool(self.features),
                 "data.features",
                 "[]",
                 f"must list the columns for format={self.format}",
             )
         for i, f in enumerate(self.features):
-            _check(
+            check(
                 f.monotone in (-1, 0, 1),
                 f"data.features[{i}].monotone",
                 f.monotone,
                 "must be -1, 0 or 1",
             )
-
-
-@dataclass(kw_only=True)
-class ModelConfig:
-    """Architecture: ``mlp`` (a strong residual-free MLP) or ``tabm`` (TabM, optionally with numeric embeddings)."""
-
-    name: str = "mlp"
-    d_block: int = 256
-    n_blocks: int = 3
-    dropout: float = 0.1
-    k: int = 32  # tabm: ensemble size
-    num_embeddings: str = "none"
-    d_embedding: int = 16
-    n_bins: int = 32
-
-    def __post_init__(self) -> None:
-        _check(self.name in MODEL_NAMES, "model.name", self.name, f"must be one of {MODEL_NAMES}")
-        _check(self.d_block > 0, "model.d_block", self.d_block, "must be > 0")
-        _check(self.n_blocks > 0, "model.n_blocks", self.n_blocks, "must be > 0")
-        _check(0 <= self.dropout < 1, "model.dropout", self.dropout, "must be in [0, 1)")
-        _check(self.k > 0, "model.k", self.k, "must be > 0")
-        _check(
-            self.num_embeddings in NUM_EMBEDDINGS,
-            "model.num_embeddings",
-            self.num_embeddings,
-            f"must be one of {NUM_EMBEDDINGS}",
-        )
-        _check(self.d_embedding > 0, "model.d_embedding", self.d_embedding, "must be > 0")
-        _check(self.n_bins > 1, "model.n_bins", self.n_bins, "must be > 1")
 
 
 @dataclass(kw_only=True)
@@ -182,9 +185,9 @@ class OptimConfig:
     batch_size: int = 512
 
     def __post_init__(self) -> None:
-        _check(self.lr > 0, "optim.lr", self.lr, "must be > 0")
-        _check(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "must be >= 0")
-        _check(self.batch_size > 0, "optim.batch_size", self.batch_size, "must be > 0")
+        check(self.lr > 0, "optim.lr", self.lr, "must be > 0")
+        check(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "must be >= 0")
+        check(self.batch_size > 0, "optim.batch_size", self.batch_size, "must be > 0")
 
 
 @dataclass(kw_only=True)
@@ -196,9 +199,9 @@ class TrainerConfig:
     eval_batch_size: int = 16_384
 
     def __post_init__(self) -> None:
-        _check(self.max_epochs > 0, "trainer.max_epochs", self.max_epochs, "must be > 0")
-        _check(self.patience > 0, "trainer.patience", self.patience, "must be > 0")
-        _check(
+        check(self.max_epochs > 0, "trainer.max_epochs", self.max_epochs, "must be > 0")
+        check(self.patience > 0, "trainer.patience", self.patience, "must be > 0")
+        check(
             self.eval_batch_size > 0, "trainer.eval_batch_size", self.eval_batch_size, "must be > 0"
         )
 
@@ -211,47 +214,79 @@ class CheckpointConfig:
     every_steps: int = 0  # global batches; 0 = never mid-epoch
     keep: int = 3  # the last K are kept
     resume: bool = True  # start from the latest valid checkpoint in the output folder, if any
-    signal: str = "USR2"  # on this signal the job checkpoints at the next step and exits (code 3)
+    signal: str = STOP_SIGNAL  # on this signal the job checkpoints at the next step and exits (code 3)
 
     def __post_init__(self) -> None:
-        _check(self.every_epochs >= 0, "checkpoint.every_epochs", self.every_epochs, "must be >= 0")
-        _check(self.every_steps >= 0, "checkpoint.every_steps", self.every_steps, "must be >= 0")
-        _check(self.keep > 0, "checkpoint.keep", self.keep, "must be > 0")
+        check(self.every_epochs >= 0, "checkpoint.every_epochs", self.every_epochs, "must be >= 0")
+        check(self.every_steps >= 0, "checkpoint.every_steps", self.every_steps, "must be >= 0")
+        check(self.keep > 0, "checkpoint.keep", self.keep, "must be > 0")
         _check_signal("checkpoint.signal", self.signal)
 
 
 @dataclass(kw_only=True)
 class LauncherConfig:
-    """How processes are started: ``local`` (one process), ``mpi`` (mpirun/srun ranks), ``ray`` (Ray Train)."""
+    """How processes are started; each option of the ``launcher`` group adds its own fields."""
 
-    name: str = "local"
-    threads: int = (
-        0  # torch threads per rank; 0 = $SLURM_CPUS_PER_TASK, else cores / ranks on the node
-    )
-    grad_sync: str = "mpi"  # mpi launcher: "mpi" (mpi4py Allreduce of one flat buffer) or "torch" (process group)
-    timeout_s: int = 300  # collective timeout: a rank that stops answering fails the job after this
-    num_workers: int = 2  # ray: workers (one rank each)
-    cpus_per_worker: int = 1  # ray
-    use_gpu: bool = False  # ray: one GPU per worker
-    address: str | None = None  # ray: cluster to join; null = $RAY_ADDRESS, else start a local one
+    name: LauncherName
+    threads: int = 0  # torch threads per rank; 0 = $SLURM_CPUS_PER_TASK, else cores / ranks on the node
 
     def __post_init__(self) -> None:
-        _check(self.name in LAUNCHERS, "launcher.name", self.name, f"must be one of {LAUNCHERS}")
-        _check(self.threads >= 0, "launcher.threads", self.threads, "must be >= 0")
-        _check(
-            self.grad_sync in GRAD_SYNC,
-            "launcher.grad_sync",
-            self.grad_sync,
-            f"must be one of {GRAD_SYNC}",
+        self.name = _as_enum(LauncherName, "launcher.name", self.name)
+        check(
+            type(self) is LAUNCHER_CONFIGS[self.name],
+            "launcher.name",
+            str(self.name),
+            f"is set by the config group: use launcher={self.name}, not launcher.name",
         )
-        _check(self.timeout_s > 0, "launcher.timeout_s", self.timeout_s, "must be > 0")
-        _check(self.num_workers > 0, "launcher.num_workers", self.num_workers, "must be > 0")
-        _check(
-            self.cpus_per_worker > 0,
-            "launcher.cpus_per_worker",
-            self.cpus_per_worker,
-            "must be > 0",
+        check(self.threads >= 0, "launcher.threads", self.threads, "must be >= 0")
+
+
+@dataclass(kw_only=True)
+class LocalLauncherConfig(LauncherConfig):
+    """One process on this machine."""
+
+    name: LauncherName = LauncherName.local
+
+
+@dataclass(kw_only=True)
+class MPILauncherConfig(LauncherConfig):
+    """Data-parallel ranks started by ``mpirun`` or ``srun``."""
+
+    name: LauncherName = LauncherName.mpi
+    grad_sync: GradSync = GradSync.mpi
+    timeout_s: int = 300  # collective timeout: a rank that stops answering fails the job after this
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.grad_sync = _as_enum(GradSync, "launcher.grad_sync", self.grad_sync)
+        check(self.timeout_s > 0, "launcher.timeout_s", self.timeout_s, "must be > 0")
+
+
+@dataclass(kw_only=True)
+class RayLauncherConfig(LauncherConfig):
+    """Ray Train workers (``TorchTrainer``), one rank each; ``threads`` 0 means ``cpus_per_worker``."""
+
+    name: LauncherName = LauncherName.ray
+    num_workers: int = 2
+    cpus_per_worker: int = 1
+    use_gpu: bool = False  # one GPU per worker
+    address: str | None = None  # cluster to join; null = $RAY_ADDRESS, else start a local one
+    timeout_s: int = 300  # the process group's collective timeout
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.timeout_s > 0, "launcher.timeout_s", self.timeout_s, "must be > 0")
+        check(self.num_workers > 0, "launcher.num_workers", self.num_workers, "must be > 0")
+        check(
+            self.cpus_per_worker > 0, "launcher.cpus_per_worker", self.cpus_per_worker, "must be > 0"
         )
+
+
+LAUNCHER_CONFIGS: dict[LauncherName, type[LauncherConfig]] = {
+    LauncherName.local: LocalLauncherConfig,
+    LauncherName.mpi: MPILauncherConfig,
+    LauncherName.ray: RayLauncherConfig,
+}
 
 
 @dataclass(kw_only=True)
@@ -266,25 +301,23 @@ class ClusterConfig:
     time: str = "02:00:00"
     account: str | None = None
     qos: str | None = None
-    signal: str = "USR2"  # sent before the time limit or on preemption: checkpoint and requeue
+    signal: str = STOP_SIGNAL  # sent before the time limit or on preemption: checkpoint and requeue
     signal_seconds: int = 120  # how long before the time limit
     env: str | None = None  # conda env or virtualenv to activate in the job (RISKBRAIN_ENV)
     log_dir: str = "."  # where slurm-<job id>.out goes
 
     def __post_init__(self) -> None:
-        import re
-
         for key in ("nodes", "tasks_per_node", "cpus_per_task"):
-            _check(getattr(self, key) > 0, f"cluster.{key}", getattr(self, key), "must be > 0")
-        _check(self.gpus_per_node >= 0, "cluster.gpus_per_node", self.gpus_per_node, "must be >= 0")
-        _check(
+            check(getattr(self, key) > 0, f"cluster.{key}", getattr(self, key), "must be > 0")
+        check(self.gpus_per_node >= 0, "cluster.gpus_per_node", self.gpus_per_node, "must be >= 0")
+        check(
             bool(re.fullmatch(r"(\d+-)?\d+(:\d{2}){0,2}", self.time)),
             "cluster.time",
             self.time,
             "must be a Slurm time such as 02:00:00 or 1-00:00:00",
         )
         _check_signal("cluster.signal", self.signal)
-        _check(
+        check(
             self.signal_seconds > 0, "cluster.signal_seconds", self.signal_seconds, "must be > 0"
         )
 
@@ -293,7 +326,7 @@ class ClusterConfig:
 class ParamSpec:
     """One searched value: ``float``/``int`` in [low, high] (``log`` scale optional), or a ``choice``."""
 
-    type: str = "float"
+    type: ParamType = ParamType.float
     low: float | None = None
     high: float | None = None
     log: bool = False
@@ -305,9 +338,9 @@ class SweepConfig:
     """A hyperparameter search (``python -m jobs.sweep sweep=<name>``): Ray Tune, Optuna TPE, ASHA."""
 
     name: str = "none"
-    metric: str = "valid_auc"
-    search: str = "tpe"
-    scheduler: str = "asha"
+    metric: Objective = Objective.valid_auc
+    search: Search = Search.tpe
+    scheduler: Scheduler = Scheduler.asha
     num_samples: int = 16  # trials
     time_budget_s: float | None = None
     max_concurrent: int = 2
@@ -319,32 +352,22 @@ class SweepConfig:
 
     @property
     def mode(self) -> str:
-        return SWEEP_METRICS[self.metric]
+        return self.metric.mode
 
     def __post_init__(self) -> None:
-        _check(
-            self.metric in SWEEP_METRICS,
-            "sweep.metric",
-            self.metric,
-            f"the loop reports only {sorted(SWEEP_METRICS)}",
-        )
-        _check(self.search in SEARCHERS, "sweep.search", self.search, f"must be one of {SEARCHERS}")
-        _check(
-            self.scheduler in SCHEDULERS,
-            "sweep.scheduler",
-            self.scheduler,
-            f"must be one of {SCHEDULERS}",
-        )
+        self.metric = _as_enum(Objective, "sweep.metric", self.metric)
+        self.search = _as_enum(Search, "sweep.search", self.search)
+        self.scheduler = _as_enum(Scheduler, "sweep.scheduler", self.scheduler)
         for key in ("num_samples", "max_concurrent", "grace_period"):
-            _check(getattr(self, key) > 0, f"sweep.{key}", getattr(self, key), "must be > 0")
-        _check(
+            check(getattr(self, key) > 0, f"sweep.{key}", getattr(self, key), "must be > 0")
+        check(
             self.reduction_factor > 1,
             "sweep.reduction_factor",
             self.reduction_factor,
             "must be > 1",
         )
-        _check(self.cpus_per_trial > 0, "sweep.cpus_per_trial", self.cpus_per_trial, "must be > 0")
-        _check(
+        check(self.cpus_per_trial > 0, "sweep.cpus_per_trial", self.cpus_per_trial, "must be > 0")
+        check(
             self.time_budget_s is None or self.time_budget_s > 0,
             "sweep.time_budget_s",
             self.time_budget_s,
@@ -352,23 +375,23 @@ class SweepConfig:
         )
         for name, p in self.params.items():
             key = f"sweep.params.{name}"
-            _check(p.type in PARAM_TYPES, f"{key}.type", p.type, f"must be one of {PARAM_TYPES}")
+            p.type = _as_enum(ParamType, f"{key}.type", p.type)
             if p.type == "choice":
-                _check(len(p.choices) > 0, f"{key}.choices", p.choices, "must not be empty")
+                check(len(p.choices) > 0, f"{key}.choices", p.choices, "must not be empty")
                 continue
-            _check(
+            check(
                 p.low is not None and p.high is not None,
                 key,
                 f"low={p.low}, high={p.high}",
                 "needs low and high",
             )
-            _check(
+            check(
                 p.low < p.high,
                 key,
                 f"[{p.low}, {p.high}]",
                 "is an empty or inverted range (low must be < high)",
             )
-            _check(not p.log or p.low > 0, f"{key}.low", p.low, "must be > 0 on a log scale")
+            check(not p.log or p.low > 0, f"{key}.low", p.low, "must be > 0 on a log scale")
 
 
 @dataclass(kw_only=True)
@@ -379,7 +402,7 @@ class TrackingConfig:
     experiment: str = "riskbrain"
 
     def __post_init__(self) -> None:
-        _check(bool(self.experiment), "tracking.experiment", self.experiment, "must not be empty")
+        check(bool(self.experiment), "tracking.experiment", self.experiment, "must not be empty")
 
 
 @dataclass(kw_only=True)
@@ -389,8 +412,8 @@ class RegistryConfig:
     alias: str = "challenger"
 
     def __post_init__(self) -> None:
-        _check(bool(self.name), "registry.name", self.name, "must not be empty")
-        _check(bool(self.alias), "registry.alias", self.alias, "must not be empty")
+        check(bool(self.name), "registry.name", self.name, "must not be empty")
+        check(bool(self.alias), "registry.alias", self.alias, "must not be empty")
 
 
 @dataclass(kw_only=True)
@@ -398,10 +421,10 @@ class TrainConfig:
     """The whole job: one node per concern."""
 
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = MISSING  # an option of the group: MLPConfig, TabMConfig
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    launcher: LauncherConfig = MISSING  # an option of the group: local, mpi, ray
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -413,14 +436,14 @@ class TrainConfig:
         for name in self.sweep.params:  # every searched key must be a value of this tree
             node: Any = self
             for part in name.split("."):
-                _check(
+                check(
                     hasattr(node, part) and part in {f.name for f in fields(node)},
                     f"sweep.params.{name}",
                     name,
                     "is not a config key (e.g. optim.lr, model.d_block)",
                 )
                 node = getattr(node, part)
-            _check(
+            check(
                 not is_dataclass(node),
                 f"sweep.params.{name}",
                 name,
@@ -429,10 +452,19 @@ class TrainConfig:
 
 
 def register_configs() -> None:
-    """Register the schema so YAML files are validated against the dataclasses."""
+    """Register the schema so YAML files are validated against the dataclasses.
+
+    Each option of the ``model`` and ``launcher`` groups has its own dataclass, stored as
+    ``<group>/<option>_schema``; its YAML lists that schema first in its defaults.
+    """
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    for name, node in MODEL_CONFIGS.items():
+        store.store(group="model", name=f"{name}_schema", node=node)
+    for name, node in LAUNCHER_CONFIGS.items():
+        store.store(group="launcher", name=f"{name}_schema", node=node)
 
 
 def to_config(cfg: Any) -> TrainConfig:
@@ -449,9 +481,18 @@ def to_config(cfg: Any) -> TrainConfig:
         raise ConfigError(str(e)) from e
 
 
-def to_dict(cfg: TrainConfig) -> dict[str, Any]:
-    """The resolved config as plain containers (enums as their names)."""
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The resolved config (or any node of it) as plain containers, enums as their names."""
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
+
+
+# Settings of what runs around a training run (the Slurm allocation, the search), not of the run.
+NOT_TRAINING = ("cluster", "sweep")
+
+
+def training_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """What a training run logs as its params and checks on resume: the config less ``NOT_TRAINING``."""
+    return {k: v for k, v in to_dict(cfg).items() if k not in NOT_TRAINING}
 
 
 def _reject_unknown_keys(node: Any, path: str = "") -> None:

@@ -91,7 +91,7 @@ def ray(cfg: TrainConfig) -> Check:
         from ray.train.torch import TorchTrainer  # noqa: F401
     except Exception as e:  # noqa: BLE001
         return (FAIL if cfg.launcher.name == "ray" else WARN), "ray", f"ray unusable: {e}"
-    address = cfg.launcher.address or os.environ.get("RAY_ADDRESS")
+    address = getattr(cfg.launcher, "address", None) or os.environ.get("RAY_ADDRESS")
     return (
         OK,
         "ray",

@@ -27,6 +27,7 @@ from training.checkpoint import Checkpointer
 from training.config import OptimConfig, TrainerConfig
 from training.dist import DistContext, GradSync
 from training.errors import RiskbrainError
+from training.models import predict_pd
 from training.preemption import Preempted
 from training.progress import EpochProgress
 from training.tracking import NullTracker, Tracker
@@ -110,19 +111,6 @@ def train_step(
         sync()
     optimizer.step()
     return loss_sum.detach()
-
-
-@torch.no_grad()
-def predict_pd(
-    model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, batch_size: int = 16_384
-) -> np.ndarray:
-    """PD per row: the mean of the ensemble members' probabilities. Shape: (n,) float64."""
-    model.eval()
-    out = [
-        torch.sigmoid(model(x_num[i : i + batch_size], x_cat[i : i + batch_size])).mean(1)
-        for i in range(0, len(x_num), batch_size)
-    ]
-    return torch.cat(out).double().cpu().numpy() if out else np.empty(0)
 
 
 def fit(

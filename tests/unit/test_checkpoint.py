@@ -9,7 +9,8 @@ import torch
 
 from tests.unit.test_loop import _model, toy  # noqa: F401 - the toy data fixture
 from training.checkpoint import Checkpointer, checkpoint_name, load_latest, save
-from training.config import CheckpointConfig, ModelConfig, OptimConfig, TrainerConfig
+from training.config import CheckpointConfig, OptimConfig, TrainerConfig
+from training.models.config import MLPConfig
 from training.dist import DistContext
 from training.loop import fit
 from training.preemption import Preempted
@@ -63,7 +64,7 @@ def test_no_valid_checkpoint_means_none(tmp_path):
 
 
 def _fit(pre, train, valid, tmp_path, **kwargs):
-    model, _ = _model(pre, ModelConfig(d_block=32, n_blocks=2, dropout=0.2), train)
+    model, _ = _model(pre, MLPConfig(d_block=32, n_blocks=2, dropout=0.2), train)
     ckpt = Checkpointer(
         tmp_path,
         CheckpointConfig(every_epochs=1, every_steps=7, keep=2),

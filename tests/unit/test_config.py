@@ -41,10 +41,9 @@ def test_feature_kinds_are_typed():
         ("optim.lr=-0.001", ["optim.lr", "-0.001"]),
         ("optim.batch_size=0", ["optim.batch_size", "0"]),
         ("data.split.train=0.8", ["data.split.train+valid+test", "1.1"]),
-        ("model.name=resnet", ["model.name", "resnet"]),
+        ("model.name=tabm", ["model.name", "model=tabm"]),
         ("model.dropout=1.5", ["model.dropout", "1.5"]),
         ("trainer.max_epochs=0", ["trainer.max_epochs", "0"]),
-        ("data.format=xlsx", ["data.format", "xlsx"]),
     ],
 )
 def test_out_of_range_values_are_refused(override, names):
@@ -61,6 +60,10 @@ def test_out_of_range_values_are_refused(override, names):
         ("optim.lr=fast", ["optim.lr", "fast"]),
         ("+model.depth=3", ["depth"]),
         ("data.split.method=kfold", ["data.split.method", "kfold"]),
+        ("data.format=xlsx", ["data.format", "xlsx"]),
+        ("model.name=resnet", ["model.name", "resnet"]),
+        ("model.k=4", ["model.k"]),
+        ("launcher.num_workers=4", ["launcher.num_workers"]),
     ],
 )
 def test_unknown_keys_and_wrong_types_fail_at_composition(override, names):

@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from training import metrics
-from training.config import ModelConfig, OptimConfig, TrainerConfig
+from training.config import OptimConfig, TrainerConfig
+from training.models.config import MODEL_CONFIGS, MLPConfig, ModelConfig, TabMConfig
 from training.data.preprocess import Preprocessor
 from training.data.schema import FeatureSpec, Kind, Schema
-from training.loop import Tensors, fit, loss_fn, predict_pd, train_step
+from training.loop import Tensors, fit, loss_fn, train_step
+from training.models import predict_pd
 from training.models import build_model
 from training.models.embeddings import fit_bins
 from training.serving import Scorer, save_bundle
@@ -75,7 +77,7 @@ def _model(pre: Preprocessor, cfg: ModelConfig, train: Tensors, seed: int = 0):
 @pytest.mark.parametrize("name, k", [("mlp", 1), ("tabm", 4)])
 def test_models_give_one_logit_per_member(toy, name, k):
     pre, train, _, _ = toy
-    model, _ = _model(pre, ModelConfig(name=name, k=4, d_block=16, n_blocks=1), train)
+    model, _ = _model(pre, MODEL_CONFIGS[name](d_block=16, n_blocks=1, **({"k": 4} if name == "tabm" else {})), train)
     assert model(train.x_num[:5], train.x_cat[:5]).shape == (5, k)
 
 
@@ -87,7 +89,7 @@ def test_loss_averages_members():
 
 def test_train_step_reduces_loss(toy):
     pre, train, _, _ = toy
-    model, _ = _model(pre, ModelConfig(d_block=32, n_blocks=2, dropout=0.0), train)
+    model, _ = _model(pre, MLPConfig(d_block=32, n_blocks=2, dropout=0.0), train)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     first = train_step(model, opt, train).item()
     for _ in range(30):
@@ -98,8 +100,8 @@ def test_train_step_reduces_loss(toy):
 @pytest.mark.parametrize(
     "cfg",
     [
-        ModelConfig(d_block=32, n_blocks=2),
-        ModelConfig(name="tabm", k=4, d_block=32, n_blocks=1, num_embeddings="piecewise", n_bins=8),
+        MLPConfig(d_block=32, n_blocks=2),
+        TabMConfig(k=4, d_block=32, n_blocks=1, num_embeddings="piecewise", n_bins=8),
     ],
 )
 def test_fit_learns_keeps_best_weights_and_is_deterministic(toy, cfg):
@@ -129,7 +131,7 @@ def test_fit_learns_keeps_best_weights_and_is_deterministic(toy, cfg):
 
 def test_early_stopping_stops_after_patience(toy):
     pre, train, valid, _ = toy
-    model, _ = _model(pre, ModelConfig(d_block=32, n_blocks=2), train)
+    model, _ = _model(pre, MLPConfig(d_block=32, n_blocks=2), train)
     # A huge learning rate makes validation AUC stall quickly.
     result = fit(
         model,
@@ -145,8 +147,8 @@ def test_early_stopping_stops_after_patience(toy):
 @pytest.mark.parametrize(
     "cfg",
     [
-        ModelConfig(d_block=16, n_blocks=1, num_embeddings="periodic"),
-        ModelConfig(name="tabm", k=3, d_block=16, n_blocks=1, num_embeddings="piecewise", n_bins=8),
+        MLPConfig(d_block=16, n_blocks=1, num_embeddings="periodic"),
+        TabMConfig(k=3, d_block=16, n_blocks=1, num_embeddings="piecewise", n_bins=8),
     ],
 )
 def test_bundle_round_trip_gives_the_same_pds(toy, tmp_path, cfg):

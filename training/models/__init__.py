@@ -1,20 +1,21 @@
-"""Model builders, selected by ``model.name``; models know nothing of training or parallelism."""
+"""Model builders, selected by ``model.name``, and PD prediction; models know nothing of training."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
-from training.config import ModelConfig
+from training.models.config import MLPConfig, ModelConfig, ModelName
 from training.models.embeddings import make_num_embeddings
 from training.models.mlp import MLP
 from training.models.tabm import build_tabm
 
 
 def _build_mlp(
-    cfg: ModelConfig, n_num: int, cat_cardinalities: list[int], bins: list[torch.Tensor] | None
+    cfg: MLPConfig, n_num: int, cat_cardinalities: list[int], bins: list[torch.Tensor] | None
 ) -> nn.Module:
     return MLP(
         n_num=n_num,
@@ -26,7 +27,7 @@ def _build_mlp(
     )
 
 
-BUILDERS = {"mlp": _build_mlp, "tabm": build_tabm}
+BUILDERS = {ModelName.mlp: _build_mlp, ModelName.tabm: build_tabm}
 
 
 def build_model(
@@ -51,3 +52,16 @@ def build_model(
 
 def _output_bias(model: nn.Module) -> torch.Tensor:
     return model.head.bias if isinstance(model, MLP) else model.tabm.output.bias
+
+
+@torch.no_grad()
+def predict_pd(
+    model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, batch_size: int = 16_384
+) -> np.ndarray:
+    """PD per row: the mean of the ensemble members' probabilities. Shape: (n,) float64."""
+    model.eval()
+    out = [
+        torch.sigmoid(model(x_num[i : i + batch_size], x_cat[i : i + batch_size])).mean(1)
+        for i in range(0, len(x_num), batch_size)
+    ]
+    return torch.cat(out).double().cpu().numpy() if out else np.empty(0)

@@ -6,12 +6,12 @@ import torch
 from rtdl_num_embeddings import PeriodicEmbeddings, PiecewiseLinearEmbeddings, compute_bins
 from torch import nn
 
-from training.config import ModelConfig
+from training.models.config import ModelConfig, NumEmbeddings
 
 
 def fit_bins(cfg: ModelConfig, x_num: torch.Tensor) -> list[torch.Tensor] | None:
     """Bin edges for piecewise-linear embeddings, from the (transformed) training features only."""
-    if cfg.num_embeddings != "piecewise" or x_num.shape[1] == 0:
+    if cfg.num_embeddings is not NumEmbeddings.piecewise or x_num.shape[1] == 0:
         return None
     return compute_bins(x_num, n_bins=cfg.n_bins)
 
@@ -20,9 +20,9 @@ def make_num_embeddings(
     cfg: ModelConfig, n_num: int, bins: list[torch.Tensor] | None
 ) -> nn.Module | None:
     """Shape: (batch, n_num) -> (batch, n_num, d_embedding), or None for raw features."""
-    if cfg.num_embeddings == "none" or n_num == 0:
+    if cfg.num_embeddings is NumEmbeddings.none or n_num == 0:
         return None
-    if cfg.num_embeddings == "piecewise":
+    if cfg.num_embeddings is NumEmbeddings.piecewise:
         if bins is None:
             raise ValueError("piecewise embeddings need bins (fit_bins on the training features)")
         return PiecewiseLinearEmbeddings(bins, cfg.d_embedding, activation=False, version="B")

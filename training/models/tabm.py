@@ -6,7 +6,7 @@ import torch
 from tabm import TabM
 from torch import nn
 
-from training.config import ModelConfig
+from training.models.config import TabMConfig
 from training.models.embeddings import make_num_embeddings
 
 
@@ -22,7 +22,7 @@ class TabMLogits(nn.Module):
 
 
 def build_tabm(
-    cfg: ModelConfig, n_num: int, cat_cardinalities: list[int], bins: list[torch.Tensor] | None
+    cfg: TabMConfig, n_num: int, cat_cardinalities: list[int], bins: list[torch.Tensor] | None
 ) -> nn.Module:
     return TabMLogits(
         TabM.make(

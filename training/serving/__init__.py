@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from training.config import ModelConfig
+from training.models.config import ModelConfig, model_config_from_dict, model_config_to_dict
 from training.data.preprocess import Preprocessor
 from training.data.schema import FeatureSpec, Kind, Schema, Source
 
@@ -33,7 +33,7 @@ def save_bundle(
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, out_dir / WEIGHTS)
     bundle = {
-        "model": vars(model_cfg),
+        "model": model_config_to_dict(model_cfg),
         "preprocessor": pre.state(),
         "bins": [b.tolist() for b in bins] if bins is not None else None,
         "schema": {
@@ -78,7 +78,7 @@ class Scorer:
         self.pre = Preprocessor(**bundle["preprocessor"])
         bins = [torch.tensor(b) for b in bundle["bins"]] if bundle["bins"] is not None else None
         self.model = build_model(
-            ModelConfig(**bundle["model"]),
+            model_config_from_dict(bundle["model"]),
             n_num=self.pre.n_num_features,
             cat_cardinalities=self.pre.cat_cardinalities,
             bins=bins,
@@ -87,7 +87,7 @@ class Scorer:
         self.model.eval()
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        from training.loop import predict_pd
+        from training.models import predict_pd
 
         x_num, x_cat = self.pre.transform(frame)
         return predict_pd(self.model, torch.from_numpy(x_num), torch.from_numpy(x_cat))

@@ -1,0 +1,90 @@
+"""Model configs: one typed dataclass per architecture, validated on construction.
+
+Kept free of Hydra and OmegaConf, so a served model rebuilds its network from the JSON in its
+bundle with the same classes (``model_config_from_dict``). ``training/config.py`` registers them
+as the options of the ``model`` config group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+from training.errors import check
+
+
+class ModelName(StrEnum):
+    mlp = "mlp"
+    tabm = "tabm"
+
+
+class NumEmbeddings(StrEnum):
+    """How numeric features enter the network: raw, piecewise-linear or periodic embeddings."""
+
+    none = "none"
+    piecewise = "piecewise"
+    periodic = "periodic"
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """What every architecture shares: block width and depth, dropout, numeric embeddings."""
+
+    name: ModelName
+    d_block: int = 256
+    n_blocks: int = 3
+    dropout: float = 0.1
+    num_embeddings: NumEmbeddings = NumEmbeddings.none
+    d_embedding: int = 16
+    n_bins: int = 32
+
+    def __post_init__(self) -> None:
+        # Plain strings arrive from Python callers and from a bundle's JSON.
+        self.name, self.num_embeddings = ModelName(self.name), NumEmbeddings(self.num_embeddings)
+        option = MODEL_CONFIGS[self.name]
+        check(
+            type(self) is option,
+            "model.name",
+            str(self.name),
+            f"is set by the config group: use model={self.name}, not model.name",
+        )
+        check(self.d_block > 0, "model.d_block", self.d_block, "must be > 0")
+        check(self.n_blocks > 0, "model.n_blocks", self.n_blocks, "must be > 0")
+        check(0 <= self.dropout < 1, "model.dropout", self.dropout, "must be in [0, 1)")
+        check(self.d_embedding > 0, "model.d_embedding", self.d_embedding, "must be > 0")
+        check(self.n_bins > 1, "model.n_bins", self.n_bins, "must be > 1")
+
+
+@dataclass(kw_only=True)
+class MLPConfig(ModelConfig):
+    """A plain MLP on quantile-normalised features and one-hot categoricals."""
+
+    name: ModelName = ModelName.mlp
+
+
+@dataclass(kw_only=True)
+class TabMConfig(ModelConfig):
+    """TabM: ``k`` weight-sharing MLPs trained as one ensemble."""
+
+    name: ModelName = ModelName.tabm
+    k: int = 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.k > 0, "model.k", self.k, "must be > 0")
+
+
+MODEL_CONFIGS: dict[ModelName, type[ModelConfig]] = {
+    ModelName.mlp: MLPConfig,
+    ModelName.tabm: TabMConfig,
+}
+
+
+def model_config_from_dict(values: dict[str, Any]) -> ModelConfig:
+    """The inverse of ``asdict``: the option's class is chosen by ``name``."""
+    return MODEL_CONFIGS[ModelName(values["name"])](**values)
+
+
+def model_config_to_dict(cfg: ModelConfig) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, StrEnum) else v for k, v in asdict(cfg).items()}
