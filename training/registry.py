@@ -2,41 +2,25 @@
 
 from __future__ import annotations
 
-from importlib.metadata import version
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from training.config import RegistryConfig
 from training.data.schema import Schema
-from training.serving import signature
-
-PYFUNC_FILE = Path(__file__).parent / "serving" / "pyfunc_model.py"
-_RUNTIME = [
-    "torch",
-    "numpy",
-    "pandas",
-    "scipy",
-    "safetensors",
-    "tabm",
-    "rtdl-num-embeddings",
-    "mlflow",
-]
+from training.serving.package import pyfunc_model
 
 
 def log_model(bundle_dir: Path, schema: Schema, example: pd.DataFrame) -> str:
-    """Log the pyfunc (code, bundle, signature, input example) to the active run; returns its URI."""
+    """Log the pyfunc (runtime code only, bundle, signature, input example, pinned requirements)
+    to the active run; returns its URI."""
     import mlflow
 
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(PYFUNC_FILE),
-        artifacts={"bundle": str(bundle_dir)},
-        code_paths=[str(Path(__file__).parent)],  # the `training` package travels with the model
-        signature=signature(schema),
-        input_example=example,
-        pip_requirements=[f"{p}=={version(p).split('+')[0]}" for p in _RUNTIME],
-    )
+    with tempfile.TemporaryDirectory(prefix="riskbrain-model-") as workdir:
+        info = mlflow.pyfunc.log_model(
+            name="model", **pyfunc_model(bundle_dir, schema, example, Path(workdir))
+        )
     return info.model_uri
 
 

@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from training.models.config import ModelConfig, model_config_from_dict, model_config_to_dict
 from training.data.preprocess import Preprocessor
 from training.data.schema import FeatureSpec, Kind, Schema, Source
+from training.models.config import ModelConfig, model_config_from_dict, model_config_to_dict
 
 WEIGHTS, BUNDLE = "weights.safetensors", "bundle.json"
 
