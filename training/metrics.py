@@ -1,10 +1,15 @@
-"""Credit-risk metrics (AUC, Gini, KS, Brier, log loss, ECE, PSI) as pure numpy functions of (y, p)."""
+"""Credit-risk metrics (AUC, Gini, KS, Brier, log loss, ECE, PSI) as functions of (y, p).
+
+AUC, the ROC curve, Brier and log loss come from scikit-learn; what it lacks (KS, reliability and
+ECE on fixed bins, PSI) is numpy here. Every function validates (y, p) first, so a bad input is
+reported by value and index, and returns plain Python floats (or numpy arrays for curves).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import rankdata
+from sklearn import metrics as sk
 
 Array = NDArray[np.float64]
 
@@ -47,13 +52,10 @@ def _check_both_classes(y: Array, metric: str) -> None:
 
 
 def auc(y: ArrayLike, p: ArrayLike) -> float:
-    """ROC AUC by ranks (Mann-Whitney U); tied scores get average ranks, so ties count one half."""
+    """ROC AUC = P(p_bad > p_good), tied (bad, good) pairs counting one half (scikit-learn)."""
     y, p = _check_inputs(y, p)
     _check_both_classes(y, "auc")
-    n_bad = y.sum()
-    n_good = len(y) - n_bad
-    rank_sum_bad = rankdata(p)[y == 1].sum()
-    return float((rank_sum_bad - n_bad * (n_bad + 1) / 2) / (n_bad * n_good))
+    return float(sk.roc_auc_score(y, p))
 
 
 def gini(y: ArrayLike, p: ArrayLike) -> float:
@@ -86,22 +88,30 @@ def ks(y: ArrayLike, p: ArrayLike) -> float:
 
 
 def roc_curve(y: ArrayLike, p: ArrayLike) -> tuple[Array, Array]:
-    """ROC points (fpr, tpr) from (1, 1) down to (0, 0), one per distinct score, rule: default if p > t."""
-    _, cdf_bad, cdf_good = ks_curve(y, p)
-    return 1.0 - np.r_[0.0, cdf_good], 1.0 - np.r_[0.0, cdf_bad]
+    """ROC points (fpr, tpr) from (1, 1) down to (0, 0), one per distinct score, rule: default if p > t.
+
+    Shape: each (n_distinct + 1,). scikit-learn's curve, kept whole (no intermediate points
+    dropped) and reversed, since scikit-learn runs from (0, 0) up.
+    """
+    y, p = _check_inputs(y, p)
+    _check_both_classes(y, "roc_curve")
+    fpr, tpr, _ = sk.roc_curve(y, p, drop_intermediate=False)
+    return fpr[::-1].astype(np.float64), tpr[::-1].astype(np.float64)
 
 
 def brier(y: ArrayLike, p: ArrayLike) -> float:
     """Brier score: mean squared error of the predicted PD."""
     y, p = _check_inputs(y, p)
-    return float(np.mean((p - y) ** 2))
+    return float(sk.brier_score_loss(y, p, pos_label=1))
 
 
 def log_loss(y: ArrayLike, p: ArrayLike, eps: float = 1e-15) -> float:
-    """Binary cross-entropy; p is clipped to [eps, 1 - eps] so a confident miss costs a finite amount."""
+    """Binary cross-entropy; p is clipped to [eps, 1 - eps] so a confident miss costs a finite amount.
+
+    labels=[0, 1] lets scikit-learn score a sample holding only one class.
+    """
     y, p = _check_inputs(y, p)
-    p = np.clip(p, eps, 1.0 - eps)
-    return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
+    return float(sk.log_loss(y, np.clip(p, eps, 1.0 - eps), labels=[0, 1]))
 
 
 def _bin_stats(y: Array, p: Array, n_bins: int) -> tuple[Array, Array, Array]:

@@ -1,4 +1,9 @@
-"""Credit-risk metrics checked against scikit-learn and against small hand-worked examples."""
+"""Credit-risk metrics checked against independent computations and small hand-worked examples.
+
+AUC, the ROC curve, Brier and log loss call scikit-learn, so they are checked against brute-force
+numpy (pairwise AUC, thresholds one by one, the loss formulas); our own KS and reliability bins
+are checked against scikit-learn's ROC curve and calibration curve.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,18 @@ def _sample(
     return y, p
 
 
+def _pairwise(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """(share of (bad, good) pairs with p_bad > p_good, share tied), over every pair."""
+    bad, good = p[y == 1][:, None], p[y == 0][None, :]
+    return float(np.mean(bad > good)), float(np.mean(bad == good))
+
+
+def _roc_brute_force(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(fpr, tpr) with rule default if p > t, for t below every score, then each distinct score."""
+    t = np.r_[-np.inf, np.unique(p)][:, None]
+    return np.mean(p[y == 0] > t, axis=1), np.mean(p[y == 1] > t, axis=1)
+
+
 SAMPLES = pytest.mark.parametrize(
     "seed, decimals",
     [(0, None), (1, None), (2, 2), (3, 1)],
@@ -33,9 +50,11 @@ SAMPLES = pytest.mark.parametrize(
 
 
 @SAMPLES
-def test_auc_matches_sklearn(seed: int, decimals: int | None) -> None:
-    y, p = _sample(seed=seed, decimals=decimals)
-    assert metrics.auc(y, p) == pytest.approx(sk.roc_auc_score(y, p), abs=1e-12)
+def test_auc_matches_pairwise_count(seed: int, decimals: int | None) -> None:
+    # AUC = P(p_bad > p_good) + P(tie) / 2 over all (bad, good) pairs.
+    y, p = _sample(n=2_000, seed=seed, decimals=decimals)
+    above, tied = _pairwise(y, p)
+    assert metrics.auc(y, p) == pytest.approx(above + tied / 2, abs=1e-12)
 
 
 @SAMPLES
@@ -46,13 +65,16 @@ def test_ks_matches_max_tpr_minus_fpr(seed: int, decimals: int | None) -> None:
 
 
 @SAMPLES
-def test_roc_curve_matches_sklearn(seed: int, decimals: int | None) -> None:
-    y, p = _sample(seed=seed, decimals=decimals)
+def test_roc_curve_matches_thresholds_one_by_one(seed: int, decimals: int | None) -> None:
+    y, p = _sample(n=2_000, seed=seed, decimals=decimals)
     fpr, tpr = metrics.roc_curve(y, p)
-    sk_fpr, sk_tpr, _ = sk.roc_curve(y, p, drop_intermediate=False)
-    # ours runs from (1, 1) down to (0, 0), sklearn's from (0, 0) up
-    np.testing.assert_allclose(fpr[::-1], sk_fpr, atol=1e-12)
-    np.testing.assert_allclose(tpr[::-1], sk_tpr, atol=1e-12)
+    want_fpr, want_tpr = _roc_brute_force(y, p)  # from (1, 1) down to (0, 0), as ours
+    assert fpr.shape == tpr.shape == (len(np.unique(p)) + 1,)
+    np.testing.assert_allclose(fpr, want_fpr, atol=1e-12)
+    np.testing.assert_allclose(tpr, want_tpr, atol=1e-12)
+    # the area under the curve (trapezoids, x descending) is the AUC
+    area = float(np.sum((fpr[:-1] - fpr[1:]) * (tpr[:-1] + tpr[1:]) / 2))
+    assert area == pytest.approx(metrics.auc(y, p), abs=1e-12)
 
 
 def test_ks_curve_cdfs_are_monotone_and_end_at_one() -> None:
@@ -77,9 +99,12 @@ def test_ks_does_not_split_ties() -> None:
 
 
 @SAMPLES
-def test_gini_is_two_auc_minus_one(seed: int, decimals: int | None) -> None:
-    y, p = _sample(seed=seed, decimals=decimals)
-    assert metrics.gini(y, p) == pytest.approx(2 * sk.roc_auc_score(y, p) - 1, abs=1e-12)
+def test_gini_is_somers_d(seed: int, decimals: int | None) -> None:
+    # Gini = 2 AUC - 1 = P(p_bad > p_good) - P(p_bad < p_good) over all (bad, good) pairs.
+    y, p = _sample(n=2_000, seed=seed, decimals=decimals)
+    above, tied = _pairwise(y, p)
+    assert metrics.gini(y, p) == pytest.approx(above - (1 - above - tied), abs=1e-12)
+    assert metrics.gini(y, p) == pytest.approx(2 * metrics.auc(y, p) - 1, abs=1e-15)
 
 
 @pytest.mark.parametrize("inverted, want_auc", [(False, 1.0), (True, 0.0)])
@@ -94,16 +119,38 @@ def test_perfect_and_inverted_scores(inverted: bool, want_auc: float) -> None:
 
 
 @SAMPLES
-def test_brier_and_log_loss_match_sklearn(seed: int, decimals: int | None) -> None:
+def test_brier_and_log_loss_match_their_formulas(seed: int, decimals: int | None) -> None:
     y, p = _sample(seed=seed, decimals=decimals)
-    p = np.clip(p, 0.001, 0.999)  # keep away from the clip, where eps conventions differ
-    assert metrics.brier(y, p) == pytest.approx(sk.brier_score_loss(y, p), rel=1e-12)
-    assert metrics.log_loss(y, p) == pytest.approx(sk.log_loss(y, p), rel=1e-12)
+    p = np.clip(p, 0.001, 0.999)  # away from the clip, so the plain formula applies
+    assert metrics.brier(y, p) == pytest.approx(np.mean((p - y) ** 2), rel=1e-12)
+    want = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    assert metrics.log_loss(y, p) == pytest.approx(want, rel=1e-12)
+
+
+def test_brier_and_log_loss_hand_worked() -> None:
+    # (0.2 - 0)^2, (0.6 - 1)^2 -> mean 0.1; -ln(0.8), -ln(0.6) -> mean.
+    assert metrics.brier([0, 1], [0.2, 0.6]) == pytest.approx(0.1)
+    assert metrics.log_loss([0, 1], [0.2, 0.6]) == pytest.approx(
+        -(math.log(0.8) + math.log(0.6)) / 2
+    )
 
 
 def test_log_loss_clips_certain_misses() -> None:
     # A PD of exactly 0 for a default would be infinite loss; the clip makes it -ln(eps) per row.
     assert metrics.log_loss([1, 0], [0.0, 0.0], eps=1e-15) == pytest.approx(-math.log(1e-15) / 2)
+    # our eps, not the library's own: clipping at 0.1 costs -ln(0.1) for the miss
+    assert metrics.log_loss([1], [0.0], eps=0.1) == pytest.approx(-math.log(0.1))
+    assert metrics.log_loss([0], [1.0], eps=0.1) == pytest.approx(-math.log(0.1))
+
+
+def test_calibration_losses_accept_a_single_class() -> None:
+    # Brier and log loss need no second class (unlike AUC or KS): a shard of non-defaults scores.
+    assert metrics.brier([0, 0], [0.1, 0.3]) == pytest.approx(0.05)
+    assert metrics.log_loss([0, 0], [0.1, 0.3]) == pytest.approx(
+        -(math.log(0.9) + math.log(0.7)) / 2
+    )
+    assert metrics.brier([1, 1], [0.5, 1.0]) == pytest.approx(0.125)
+    assert metrics.log_loss([1, 1], [0.5, 1.0]) == pytest.approx(math.log(2) / 2, rel=1e-6)
 
 
 @pytest.mark.parametrize("n_bins", [5, 10, 20])
@@ -190,9 +237,11 @@ def test_evaluate_is_consistent_and_json_serialisable() -> None:
     assert json.loads(json.dumps(report)) == report
     assert all(type(v) in (int, float) for v in report.values())
     assert report["n"] == len(y)
-    assert report["auc"] == pytest.approx(sk.roc_auc_score(y, p))
+    assert report["auc"] == metrics.auc(y, p)
     assert report["gini"] == pytest.approx(2 * report["auc"] - 1)
     assert report["ks"] == metrics.ks(y, p)
+    assert report["brier"] == metrics.brier(y, p)
+    assert report["log_loss"] == metrics.log_loss(y, p)
     assert report["ece"] == metrics.ece(y, p)
     assert report["default_rate"] == pytest.approx(y.mean())
     assert report["mean_pd"] == pytest.approx(p.mean())
@@ -200,7 +249,14 @@ def test_evaluate_is_consistent_and_json_serialisable() -> None:
 
 @pytest.mark.parametrize(
     "fn",
-    [metrics.auc, metrics.gini, metrics.ks, metrics.ks_curve, metrics.evaluate],
+    [
+        metrics.auc,
+        metrics.gini,
+        metrics.ks,
+        metrics.ks_curve,
+        metrics.roc_curve,
+        metrics.evaluate,
+    ],
     ids=lambda f: f.__name__,
 )
 def test_one_class_is_rejected(fn) -> None:
@@ -237,7 +293,15 @@ def test_one_class_is_rejected(fn) -> None:
     ids=["above-one", "negative", "nan", "inf", "bad-label", "length", "empty", "2-d"],
 )
 @pytest.mark.parametrize(
-    "fn", [metrics.auc, metrics.brier, metrics.log_loss, metrics.ece, metrics.evaluate]
+    "fn",
+    [
+        metrics.auc,
+        metrics.roc_curve,
+        metrics.brier,
+        metrics.log_loss,
+        metrics.ece,
+        metrics.evaluate,
+    ],
 )
 def test_invalid_inputs_name_the_problem(fn, y, p, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -24,7 +24,7 @@ class Dataset:
     """A validated frame: the schema's feature columns (+ period column) and an int64 0/1 target.
 
     Under data parallelism it holds one rank's shard: rows ``offset .. offset + len(frame) - 1``
-    of ``n_total``.
+    of the whole data set.
     """
 
     name: str
@@ -33,7 +33,6 @@ class Dataset:
     source: str  # file path, or "synthetic(n_rows=..., seed=...)"
     pd_true: np.ndarray | None = None  # synthetic only: the true PD of each row
     offset: int = 0
-    n_total: int = -1
 
 
 def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -57,7 +56,7 @@ def load_dataset(cfg: DataConfig, rank: int = 0, world_size: int = 1) -> Dataset
         lo, hi = shard_bounds(cfg.n_rows, rank, world_size)
         data = synthetic.generate(hi - lo, seed=cfg.seed, start=lo)
         source = f"synthetic(n_rows={cfg.n_rows}, seed={cfg.seed})"
-        return Dataset(cfg.name, data.frame, synthetic.SCHEMA, source, data.pd_true, lo, cfg.n_rows)
+        return Dataset(cfg.name, data.frame, synthetic.SCHEMA, source, data.pd_true, lo)
 
     schema = Schema(features=list(cfg.features), target=cfg.target, period=cfg.split.period_column)
     path = data_path(cfg)
@@ -68,9 +67,7 @@ def load_dataset(cfg: DataConfig, rank: int = 0, world_size: int = 1) -> Dataset
         )
     frame = validate(read_file(path, cfg.format, schema), schema, str(path))
     lo, hi = shard_bounds(len(frame), rank, world_size)
-    return Dataset(
-        cfg.name, frame.iloc[lo:hi].reset_index(drop=True), schema, str(path), None, lo, len(frame)
-    )
+    return Dataset(cfg.name, frame.iloc[lo:hi].reset_index(drop=True), schema, str(path), None, lo)
 
 
 def read_file(path: Path, fmt: str, schema: Schema) -> pd.DataFrame:

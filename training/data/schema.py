@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -30,8 +30,8 @@ class FeatureSpec:
     """One input column.
 
     ``monotone`` is +1 where risk must not fall as the feature rises, -1 where it must not
-    rise, 0 where no direction is imposed. It is recorded with the model and checked in the
-    evaluation report.
+    rise, 0 where no direction is imposed. It is recorded with the model (in its schema); nothing
+    enforces it in training or checks it in the evaluation report yet.
     """
 
     name: str
@@ -48,7 +48,6 @@ class Schema:
     features: list[FeatureSpec]
     target: str
     period: str | None = None  # a column used only to split out-of-time, never as an input
-    by_name: dict[str, FeatureSpec] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         names = [f.name for f in self.features]
@@ -59,7 +58,6 @@ class Schema:
             raise ValueError(f"schema: target {self.target!r} is also listed as a feature")
         if not self.features:
             raise ValueError("schema: no features")
-        self.by_name = {f.name: f for f in self.features}
 
     def names(self, kind: Kind | None = None) -> list[str]:
         return [f.name for f in self.features if kind is None or f.kind == kind]
