@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.models.config import MLPConfig
 from training.loop import Tensors
 from training.models import build_model
+from training.models.config import MLPConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -39,9 +39,9 @@ GOAL_VS_MPI4PY = "<= 1.2"
 
 def init_gloo(comm) -> None:
     """A torch process group for the gloo baselines, at a port rank 0 picks and broadcasts."""
-    from training.launch.mpi import _free_port
+    from training.process import free_port
 
-    port = comm.bcast(_free_port() if comm.Get_rank() == 0 else None, root=0)
+    port = comm.bcast(free_port("") if comm.Get_rank() == 0 else None, root=0)
     dist.init_process_group(
         "gloo",
         init_method=f"tcp://127.0.0.1:{port}",

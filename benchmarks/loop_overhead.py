@@ -12,6 +12,7 @@ from torch import nn
 from benchmarks.common import BATCH, build_mlp, figure, interleave, paired_ratio, synthetic_tensors
 from training.config import OptimConfig, TrainerConfig
 from training.loop import Tensors, fit
+from training.state import TrainState
 
 GOAL = "<= 1.05"
 
@@ -21,7 +22,8 @@ def riskbrain_loop(model: nn.Module, data: Tensors, valid: Tensors) -> float:
     ``fit``'s own timing of its batch loop (permutation, masks, ``Tensors.take``, ``train_step``),
     read back from rows/s. Validation and set-up are outside it."""
     optim = OptimConfig(lr=1e-3, weight_decay=1e-4, batch_size=BATCH)
-    result = fit(model, data, valid, optim=optim, trainer=TrainerConfig(max_epochs=1), seed=0)
+    state = TrainState.create(model, optim, seed=0)
+    result = fit(state, data, valid, optim, TrainerConfig(max_epochs=1))
     return len(data) / result.history[0]["rows_per_s"]
 
 

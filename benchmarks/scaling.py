@@ -22,6 +22,7 @@ from benchmarks.common import (
 from training.config import OptimConfig, TrainerConfig
 from training.launch.mpi import MPIContext
 from training.loop import fit
+from training.state import TrainState
 
 GOAL = ">= 0.9"
 VALID_ROWS = 2_000  # per rank; validation is outside the timed part of an epoch anyway
@@ -51,15 +52,10 @@ def main() -> None:
     n, nv = args.rows_per_rank, VALID_ROWS
     train = synthetic_tensors(n, seed=1 + rank, offset=rank * n, total=world * n)
     valid = synthetic_tensors(nv, seed=1000 + rank, offset=rank * nv, total=world * nv)
-    result = fit(
-        build_mlp("default"),
-        train,
-        valid,
-        optim=OptimConfig(batch_size=BATCH * world),  # the same per-rank batch for any world size
-        trainer=TrainerConfig(max_epochs=args.epochs, patience=args.epochs),  # no early stop
-        seed=0,
-        ctx=ctx,
-    )
+    optim = OptimConfig(batch_size=BATCH * world)  # the same per-rank batch for any world size
+    trainer = TrainerConfig(max_epochs=args.epochs, patience=args.epochs)  # no early stop
+    state = TrainState.create(build_mlp("default"), optim, seed=0)
+    result = fit(state, train, valid, optim, trainer, ctx=ctx)
     history = result.history[1:]  # epoch 1 warms up (allocator, caches)
     out = {
         "world_size": world,

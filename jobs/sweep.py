@@ -17,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from training.config import register_configs, to_config
+from training.constants import EXIT_PREEMPTED, EXIT_USER_ERROR
 from training.errors import ConfigError, RiskbrainError
 from training.sweep import SweepInterrupted
 
@@ -42,10 +43,10 @@ def main(dcfg: DictConfig) -> float | None:
         report = run_sweep(cfg, sweep_dir)
     except SweepInterrupted as e:
         log.warning("%s", e)
-        sys.exit(3)
+        sys.exit(EXIT_PREEMPTED)
     except RiskbrainError as e:
         log.error("%s", e)
-        sys.exit(2)
+        sys.exit(EXIT_USER_ERROR)
     return report.get("best", {}).get("objective")
 
 

@@ -19,9 +19,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from training.config import register_configs, to_config
+from training.constants import EXIT_PREEMPTED, EXIT_USER_ERROR
 from training.errors import RiskbrainError
 from training.launch import mpi_world
-from training.preemption import PREEMPTED_EXIT_CODE, Preempted
+from training.preemption import Preempted
 
 log = logging.getLogger("riskbrain")
 register_configs()
@@ -32,16 +33,13 @@ def compose_and_launch(dcfg: DictConfig) -> float:
     _, size = mpi_world()
     try:
         cfg = to_config(dcfg)
-        from training.launch import (
-            launch,
-        )  # heavy imports only once the config is known to be valid
+        # Heavy imports only once the config is known to be valid.
+        from training.launch import launch
 
         report = launch(cfg, Path(HydraConfig.get().runtime.output_dir))
     except Preempted as e:
-        log.warning(
-            "preempted: %s; exit %d so the scheduler requeues the job", e, PREEMPTED_EXIT_CODE
-        )
-        sys.exit(PREEMPTED_EXIT_CODE)
+        log.warning("preempted: %s; exit %d so the scheduler requeues the job", e, EXIT_PREEMPTED)
+        sys.exit(EXIT_PREEMPTED)
     except RiskbrainError as e:
         if size > 1:  # failed before the config was shared (errors after it abort every rank)
             from training.launch.mpi import release_followers
@@ -50,7 +48,7 @@ def compose_and_launch(dcfg: DictConfig) -> float:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # one job of a sweep: Hydra's launcher reports it (submitit: as the task's result)
         log.error("%s", e)
-        sys.exit(2)
+        sys.exit(EXIT_USER_ERROR)
     return report["test"]["auc"]  # what a Hydra sweeper optimises
 
 

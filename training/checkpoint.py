@@ -1,6 +1,7 @@
 """Checkpoints: written atomically with a checksum, the last K kept, the latest valid one resumed.
 
-A checkpoint is a dict of tensors and plain values saved with ``torch.save`` and loaded with
+A checkpoint is a ``TrainState.state_dict()`` (``training/state.py``) plus every rank's RNG state
+and the run's identity: tensors and plain values saved with ``torch.save`` and loaded with
 ``weights_only=True`` (no pickled code). Next to ``ckpt-e0003-s0000120.pt`` sits its SHA-256 in
 ``ckpt-e0003-s0000120.pt.sha256``, written after the data; a file whose checksum is missing or
 wrong (a crash mid-write, a truncated copy) is skipped with a warning in favour of the previous one.
@@ -9,6 +10,7 @@ wrong (a crash mid-write, a truncated copy) is skipped with a warning in favour 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 from pathlib import Path
@@ -18,12 +20,17 @@ import torch
 
 from training.config import CheckpointConfig
 from training.dist import DistContext
+from training.state import TrainState
 
 log = logging.getLogger("riskbrain")
 
 
 class Checkpointer:
-    """When to checkpoint, and the collective save: every rank's RNG state, written by rank 0."""
+    """When to checkpoint, and the collective save: every rank's RNG state, written by rank 0.
+
+    ``meta`` identifies the run in every checkpoint (``run_id``: the MLflow run a resume
+    reopens; ``config``: what a resume must match).
+    """
 
     def __init__(
         self, directory: Path, cfg: CheckpointConfig, ctx: DistContext, meta: dict[str, Any]
@@ -36,12 +43,11 @@ class Checkpointer:
     def due_epoch(self, epoch: int) -> bool:
         return self.cfg.every_epochs > 0 and epoch % self.cfg.every_epochs == 0
 
-    def save(self, state: dict[str, Any]) -> None:
+    def save(self, state: TrainState) -> None:
         rng = self.ctx.allgather(torch.get_rng_state())  # dropout masks differ per rank
         if self.ctx.is_main:
-            path = save(
-                self.directory, {**state, "torch_rng": rng, **self.meta}, keep=self.cfg.keep
-            )
+            snapshot = {**state.state_dict(), "torch_rng": rng, **self.meta}
+            path = save(self.directory, snapshot, keep=self.cfg.keep)
             log.info("checkpoint %s", path.name)
 
 
@@ -61,8 +67,6 @@ def _fsync_write(path: Path, data: bytes) -> None:
 
 def save(directory: Path, state: dict[str, Any], *, keep: int) -> Path:
     """Write ``state`` atomically (temporary file, fsync, rename), then its checksum; prune to ``keep``."""
-    import io
-
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / checkpoint_name(state["epoch"], state["step"])
     buf = io.BytesIO()

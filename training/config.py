@@ -214,7 +214,9 @@ class CheckpointConfig:
     every_steps: int = 0  # global batches; 0 = never mid-epoch
     keep: int = 3  # the last K are kept
     resume: bool = True  # start from the latest valid checkpoint in the output folder, if any
-    signal: str = STOP_SIGNAL  # on this signal the job checkpoints at the next step and exits (code 3)
+    signal: str = (
+        STOP_SIGNAL  # on this signal the job checkpoints at the next step and exits (code 3)
+    )
 
     def __post_init__(self) -> None:
         check(self.every_epochs >= 0, "checkpoint.every_epochs", self.every_epochs, "must be >= 0")
@@ -228,7 +230,9 @@ class LauncherConfig:
     """How processes are started; each option of the ``launcher`` group adds its own fields."""
 
     name: LauncherName
-    threads: int = 0  # torch threads per rank; 0 = $SLURM_CPUS_PER_TASK, else cores / ranks on the node
+    threads: int = (
+        0  # torch threads per rank; 0 = $SLURM_CPUS_PER_TASK, else cores / ranks on the node
+    )
 
     def __post_init__(self) -> None:
         self.name = _as_enum(LauncherName, "launcher.name", self.name)
@@ -278,7 +282,10 @@ class RayLauncherConfig(LauncherConfig):
         check(self.timeout_s > 0, "launcher.timeout_s", self.timeout_s, "must be > 0")
         check(self.num_workers > 0, "launcher.num_workers", self.num_workers, "must be > 0")
         check(
-            self.cpus_per_worker > 0, "launcher.cpus_per_worker", self.cpus_per_worker, "must be > 0"
+            self.cpus_per_worker > 0,
+            "launcher.cpus_per_worker",
+            self.cpus_per_worker,
+            "must be > 0",
         )
 
 
@@ -317,9 +324,7 @@ class ClusterConfig:
             "must be a Slurm time such as 02:00:00 or 1-00:00:00",
         )
         _check_signal("cluster.signal", self.signal)
-        check(
-            self.signal_seconds > 0, "cluster.signal_seconds", self.signal_seconds, "must be > 0"
-        )
+        check(self.signal_seconds > 0, "cluster.signal_seconds", self.signal_seconds, "must be > 0")
 
 
 @dataclass(kw_only=True)

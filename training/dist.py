@@ -7,7 +7,6 @@ depend on how many processes ran the job.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +46,12 @@ class DistContext:
     def allgather_array(self, a: np.ndarray) -> np.ndarray:
         """Concatenate 1-d arrays in rank order (shards are contiguous, so this is global order)."""
         return np.concatenate(self.allgather(np.ascontiguousarray(a)))
+
+
+def local_rows(rows, lo: int, hi: int):
+    """The global row numbers in ``rows`` that this rank holds (its shard is ``[lo, hi)``), as
+    positions within the shard. Works on numpy arrays and torch tensors alike."""
+    return rows[(rows >= lo) & (rows < hi)] - lo
 
 
 class GradSync:
@@ -98,17 +103,6 @@ def pick_device(local_rank: int) -> torch.device:
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
-
-
-def set_threads(configured: int, local_world_size: int) -> int:
-    """Torch threads per rank: the config value, else Slurm's CPUs per task, else cores / local ranks."""
-    n = (
-        configured
-        or int(os.environ.get("SLURM_CPUS_PER_TASK", 0))
-        or max(1, (os.cpu_count() or 1) // local_world_size)
-    )
-    torch.set_num_threads(n)
-    return n
 
 
 class TorchDistContext(DistContext):

@@ -16,7 +16,7 @@ Check = tuple[str, str, str]
 
 
 def tracking(cfg: TrainConfig) -> Check:
-    from training.tracking import tracking_uri
+    from training.tracking import check_store, tracking_uri
 
     uri = tracking_uri(cfg.tracking)
     os.environ.setdefault(
@@ -24,9 +24,7 @@ def tracking(cfg: TrainConfig) -> Check:
     )  # a down server fails now, not after minutes
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     try:
-        from mlflow import MlflowClient
-
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        check_store(cfg.tracking)
     except Exception as e:  # noqa: BLE001 - any failure means "not reachable"
         return FAIL, "tracking store", f"{uri}: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
     return OK, "tracking store", uri

@@ -12,7 +12,6 @@ same optimisation steps, up to floating-point rounding.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,12 +24,13 @@ from torch import nn
 from training import metrics
 from training.checkpoint import Checkpointer
 from training.config import OptimConfig, TrainerConfig
-from training.dist import DistContext, GradSync
+from training.dist import DistContext, GradSync, local_rows
 from training.errors import RiskbrainError
 from training.models import predict_pd
 from training.preemption import Preempted
 from training.progress import EpochProgress
-from training.tracking import NullTracker, Tracker
+from training.state import FitResult, TrainState
+from training.tracking import Tracker
 
 
 class TrainingDiverged(RiskbrainError):
@@ -71,14 +71,6 @@ class Tensors:
         )
 
 
-@dataclass
-class FitResult:
-    best_epoch: int
-    best_valid_auc: float
-    epochs_run: int
-    history: list[dict[str, float]] = field(default_factory=list)
-
-
 def loss_fn(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Binary cross-entropy, averaged over the k ensemble members (k=1 for an MLP), then over
     the batch (``mean``) or summed over it (``sum``).
@@ -113,136 +105,113 @@ def train_step(
     return loss_sum.detach()
 
 
+@dataclass
+class Hooks:
+    """What ``fit`` reports to and asks, besides the model: each optional, a no-op by default."""
+
+    tracker: Tracker = field(default_factory=Tracker)  # per-epoch metrics
+    progress: EpochProgress | None = None  # a bar in a terminal, a line per epoch in the log
+    checkpointer: Checkpointer | None = None
+    stop: Callable[[], bool] = lambda: False  # a preemption request (signal or stop file)
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None  # a sweep's scheduler
+
+
 def fit(
-    model: nn.Module,
+    state: TrainState,
     train: Tensors,
     valid: Tensors,
-    *,
     optim: OptimConfig,
     trainer: TrainerConfig,
-    seed: int,
+    *,
     ctx: DistContext | None = None,
-    tracker: Tracker | None = None,
-    progress: EpochProgress | None = None,
-    checkpointer: Checkpointer | None = None,
-    resume: dict | None = None,
-    stop: Callable[[], bool] | None = None,
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    hooks: Hooks | None = None,
 ) -> FitResult:
-    """Train with AdamW until validation AUC stops improving; leaves the best weights in ``model``.
+    """Train from ``state`` until validation AUC stops improving; leaves the best weights in the model.
 
     ``train`` and ``valid`` hold this rank's shard; validation predictions are gathered, so the
     AUC (and so early stopping) is the same on every rank and equals the single-process value.
-    ``resume`` (a checkpoint) continues exactly where it was taken. When ``stop()`` turns true on
-    any rank, all ranks checkpoint after the same step and raise ``Preempted``. ``on_epoch(epoch,
-    metrics)`` is called after each epoch (a sweep reports to its scheduler there).
+    A loaded ``state`` continues exactly where its checkpoint was taken. When ``hooks.stop()``
+    turns true on any rank, all ranks checkpoint after the same step and raise ``Preempted``.
     """
-    ctx = ctx or DistContext()
-    tracker = tracker or NullTracker()
-    progress = progress or EpochProgress(trainer.max_epochs, enabled=False, log_epochs=False)
-    stop = stop or (lambda: False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
-    sync = GradSync(model, ctx)
-    generator = torch.Generator().manual_seed(
-        seed
-    )  # the global batch order depends on the seed alone
-    total, lo, hi = train.global_rows, train.offset, train.offset + len(train)
-    bs = optim.batch_size
-    n_batches = (total + bs - 1) // bs
+    ctx, hooks = ctx or DistContext(), hooks or Hooks()
+    progress = hooks.progress or EpochProgress(trainer.max_epochs, enabled=False, log_epochs=False)
+    sync = GradSync(state.model, ctx)
     y_valid = ctx.allgather_array(valid.y.cpu().numpy())
-
-    result = FitResult(best_epoch=0, best_valid_auc=-1.0, epochs_run=0)
-    best_state = copy.deepcopy(model.state_dict())
-    start_epoch, start_step, carried_loss = 1, 0, 0.0
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        best_state, result = resume["best_model"], FitResult(**resume["result"])
-        generator.set_state(resume["generator"])
-        torch.set_rng_state(
-            resume["torch_rng"][ctx.rank % len(resume["torch_rng"])]
-        )  # dropout masks
-        start_epoch, start_step, carried_loss = resume["epoch"], resume["step"], resume["loss_sum"]
-
-    def snapshot(epoch: int, step: int, generator_state: torch.Tensor, loss_sum: float) -> dict:
-        """Everything needed to continue at ``step`` global batches into ``epoch``."""
-        return {
-            "epoch": epoch,
-            "step": step,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "best_model": best_state,
-            "result": vars(result),
-            "generator": generator_state,
-            "loss_sum": loss_sum,
-        }
-
-    for epoch in range(start_epoch, trainer.max_epochs + 1):
-        first = start_step if epoch == start_epoch else 0
-        progress.start_epoch(epoch, n_batches - first)
-        t0, sync_before = time.perf_counter(), ctx.sync_seconds
-        epoch_generator_state = generator.get_state()
-        perm = torch.randperm(total, generator=generator)
-        loss_sum = torch.full((), carried_loss if epoch == start_epoch else 0.0, device=ctx.device)
-        for b in range(first, n_batches):
-            pos = perm[b * bs : (b + 1) * bs]
-            mine = pos[(pos >= lo) & (pos < hi)] - lo  # this rank's rows of the global batch
-            sync.stop_requested = stop()
-            loss_sum += train_step(
-                model, optimizer, train.take(mine.to(ctx.device)), len(pos), sync
-            )
-            progress.advance()
-            global_step = (epoch - 1) * n_batches + b + 1
-            if checkpointer is not None and (
-                sync.stop_agreed or checkpointer.due_step(global_step)
-            ):
-                checkpointer.save(snapshot(epoch, b + 1, epoch_generator_state, float(loss_sum)))
-            if sync.stop_agreed:
-                raise Preempted(
-                    f"stopped on request after step {b + 1} of epoch {epoch}; checkpoint written"
-                )
-        train_time = time.perf_counter() - t0
-        ctx.allreduce_sum_(loss_sum)
-        if not torch.isfinite(loss_sum):
-            raise TrainingDiverged(
-                f"training loss is {float(loss_sum)} in epoch {epoch}: the model diverged "
-                f"(optim.lr={optim.lr}; try a lower learning rate)"
-            )
-
-        valid_p = ctx.allgather_array(
-            predict_pd(model, valid.x_num, valid.x_cat, trainer.eval_batch_size)
-        )
-        per_rank = ctx.allgather(
-            (
-                len(train) * (n_batches - first) / n_batches / train_time,
-                ctx.sync_seconds - sync_before,
-            )
-        )
-        row = {
-            "train_loss": float(loss_sum) / total,
-            "valid_auc": metrics.auc(y_valid, valid_p),
-            "valid_log_loss": metrics.log_loss(y_valid, valid_p),
-            "valid_ks": metrics.ks(y_valid, valid_p),
-            "rows_per_s": sum(r for r, _ in per_rank),
-            "epoch_time_s": time.perf_counter() - t0,
-        }
-        if ctx.world_size > 1:
-            row |= {f"rows_per_s_rank{r}": v for r, (v, _) in enumerate(per_rank)}
-            row |= {f"sync_s_rank{r}": s for r, (_, s) in enumerate(per_rank)}
-        improved = row["valid_auc"] > result.best_valid_auc
-        if improved:
-            result.best_epoch, result.best_valid_auc = epoch, row["valid_auc"]
-            best_state = copy.deepcopy(model.state_dict())
-        result.epochs_run = epoch
-        result.history.append({"epoch": epoch, **row})
-        tracker.log_metrics(row, step=epoch)
+    while state.epoch <= trainer.max_epochs:
+        epoch, t0 = state.epoch, time.perf_counter()
+        row = train_epoch(state, train, optim, ctx, sync, hooks, progress)
+        row |= validate(state.model, valid, y_valid, trainer.eval_batch_size, ctx)
+        row["epoch_time_s"] = time.perf_counter() - t0
+        improved = state.end_epoch(row)
+        hooks.tracker.log_metrics(row, step=epoch)
         progress.end_epoch(epoch, {**row, "is_best": improved})
-        if on_epoch is not None:
-            on_epoch(epoch, row)
-        if epoch - result.best_epoch >= trainer.patience:
+        if hooks.on_epoch is not None:
+            hooks.on_epoch(epoch, row)
+        if epoch - state.result.best_epoch >= trainer.patience:
             break
-        if checkpointer is not None and checkpointer.due_epoch(epoch):
-            checkpointer.save(snapshot(epoch + 1, 0, generator.get_state(), 0.0))
+        if hooks.checkpointer is not None and hooks.checkpointer.due_epoch(epoch):
+            hooks.checkpointer.save(state)
+    state.model.load_state_dict(state.best_model)
+    return state.result
 
-    model.load_state_dict(best_state)
-    return result
+
+def train_epoch(
+    state: TrainState,
+    train: Tensors,
+    optim: OptimConfig,
+    ctx: DistContext,
+    sync: GradSync,
+    hooks: Hooks,
+    progress: EpochProgress,
+) -> dict[str, float]:
+    """The rest of the state's epoch, one global batch a step; returns the loss and throughput."""
+    total, lo, hi, bs = train.global_rows, train.offset, train.offset + len(train), optim.batch_size
+    n_batches, first = -(-total // bs), state.step
+    progress.start_epoch(state.epoch, n_batches - first)
+    t0, sync_before = time.perf_counter(), ctx.sync_seconds
+    perm = state.permutation(total)
+    state.loss_sum = torch.full((), state.loss_sum, device=ctx.device)
+    for b in range(first, n_batches):
+        pos = perm[b * bs : (b + 1) * bs]
+        sync.stop_requested = hooks.stop()
+        mine = local_rows(pos, lo, hi).to(ctx.device)  # this rank's rows of the global batch
+        loss = train_step(state.model, state.optimizer, train.take(mine), len(pos), sync)
+        state.loss_sum += loss
+        state.step = b + 1
+        progress.advance(loss, len(mine))
+        global_step = (state.epoch - 1) * n_batches + state.step
+        if hooks.checkpointer is not None and (
+            sync.stop_agreed or hooks.checkpointer.due_step(global_step)
+        ):
+            hooks.checkpointer.save(state)
+        if sync.stop_agreed:
+            raise Preempted(
+                f"stopped on request after step {state.step} of epoch {state.epoch}; checkpoint written"
+            )
+    train_time = time.perf_counter() - t0
+    ctx.allreduce_sum_(state.loss_sum)
+    if not torch.isfinite(state.loss_sum):
+        raise TrainingDiverged(
+            f"training loss is {float(state.loss_sum)} in epoch {state.epoch}: the model diverged "
+            f"(optim.lr={optim.lr}; try a lower learning rate)"
+        )
+    per_rank = ctx.allgather(
+        (len(train) * (n_batches - first) / n_batches / train_time, ctx.sync_seconds - sync_before)
+    )
+    row = {"train_loss": float(state.loss_sum) / total, "rows_per_s": sum(r for r, _ in per_rank)}
+    if ctx.world_size > 1:
+        row |= {f"rows_per_s_rank{r}": v for r, (v, _) in enumerate(per_rank)}
+        row |= {f"sync_s_rank{r}": s for r, (_, s) in enumerate(per_rank)}
+    return row
+
+
+def validate(
+    model: nn.Module, valid: Tensors, y_valid: np.ndarray, batch_size: int, ctx: DistContext
+) -> dict[str, float]:
+    """Validation metrics over every rank's rows (predictions gathered in global order)."""
+    p = ctx.allgather_array(predict_pd(model, valid.x_num, valid.x_cat, batch_size))
+    return {
+        "valid_auc": metrics.auc(y_valid, p),
+        "valid_log_loss": metrics.log_loss(y_valid, p),
+        "valid_ks": metrics.ks(y_valid, p),
+    }

@@ -6,11 +6,9 @@ import signal
 import threading
 from pathlib import Path
 
-PREEMPTED_EXIT_CODE = 3  # the job checkpointed and stopped on request: requeue it
-
 
 class Preempted(Exception):  # noqa: N818 - a request, not an error
-    """Raised by the loop after the checkpoint is written; the job exits with PREEMPTED_EXIT_CODE."""
+    """Raised by the loop after the checkpoint is written; the job exits with ``EXIT_PREEMPTED``."""
 
 
 class StopFlag:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -42,9 +43,10 @@ class EpochProgress:
         self._bar.start()
         self._task = self._bar.add_task("train", total=n_batches, loss=float("nan"))
 
-    def advance(self, loss: float | None = None) -> None:
+    def advance(self, loss_sum: torch.Tensor | float, rows: int) -> None:
+        """One step done; ``loss_sum`` over this rank's ``rows`` of the batch (read only when shown)."""
         if self._bar is not None:
-            self._bar.update(self._task, advance=1, **({"loss": loss} if loss is not None else {}))
+            self._bar.update(self._task, advance=1, loss=float(loss_sum) / max(rows, 1))
 
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         if self._bar is not None:

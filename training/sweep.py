@@ -23,13 +23,25 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from training.config import SweepConfig, TrainConfig, to_config
-from training.tracking import ensure_experiment
+from training.config import (
+    ParamType,
+    RayLauncherConfig,
+    Scheduler,
+    Search,
+    SweepConfig,
+    TrainConfig,
+    to_config,
+    to_dict,
+)
+from training.preemption import Preempted
+from training.tracking import Tracker, ensure_experiment, open_run
 
 log = logging.getLogger("riskbrain")
 
+DONE = "done"  # marks the result a trial returns after its run, apart from its epochs
 
-class SweepInterrupted(Exception):  # noqa: N818 - a state, not an error
+
+class SweepInterrupted(Preempted):
     """The sweep stopped before every trial ended; its state is saved for a resume."""
 
 
@@ -38,9 +50,9 @@ def search_space(sweep: SweepConfig) -> dict[str, Any]:
 
     space = {}
     for name, p in sweep.params.items():
-        if p.type == "choice":
+        if p.type == ParamType.choice:
             space[name] = tune.choice(list(p.choices))
-        elif p.type == "int":
+        elif p.type == ParamType.int:
             space[name] = (tune.lograndint if p.log else tune.randint)(int(p.low), int(p.high) + 1)
         else:
             space[name] = (tune.loguniform if p.log else tune.uniform)(p.low, p.high)
@@ -63,25 +75,33 @@ def trial_config(base: TrainConfig, params: dict[str, Any]) -> TrainConfig:
 
 def _trial(
     params: dict[str, Any], *, base: TrainConfig, sweep_dir: str, parent_run_id: str
-) -> None:
-    """One Tune trial: the ordinary training run, reporting each epoch to the scheduler."""
+) -> dict[str, Any]:
+    """One Tune trial: the ordinary training run, reporting each epoch to the scheduler.
+
+    Returns its final result (Tune reports it as one more row, marked ``done``): the objective of
+    the final model, its run and model URI.
+    """
     from ray import tune
 
-    from training.dist import set_threads
     from training.pipeline import run
+    from training.process import setup_process
 
-    logging.basicConfig(
-        level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
-    )
-    set_threads(max(1, int(base.sweep.cpus_per_trial)), 1)
+    setup_process(max(1, int(base.sweep.cpus_per_trial)))
     cfg = trial_config(base, params)
     out_dir = Path(sweep_dir) / "trials" / tune.get_context().get_trial_id()
-    run(
+    report = run(
         cfg,
         out_dir,
         parent_run_id=parent_run_id,
         on_epoch=lambda epoch, row: tune.report({**row, "epoch": epoch}),
     )
+    objective = report["valid"][str(base.sweep.metric).removeprefix("valid_")]
+    return {
+        base.sweep.metric: objective,
+        DONE: 1,
+        "run_id": report["run_id"],
+        "model_uri": report["model_uri"],
+    }
 
 
 @contextlib.contextmanager
@@ -97,13 +117,7 @@ def tracking_server(uri: str, root: Path) -> Iterator[str]:
 
 
 def run_sweep(cfg: TrainConfig, sweep_dir: Path) -> dict:
-    import mlflow
-    import ray
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
-
+    """Run (or resume) the sweep in ``sweep_dir`` under one MLflow parent run; returns its report."""
     sweep = cfg.sweep
     sweep_dir = sweep_dir.resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -113,85 +127,94 @@ def run_sweep(cfg: TrainConfig, sweep_dir: Path) -> dict:
     with tracking_server(store, sweep_dir) as uri:
         os.environ["MLFLOW_TRACKING_URI"] = uri  # Ray workers inherit it
         base = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, uri=uri))
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment(cfg.tracking.experiment)
         parent_file = sweep_dir / "parent_run_id"
         parent_id = parent_file.read_text().strip() if parent_file.is_file() else None
-        with mlflow.start_run(
-            run_id=parent_id, run_name=None if parent_id else f"sweep-{sweep.name}"
-        ) as parent:
-            parent_file.write_text(parent.info.run_id)
+        with open_run(base.tracking, name=f"sweep-{sweep.name}", resume_id=parent_id) as parent:
+            parent_file.write_text(parent.run_id)
             if parent_id is None:
-                mlflow.set_tags(
+                parent.set_tags(
                     {"sweep": sweep.name, "sweep.metric": sweep.metric, "dataset": cfg.data.name}
                 )
-                mlflow.log_dict(OmegaConf.to_container(OmegaConf.structured(sweep)), "sweep.json")
-            log.info("sweep %s: parent run %s at %s", sweep.name, parent.info.run_id, uri)
-
-            ray.init(
-                address=cfg.launcher.address or os.environ.get("RAY_ADDRESS"),
-                include_dashboard=False,
-                ignore_reinit_error=True,
-            )
-            trainable = tune.with_resources(
-                tune.with_parameters(
-                    _trial, base=base, sweep_dir=str(sweep_dir), parent_run_id=parent.info.run_id
-                ),
-                {"cpu": sweep.cpus_per_trial},
-            )
-            tune_dir = sweep_dir / "tune"
-            if tune.Tuner.can_restore(str(tune_dir / sweep.name)):
-                log.info("resuming the sweep from %s (finished trials are not run again)", tune_dir)
-                tuner = tune.Tuner.restore(
-                    str(tune_dir / sweep.name), trainable, resume_unfinished=True
-                )
-            else:
-                searcher = OptunaSearch(seed=sweep.seed) if sweep.search == "tpe" else None
-                if searcher is not None:
-                    searcher = ConcurrencyLimiter(searcher, max_concurrent=sweep.max_concurrent)
-                # max_t one past the last epoch: ASHA stops a trial once it reaches max_t, and a trial
-                # that trains every epoch must still get to evaluate and log its model.
-                scheduler = (
-                    ASHAScheduler(
-                        time_attr="training_iteration",
-                        max_t=cfg.trainer.max_epochs + 1,
-                        grace_period=sweep.grace_period,
-                        reduction_factor=sweep.reduction_factor,
-                    )
-                    if sweep.scheduler == "asha"
-                    else FIFOScheduler()
-                )
-                tuner = tune.Tuner(
-                    trainable,
-                    param_space=search_space(sweep),
-                    tune_config=tune.TuneConfig(
-                        metric=sweep.metric,
-                        mode=sweep.mode,
-                        search_alg=searcher,
-                        scheduler=scheduler,
-                        num_samples=sweep.num_samples,
-                        max_concurrent_trials=sweep.max_concurrent,
-                        time_budget_s=sweep.time_budget_s,
-                    ),
-                    run_config=tune.RunConfig(name=sweep.name, storage_path=str(tune_dir)),
-                )
-            grid = tuner.fit()
-            ray.shutdown()
-            log.info(
-                "tune: %d trials, %d terminated, %d errors",
-                len(grid),
-                grid.num_terminated,
-                grid.num_errors,
-            )
-            if interrupted(grid, sweep):
-                mlflow.end_run("KILLED")  # nothing is registered from half a sweep
+                parent.log_dict(to_dict(sweep), "sweep.json")
+            log.info("sweep %s: parent run %s at %s", sweep.name, parent.run_id, uri)
+            grid = tune_trials(base, sweep_dir, parent.run_id)
+            if interrupted(grid, sweep):  # the parent run ends KILLED; nothing is registered
                 raise SweepInterrupted(
                     f"sweep {sweep.name} interrupted after {grid.num_terminated} of {sweep.num_samples} trials; "
                     f"run the same command again to resume it ({sweep_dir})"
                 )
-            trials = summarise(grid, sweep, sweep_dir, parent.info.run_id)
-            report = finish(cfg, sweep, trials, sweep_dir, parent.info.run_id)
-    return report
+            trials = summarise(grid, sweep, parent)
+            return finish(cfg, trials, sweep_dir, parent)
+
+
+def tune_trials(base: TrainConfig, sweep_dir: Path, parent_run_id: str):
+    """Run the trials with Ray Tune (resuming a saved Tune state); returns Tune's ResultGrid."""
+    import ray
+    from ray import tune
+
+    sweep = base.sweep
+    address = base.launcher.address if isinstance(base.launcher, RayLauncherConfig) else None
+    ray.init(
+        address=address or os.environ.get("RAY_ADDRESS"),
+        include_dashboard=False,
+        ignore_reinit_error=True,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            _trial, base=base, sweep_dir=str(sweep_dir), parent_run_id=parent_run_id
+        ),
+        {"cpu": sweep.cpus_per_trial},
+    )
+    tune_dir = sweep_dir / "tune" / sweep.name
+    if tune.Tuner.can_restore(str(tune_dir)):
+        log.info("resuming the sweep from %s (finished trials are not run again)", tune_dir)
+        tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=search_space(sweep),
+            tune_config=tune_config(sweep, base.trainer.max_epochs),
+            run_config=tune.RunConfig(name=sweep.name, storage_path=str(tune_dir.parent)),
+        )
+    grid = tuner.fit()
+    ray.shutdown()
+    log.info(
+        "tune: %d trials, %d terminated, %d errors", len(grid), grid.num_terminated, grid.num_errors
+    )
+    return grid
+
+
+def tune_config(sweep: SweepConfig, max_epochs: int):
+    """The search (Optuna TPE, capped concurrency; or random), the scheduler and the budget."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = None
+    if sweep.search == Search.tpe:
+        searcher = ConcurrencyLimiter(
+            OptunaSearch(seed=sweep.seed), max_concurrent=sweep.max_concurrent
+        )
+    # max_t one past the last epoch: ASHA stops a trial once it reaches max_t, and a trial that
+    # trains every epoch must still get to evaluate and log its model.
+    scheduler = FIFOScheduler()
+    if sweep.scheduler == Scheduler.asha:
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=max_epochs + 1,
+            grace_period=sweep.grace_period,
+            reduction_factor=sweep.reduction_factor,
+        )
+    return tune.TuneConfig(
+        metric=sweep.metric,
+        mode=sweep.mode,
+        search_alg=searcher,
+        scheduler=scheduler,
+        num_samples=sweep.num_samples,
+        max_concurrent_trials=sweep.max_concurrent,
+        time_budget_s=sweep.time_budget_s,
+    )
 
 
 def interrupted(grid, sweep: SweepConfig) -> bool:
@@ -201,99 +224,75 @@ def interrupted(grid, sweep: SweepConfig) -> bool:
     return unfinished > 0 or (sweep.time_budget_s is None and len(grid) < sweep.num_samples)
 
 
-def summarise(grid, sweep: SweepConfig, sweep_dir: Path, parent_run_id: str) -> list[dict]:
-    """One row per trial: params, best objective over its epochs, epochs, status; pruned runs marked."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
+def summarise(grid, sweep: SweepConfig, parent: Tracker) -> list[dict]:
+    """One row per trial, best first: params, best objective over its epochs, epochs, status,
+    and for a completed trial the run and model it returned; pruned runs are marked."""
     better = max if sweep.mode == "max" else min
     rows = []
     for result in grid:
-        trial_id = str((result.metrics or {}).get("trial_id", "?"))
+        final = result.metrics or {}
         history = result.metrics_dataframe
+        if history is not None and DONE in history:
+            history = history[history[DONE] != 1]  # the epochs, without the returned result
         values = (
             history[sweep.metric].tolist()
             if history is not None and sweep.metric in history
             else []
         )
-        eval_file = sweep_dir / "trials" / trial_id / "evaluation.json"
-        evaluation = json.loads(eval_file.read_text()) if eval_file.is_file() else None
-        status = "error" if result.error else ("completed" if evaluation else "pruned")
+        completed = final.get(DONE) == 1
         rows.append(
             {
-                "trial": trial_id,
-                "status": status,
+                "trial": str(final.get("trial_id", "?")),
+                "status": "error" if result.error else ("completed" if completed else "pruned"),
                 "epochs": len(values),
                 "objective": better(values) if values else float("nan"),
-                "finished_at": float(history["timestamp"].iloc[-1])
-                if values
-                else None,  # unix time of its last report
-                "run_id": evaluation["run_id"] if evaluation else None,
-                "model_uri": evaluation.get("model_uri") if evaluation else None,
+                # unix time of its last report
+                "finished_at": float(history["timestamp"].iloc[-1]) if values else None,
+                "run_id": final.get("run_id") if completed else None,
+                "model_uri": final.get("model_uri") if completed else None,
                 **{f"param.{k}": v for k, v in (result.config or {}).items()},
             }
         )
     # A trial ASHA stopped was interrupted inside its run (which then ended FAILED or stayed
     # RUNNING): mark its run as pruned and KILLED, so only real errors read as FAILED.
     pruned = {row["trial"] for row in rows if row["status"] == "pruned"}
-    for run in client.search_runs(
-        [client.get_run(parent_run_id).info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
-    ):
-        if Path(run.data.tags.get("output_dir", "")).name in pruned:
-            client.set_tag(run.info.run_id, "pruned", "true")
-            client.set_terminated(run.info.run_id, "KILLED")
-    return sorted(
-        rows,
-        key=lambda r: (
-            r["objective"] != r["objective"],
-            -r["objective"] if sweep.mode == "max" else r["objective"],
-        ),
-    )
+    for run_id, tags in parent.children():
+        if Path(tags.get("output_dir", "")).name in pruned:
+            parent.end_child(run_id, "KILLED", {"pruned": "true"})
+    sign = -1 if sweep.mode == "max" else 1
+    return sorted(rows, key=lambda r: (r["objective"] != r["objective"], sign * r["objective"]))
 
 
-def finish(
-    cfg: TrainConfig, sweep: SweepConfig, trials: list[dict], sweep_dir: Path, parent_run_id: str
-) -> dict:
-    import mlflow
-
-    from training.registry import register
-
+def finish(cfg: TrainConfig, trials: list[dict], sweep_dir: Path, parent: Tracker) -> dict:
+    """The trials table and plot (printed, saved, logged); the best completed trial registered."""
+    sweep = cfg.sweep
     table = sweep_dir / "trials.csv"
     keys = sorted({k for row in trials for k in row}, key=lambda k: (k.startswith("param."), k))
     with open(table, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(trials)
-    plot = plot_objective(trials, sweep, sweep_dir / "objective.png")
-    mlflow.log_artifact(str(table))
-    mlflow.log_artifact(str(plot))
+    parent.log_artifact(table)
+    parent.log_artifact(plot_objective(trials, sweep, sweep_dir / "objective.png"))
     print_table(trials, sweep)
 
     completed = [t for t in trials if t["status"] == "completed" and t["model_uri"]]
     report: dict[str, Any] = {
         "sweep": sweep.name,
-        "parent_run_id": parent_run_id,
+        "parent_run_id": parent.run_id,
         "trials": len(trials),
         "pruned": sum(t["status"] == "pruned" for t in trials),
     }
     if not completed:
         log.warning("no trial completed: nothing to register")
         return report
-    best = completed[0]
-    mlflow.log_metric(f"best_{sweep.metric}", best["objective"])
-    mlflow.set_tags({"best_trial": best["trial"], "best_run_id": best["run_id"]})
+    best = report["best"] = completed[0]
+    parent.log_metrics({f"best_{sweep.metric}": best["objective"]})
+    parent.set_tags({"best_trial": best["trial"], "best_run_id": best["run_id"]})
     if cfg.registry.register:
-        version = register(
-            best["model_uri"],
-            cfg.registry,
-            {
-                "sweep": sweep.name,
-                "run_id": best["run_id"],
-                "parent_run_id": parent_run_id,
-                sweep.metric: f"{best['objective']:.4f}",
-            },
-        )
+        tags = {"sweep": sweep.name, "run_id": best["run_id"], "parent_run_id": parent.run_id}
+        tags[sweep.metric] = f"{best['objective']:.4f}"
+        version = parent.register(best["model_uri"], cfg.registry, tags)
         report["registered"] = {
             "name": cfg.registry.name,
             "version": version,
@@ -308,7 +307,6 @@ def finish(
             version,
             cfg.registry.alias,
         )
-    report["best"] = best
     (sweep_dir / "sweep.json").write_text(json.dumps(report, indent=2, default=str))
     return report
 

@@ -1,14 +1,28 @@
-"""Experiment tracking: an MLflow tracker for the process that logs, a null tracker elsewhere."""
+"""Experiment tracking, the one owner of MLflow: the store, runs, metrics, artifacts, the
+logged model and the registry. Opened from ``cfg.tracking`` on the process that logs; every
+other process gets the null ``Tracker``, which accepts each call and drops it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from training.config import TrackingConfig
+from training.config import RegistryConfig, TrackingConfig
+from training.preemption import Preempted
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from training.data.schema import Schema
+
+log = logging.getLogger("riskbrain")
 
 DEFAULT_URI = "sqlite:///mlflow.db"  # embedded, in the working directory: no server needed
 _PARAM_BATCH = 100  # MLflow's limit on params per log_batch call
@@ -44,27 +58,88 @@ def ensure_experiment(cfg: TrackingConfig) -> str:
     return uri
 
 
+def check_store(cfg: TrackingConfig) -> str:
+    """Ask the store for one experiment (raises if it does not answer); returns its URI."""
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(cfg)
+    MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    return uri
+
+
 class Tracker:
-    """The null tracker: every call is accepted and dropped (other ranks, tests)."""
+    """The null tracker: every call is accepted and dropped (ranks other than 0, tests)."""
 
     run_id: str | None = None
 
     def log_params(self, params: dict[str, Any]) -> None: ...
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
+    def log_dict(self, obj: dict, artifact_file: str) -> None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
 
+    def log_model(self, bundle_dir: Path, schema: Schema, example: pd.DataFrame) -> str | None:
+        """Log the served model (``training/serving``) to this run; returns its model URI."""
 
-NullTracker = Tracker
+    def register(self, model_uri: str, cfg: RegistryConfig, tags: dict[str, str]) -> str | None:
+        """A new version of ``cfg.name`` with ``cfg.alias`` moved onto it; returns the version."""
+
+    def children(self) -> list[tuple[str, dict[str, str]]]:
+        """(run id, tags) of this run's nested runs."""
+        return []
+
+    def end_child(self, run_id: str, status: str, tags: dict[str, str]) -> None:
+        """Tag a nested run and set its final status (a sweep marks pruned trials)."""
+
+
+@contextlib.contextmanager
+def open_run(
+    cfg: TrackingConfig,
+    *,
+    name: str,
+    resume_id: str | None = None,
+    parent_id: str | None = None,
+    enabled: bool = True,
+) -> Iterator[Tracker]:
+    """An MLflow run for the block (a new one, or ``resume_id`` reopened), or the null tracker
+    when not ``enabled`` (ranks other than 0).
+
+    The run ends FAILED if the block raises, KILLED if it stopped on request (``Preempted``: it
+    is reopened on resume), FINISHED otherwise.
+    """
+    if not enabled:
+        yield Tracker()
+        return
+    import mlflow
+
+    uri = tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)  # log_model and register_model act on the active run's store
+    # Pass the id on: when processes create the experiment at once, MLflow's set_experiment
+    # returns it without making it active, and the run would land in "Default".
+    experiment = mlflow.set_experiment(cfg.experiment)
+    with mlflow.start_run(
+        run_id=resume_id,
+        experiment_id=experiment.experiment_id,
+        run_name=None if resume_id else name,
+        tags={"mlflow.parentRunId": parent_id} if parent_id and not resume_id else None,
+    ) as active:
+        log.info(
+            "mlflow run %s at %s%s", active.info.run_id, uri, " (resumed)" if resume_id else ""
+        )
+        try:
+            yield MlflowTracker(uri, active.info.run_id)
+        except Preempted:
+            mlflow.end_run("KILLED")
+            raise
 
 
 class MlflowTracker(Tracker):
-    """Logs to one MLflow run through the client; metrics go in one batch per call."""
+    """Logs to one MLflow run through a client bound to the run's store; metrics in one batch per call."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, uri: str, run_id: str) -> None:
         from mlflow import MlflowClient
 
-        self.client = MlflowClient()
+        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         self.run_id = run_id
 
     def log_params(self, params: dict[str, Any]) -> None:
@@ -87,12 +162,39 @@ class MlflowTracker(Tracker):
         else:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def log_dict(self, obj: dict, artifact_file: str) -> None:
+        self.client.log_dict(self.run_id, obj, artifact_file)
+
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
         self.client.log_batch(
             self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True
         )
+
+    def log_model(self, bundle_dir: Path, schema: Schema, example: pd.DataFrame) -> str:
+        from training.registry import log_model
+
+        return log_model(bundle_dir, schema, example)
+
+    def register(self, model_uri: str, cfg: RegistryConfig, tags: dict[str, str]) -> str:
+        import mlflow
+
+        version = mlflow.register_model(model_uri, cfg.name, tags=tags).version
+        self.client.set_registered_model_alias(cfg.name, cfg.alias, version)
+        return version
+
+    def children(self) -> list[tuple[str, dict[str, str]]]:
+        experiment = self.client.get_run(self.run_id).info.experiment_id
+        runs = self.client.search_runs(
+            [experiment], filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'"
+        )
+        return [(r.info.run_id, r.data.tags) for r in runs]
+
+    def end_child(self, run_id: str, status: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
+        self.client.set_terminated(run_id, status)
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,19 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.request import urlopen
 
+from training.process import free_port
+
 log = logging.getLogger("riskbrain")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
 def serve(backend_uri: str, root: Path, timeout: float = 120) -> Iterator[str]:
     """Serve ``backend_uri`` on a free local port until the block ends; yields the HTTP URI."""
-    port = _free_port()
+    port = free_port()
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     with open(root / "mlflow-server.log", "a") as out:
         proc = subprocess.Popen(

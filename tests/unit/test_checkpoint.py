@@ -10,10 +10,11 @@ import torch
 from tests.unit.test_loop import _model, toy  # noqa: F401 - the toy data fixture
 from training.checkpoint import Checkpointer, checkpoint_name, load_latest, save
 from training.config import CheckpointConfig, OptimConfig, TrainerConfig
-from training.models.config import MLPConfig
 from training.dist import DistContext
-from training.loop import fit
+from training.loop import Hooks, fit
+from training.models.config import MLPConfig
 from training.preemption import Preempted
+from training.state import TrainState
 
 
 def _state(epoch: int, step: int) -> dict:
@@ -63,7 +64,7 @@ def test_no_valid_checkpoint_means_none(tmp_path):
     assert load_latest(tmp_path) is None
 
 
-def _fit(pre, train, valid, tmp_path, **kwargs):
+def _fit(pre, train, valid, tmp_path, resume=None, stop=lambda: False):
     model, _ = _model(pre, MLPConfig(d_block=32, n_blocks=2, dropout=0.2), train)
     ckpt = Checkpointer(
         tmp_path,
@@ -71,16 +72,12 @@ def _fit(pre, train, valid, tmp_path, **kwargs):
         DistContext(),
         {"run_id": "r"},
     )
-    result = fit(
-        model,
-        train,
-        valid,
-        optim=OptimConfig(lr=3e-3, batch_size=128),
-        trainer=TrainerConfig(max_epochs=4, patience=10),
-        seed=3,
-        checkpointer=ckpt,
-        **kwargs,
-    )
+    optim = OptimConfig(lr=3e-3, batch_size=128)
+    state = TrainState.create(model, optim, seed=3)
+    if resume is not None:
+        state.load_state_dict(resume)
+    trainer = TrainerConfig(max_epochs=4, patience=10)
+    result = fit(state, train, valid, optim, trainer, hooks=Hooks(checkpointer=ckpt, stop=stop))
     return model, result
 
 

@@ -12,14 +12,14 @@ import torch
 
 from training import metrics
 from training.config import OptimConfig, TrainerConfig
-from training.models.config import MODEL_CONFIGS, MLPConfig, ModelConfig, TabMConfig
 from training.data.preprocess import Preprocessor
 from training.data.schema import FeatureSpec, Kind, Schema
 from training.loop import Tensors, fit, loss_fn, train_step
-from training.models import predict_pd
-from training.models import build_model
+from training.models import build_model, predict_pd
+from training.models.config import MODEL_CONFIGS, MLPConfig, ModelConfig, TabMConfig
 from training.models.embeddings import fit_bins
 from training.serving import Scorer, save_bundle
+from training.state import TrainState
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,7 +77,11 @@ def _model(pre: Preprocessor, cfg: ModelConfig, train: Tensors, seed: int = 0):
 @pytest.mark.parametrize("name, k", [("mlp", 1), ("tabm", 4)])
 def test_models_give_one_logit_per_member(toy, name, k):
     pre, train, _, _ = toy
-    model, _ = _model(pre, MODEL_CONFIGS[name](d_block=16, n_blocks=1, **({"k": 4} if name == "tabm" else {})), train)
+    model, _ = _model(
+        pre,
+        MODEL_CONFIGS[name](d_block=16, n_blocks=1, **({"k": 4} if name == "tabm" else {})),
+        train,
+    )
     assert model(train.x_num[:5], train.x_cat[:5]).shape == (5, k)
 
 
@@ -109,14 +113,9 @@ def test_fit_learns_keeps_best_weights_and_is_deterministic(toy, cfg):
     runs = []
     for _ in range(2):
         model, _ = _model(pre, cfg, train)
-        result = fit(
-            model,
-            train,
-            valid,
-            optim=OptimConfig(lr=3e-3, batch_size=128),
-            trainer=TrainerConfig(max_epochs=6, patience=2),
-            seed=7,
-        )
+        optim = OptimConfig(lr=3e-3, batch_size=128)
+        state = TrainState.create(model, optim, seed=7)
+        result = fit(state, train, valid, optim, TrainerConfig(max_epochs=6, patience=2))
         runs.append((model, result))
     (m1, r1), (m2, r2) = runs
     assert r1.best_valid_auc > 0.75
@@ -133,14 +132,9 @@ def test_early_stopping_stops_after_patience(toy):
     pre, train, valid, _ = toy
     model, _ = _model(pre, MLPConfig(d_block=32, n_blocks=2), train)
     # A huge learning rate makes validation AUC stall quickly.
-    result = fit(
-        model,
-        train,
-        valid,
-        optim=OptimConfig(lr=5.0, batch_size=64),
-        trainer=TrainerConfig(max_epochs=30, patience=2),
-        seed=0,
-    )
+    optim = OptimConfig(lr=5.0, batch_size=64)
+    state = TrainState.create(model, optim, seed=0)
+    result = fit(state, train, valid, optim, TrainerConfig(max_epochs=30, patience=2))
     assert result.epochs_run == result.best_epoch + 2 < 30
 
 

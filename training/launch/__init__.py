@@ -44,8 +44,8 @@ def launch(cfg: TrainConfig, out_dir: Path) -> dict:
         from training.launch.ray import launch as ray_launch
 
         return ray_launch(cfg, out_dir)
-    from training.dist import DistContext, set_threads
     from training.pipeline import run
+    from training.process import setup_process
 
-    set_threads(cfg.launcher.threads, 1) if cfg.launcher.threads else None
-    return run(cfg, out_dir, DistContext())
+    setup_process(cfg.launcher.threads)
+    return run(cfg, out_dir)

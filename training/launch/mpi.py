@@ -21,9 +21,11 @@ import numpy as np
 import torch
 
 from training.config import TrainConfig
-from training.dist import DistContext, pick_device, set_threads
+from training.constants import EXIT_FAILED, EXIT_PREEMPTED, EXIT_USER_ERROR
+from training.dist import DistContext, pick_device
 from training.errors import RiskbrainError
-from training.preemption import PREEMPTED_EXIT_CODE, Preempted
+from training.preemption import Preempted
+from training.process import free_port, setup_process
 
 log = logging.getLogger("riskbrain")
 
@@ -85,20 +87,14 @@ def _local_rank_and_size() -> tuple[int, int]:
     return 0, 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
-
 def init_context(cfg: TrainConfig) -> MPIContext:
     """Threads, device, and the torch process group at a rendezvous chosen by rank 0."""
     comm = _comm()
     local_rank, local_size = _local_rank_and_size()
-    threads = set_threads(cfg.launcher.threads, local_size)
+    threads = setup_process(cfg.launcher.threads, local_size)
     device = pick_device(local_rank)
     addr = comm.bcast(
-        (os.environ.get("MASTER_ADDR") or socket.gethostbyname(socket.getfqdn()), _free_port())
+        (os.environ.get("MASTER_ADDR") or socket.gethostbyname(socket.getfqdn()), free_port(""))
         if comm.Get_rank() == 0
         else None,
         root=0,
@@ -136,14 +132,14 @@ def release_followers() -> None:
 
 def follow() -> int:
     """Ranks > 0: receive the config composed by rank 0 (never compose it again) and train."""
-    _setup_logging()
+    setup_process()  # logging now; threads once the config is known
     payload = _comm().bcast(None, root=0)
     if payload is None:
-        return 2
+        return EXIT_USER_ERROR
     try:
         _run_rank(*payload)
     except Preempted:
-        return PREEMPTED_EXIT_CODE
+        return EXIT_PREEMPTED
     return 0
 
 
@@ -165,16 +161,9 @@ def _run_rank(cfg: TrainConfig, out_dir: Path) -> dict:
             file=sys.stderr,
             flush=True,
         )
-        comm.Abort(
-            2 if isinstance(e, RiskbrainError) else 1
-        )  # ends every rank now: none waits in a collective
+        # Ends every rank now: none waits in a collective.
+        comm.Abort(EXIT_USER_ERROR if isinstance(e, RiskbrainError) else EXIT_FAILED)
         raise
     finally:
         if ctx is not None:
             ctx.close()
-
-
-def _setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
-    )

@@ -8,15 +8,14 @@ GPUs) and call ``pipeline.run``. Rank 0 logs to MLflow. There are no Ray calls i
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import signal
 from pathlib import Path
 
 from training.config import TrainConfig
+from training.constants import STOP_FILE
 from training.errors import RiskbrainError
-from training.pipeline import STOP_FILE
 from training.preemption import Preempted
 from training.tracking import ensure_experiment, tracking_uri
 
@@ -27,19 +26,18 @@ class RayJobFailed(RiskbrainError):
     """A Ray worker raised: the message names the worker's rank and its error."""
 
 
-def _worker(config: dict) -> None:
+def _worker(config: dict) -> dict:
+    """One rank: the pipeline on Ray Train's process group; rank 0's report is the job's result."""
     import ray.train
     import ray.train.torch
 
-    from training.dist import TorchDistContext, set_threads
+    from training.dist import TorchDistContext
     from training.pipeline import run
+    from training.process import setup_process
 
-    logging.basicConfig(
-        level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
-    )
     cfg: TrainConfig = config["cfg"]
     rt = ray.train.get_context()
-    set_threads(cfg.launcher.threads or cfg.launcher.cpus_per_worker, 1)
+    setup_process(cfg.launcher.threads or cfg.launcher.cpus_per_worker)
     ctx = TorchDistContext(
         rank=rt.get_world_rank(),
         local_rank=rt.get_local_rank(),
@@ -47,7 +45,7 @@ def _worker(config: dict) -> None:
         device=ray.train.torch.get_device(),
     )
     try:
-        run(cfg, Path(config["out_dir"]), ctx)
+        return run(cfg, Path(config["out_dir"]), ctx)
     except Preempted:
         raise
     except BaseException as e:
@@ -105,7 +103,7 @@ def launch(cfg: TrainConfig, out_dir: Path) -> dict:
     stop_file = out_dir / STOP_FILE
     previous = _forward_stop_signal(cfg.checkpoint.signal, stop_file)
     try:
-        trainer.fit()
+        return trainer.fit().return_value  # rank 0's evaluation report
     except Exception as e:
         if stop_file.exists():  # the workers checkpointed and stopped on request
             raise Preempted(
@@ -116,7 +114,6 @@ def launch(cfg: TrainConfig, out_dir: Path) -> dict:
         signal.signal(getattr(signal, f"SIG{cfg.checkpoint.signal}"), previous)
         if started_here:
             ray.shutdown()
-    return json.loads((out_dir / "evaluation.json").read_text())
 
 
 def _forward_stop_signal(name: str, stop_file: Path):

@@ -1,0 +1,35 @@
+"""Process set-up shared by every entry point and launcher: logging, torch threads, free ports."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import torch
+
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's job-log format
+
+
+def setup_process(threads: int = 0, local_world_size: int = 1) -> int:
+    """Log INFO to stderr (Hydra sets its own handlers where it runs) and set torch threads.
+
+    Threads per process: ``threads`` when set (``launcher.threads``, a Ray worker's CPUs, a sweep
+    trial's CPUs), else Slurm's CPUs per task, else this node's cores divided by its local ranks.
+    Returns the number of threads.
+    """
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    n = (
+        threads
+        or int(os.environ.get("SLURM_CPUS_PER_TASK", 0))
+        or max(1, (os.cpu_count() or 1) // local_world_size)
+    )
+    torch.set_num_threads(n)
+    return n
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on now (for a rendezvous or a local server)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]

@@ -1,0 +1,101 @@
+"""What a training run is at any step: model, optimizer, best weights, batch order, position.
+
+``TrainState.state_dict()`` is the whole checkpoint format (``training/checkpoint.py`` adds every
+rank's RNG state and the run's identity); ``load_state_dict`` continues exactly where it was taken.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from training.config import OptimConfig
+
+
+@dataclass
+class FitResult:
+    best_epoch: int = 0
+    best_valid_auc: float = -1.0
+    epochs_run: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        """What the evaluation report keeps: everything but the per-epoch history."""
+        return {k: v for k, v in vars(self).items() if k != "history"}
+
+
+@dataclass
+class TrainState:
+    """A run ``step`` global batches into ``epoch`` (1-based), with the epoch's loss so far.
+
+    ``generator`` draws each epoch's permutation of the global training rows, so the batch order
+    depends on the seed alone; ``epoch_start`` is its state before this epoch's draw, which is
+    what a checkpoint taken mid-epoch stores to replay the same permutation.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    best_model: dict[str, torch.Tensor]
+    result: FitResult = field(default_factory=FitResult)
+    epoch: int = 1
+    step: int = 0
+    loss_sum: float = 0.0
+    epoch_start: torch.Tensor | None = None
+
+    @classmethod
+    def create(cls, model: nn.Module, optim: OptimConfig, seed: int) -> TrainState:
+        """A fresh run: AdamW over the model's parameters, the batch order seeded by ``seed``."""
+        return cls(
+            model=model,
+            optimizer=torch.optim.AdamW(
+                model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay
+            ),
+            generator=torch.Generator().manual_seed(seed),
+            best_model=copy.deepcopy(model.state_dict()),
+        )
+
+    def permutation(self, n: int) -> torch.Tensor:
+        """This epoch's order of the ``n`` global training rows."""
+        self.epoch_start = self.generator.get_state()
+        return torch.randperm(n, generator=self.generator)
+
+    def end_epoch(self, row: dict[str, float]) -> bool:
+        """Record the epoch's metrics, keep the weights if validation AUC improved, move to the
+        next epoch. Returns whether it improved."""
+        improved = row["valid_auc"] > self.result.best_valid_auc
+        if improved:
+            self.result.best_epoch, self.result.best_valid_auc = self.epoch, row["valid_auc"]
+            self.best_model = copy.deepcopy(self.model.state_dict())
+        self.result.epochs_run = self.epoch
+        self.result.history.append({"epoch": self.epoch, **row})
+        self.epoch, self.step, self.loss_sum = self.epoch + 1, 0, 0.0
+        return improved
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain values only (loadable with ``weights_only=True``)."""
+        mid_epoch = self.step > 0
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "best_model": self.best_model,
+            "result": vars(self.result),
+            "generator": self.epoch_start if mid_epoch else self.generator.get_state(),
+            "loss_sum": float(self.loss_sum),
+            "torch_rng": [torch.get_rng_state()],  # the checkpointer gathers every rank's
+        }
+
+    def load_state_dict(self, state: dict[str, Any], rank: int = 0) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.best_model, self.result = state["best_model"], FitResult(**state["result"])
+        self.generator.set_state(state["generator"])
+        # Dropout masks: each rank continues its own random stream.
+        torch.set_rng_state(state["torch_rng"][rank % len(state["torch_rng"])])
+        self.epoch, self.step, self.loss_sum = state["epoch"], state["step"], state["loss_sum"]
