@@ -9,6 +9,5 @@ EXIT_PREEMPTED = 3  # checkpointed and stopped on request (or a sweep interrupte
 # The signal that asks a job to checkpoint at the next step and exit with EXIT_PREEMPTED. USR2,
 # not USR1: NCCL claims USR1. Slurm sends it with --signal=B:USR2@<seconds>.
 STOP_SIGNAL = "USR2"
-STOP_FILE = (
-    "STOP"  # in the run folder: created by a driver that took the signal for its workers (Ray)
-)
+# In the run folder: created by a driver that took the signal for its workers (Ray).
+STOP_FILE = "STOP"

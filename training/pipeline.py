@@ -40,13 +40,9 @@ log = logging.getLogger("riskbrain")
 
 
 def run(
-    cfg: TrainConfig,
-    out_dir: Path,
-    ctx: DistContext | None = None,
-    *,
-    parent_run_id: str | None = None,
+    cfg: TrainConfig, out_dir: Path, ctx: DistContext | None = None, *, parent_run_id: str | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-) -> dict:
+) -> dict:  # fmt: skip
     """Train, evaluate, log and register; returns the evaluation report (on every rank)."""
     ctx, run_dir = ctx or DistContext(), RunDir(out_dir)
     if cfg.checkpoint.resume and (report := run_dir.finished_report()) is not None:
@@ -69,20 +65,19 @@ def run(
             tracker.log_params(flatten(training_dict(cfg)))
         state, bins = build(cfg, data, ctx, resume)
         meta = {"run_id": tracker.run_id or "", "config": training_dict(cfg)}
-        checkpointer = Checkpointer(run_dir.checkpoints, cfg.checkpoint, ctx, meta)
         progress = EpochProgress(cfg.trainer.max_epochs) if ctx.is_main else None
+        checkpointer = Checkpointer(run_dir.checkpoints, cfg.checkpoint, ctx, meta)
         hooks = Hooks(tracker, progress, checkpointer, stop, on_epoch)
         train, valid = data.train.to(ctx.device), data.valid.to(ctx.device)
         result = fit(state, train, valid, cfg.optim, cfg.trainer, ctx=ctx, hooks=hooks)
         evaluation = evaluate(state.model.cpu(), result, data, cfg, ctx)
-        report = evaluation.report
         if ctx.is_main:
             kept = {"model": state.model, "bins": bins, "tags": tags}
-            report |= publish(cfg, run_dir, data, evaluation, tracker, **kept)
-    if ctx.is_main:
-        run_dir.mark_done(report["run_id"])
+            evaluation.report.update(publish(cfg, run_dir, data, evaluation, tracker, **kept))
+    if ctx.is_main:  # the MLflow run has ended FINISHED
+        run_dir.mark_done(evaluation.report["run_id"])
     ctx.barrier()
-    return report
+    return evaluation.report
 
 
 def find_resume(cfg: TrainConfig, run_dir: RunDir, ctx: DistContext) -> dict | None:

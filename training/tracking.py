@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,9 +174,14 @@ class MlflowTracker(Tracker):
         )
 
     def log_model(self, bundle_dir: Path, schema: Schema, example: pd.DataFrame) -> str:
-        from training.registry import log_model
+        """The pyfunc (runtime code only, bundle, signature, input example, pinned requirements)."""
+        import mlflow
 
-        return log_model(bundle_dir, schema, example)
+        from training.serving.package import pyfunc_model
+
+        with tempfile.TemporaryDirectory(prefix="riskbrain-model-") as workdir:
+            kwargs = pyfunc_model(bundle_dir, schema, example, Path(workdir))
+            return mlflow.pyfunc.log_model(name="model", **kwargs).model_uri
 
     def register(self, model_uri: str, cfg: RegistryConfig, tags: dict[str, str]) -> str:
         import mlflow

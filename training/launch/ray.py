@@ -13,7 +13,7 @@ import os
 import signal
 from pathlib import Path
 
-from training.config import TrainConfig
+from training.config import RayLauncherConfig, TrainConfig
 from training.constants import STOP_FILE
 from training.errors import RiskbrainError
 from training.preemption import Preempted
@@ -55,9 +55,8 @@ def _worker(config: dict) -> dict:
 
 
 def launch(cfg: TrainConfig, out_dir: Path) -> dict:
+    """Run the job on Ray Train workers; returns rank 0's evaluation report."""
     import ray
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
 
     out_dir = out_dir.resolve()
     # Workers run elsewhere (other nodes, other working directories): ship absolute locations.
@@ -65,45 +64,11 @@ def launch(cfg: TrainConfig, out_dir: Path) -> dict:
         cfg, tracking=dataclasses.replace(cfg.tracking, uri=tracking_uri(cfg.tracking))
     )
     ensure_experiment(cfg.tracking)
-    address = cfg.launcher.address or os.environ.get("RAY_ADDRESS")
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(
-            address=address, include_dashboard=False, log_to_driver=True
-        ) if address else ray.init(
-            include_dashboard=False,
-            num_cpus=max(
-                os.cpu_count() or 1, cfg.launcher.num_workers * cfg.launcher.cpus_per_worker
-            ),
-        )
-    log.info(
-        "ray: %s, %d workers x %d CPU%s",
-        "joined " + address if address else "local cluster",
-        cfg.launcher.num_workers,
-        cfg.launcher.cpus_per_worker,
-        " + 1 GPU" if cfg.launcher.use_gpu else "",
-    )
-    trainer = TorchTrainer(
-        _worker,
-        train_loop_config={"cfg": cfg, "out_dir": str(out_dir)},
-        torch_config=TorchConfig(
-            backend="nccl" if cfg.launcher.use_gpu else "gloo", timeout_s=cfg.launcher.timeout_s
-        ),
-        scaling_config=ScalingConfig(
-            num_workers=cfg.launcher.num_workers,
-            use_gpu=cfg.launcher.use_gpu,
-            resources_per_worker={"CPU": cfg.launcher.cpus_per_worker},
-        ),
-        run_config=RunConfig(
-            name="riskbrain",
-            storage_path=str(out_dir / "ray"),
-            failure_config=FailureConfig(max_failures=0),
-        ),
-    )
+    started_here = _connect(cfg.launcher)
     stop_file = out_dir / STOP_FILE
     previous = _forward_stop_signal(cfg.checkpoint.signal, stop_file)
     try:
-        return trainer.fit().return_value  # rank 0's evaluation report
+        return _trainer(cfg, out_dir).fit().return_value
     except Exception as e:
         if stop_file.exists():  # the workers checkpointed and stopped on request
             raise Preempted(
@@ -114,6 +79,52 @@ def launch(cfg: TrainConfig, out_dir: Path) -> dict:
         signal.signal(getattr(signal, f"SIG{cfg.checkpoint.signal}"), previous)
         if started_here:
             ray.shutdown()
+
+
+def _connect(launcher: RayLauncherConfig) -> bool:
+    """Join ``launcher.address`` or ``$RAY_ADDRESS``, else start a local cluster; True if started here."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = launcher.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+    else:
+        cpus = max(os.cpu_count() or 1, launcher.num_workers * launcher.cpus_per_worker)
+        ray.init(include_dashboard=False, num_cpus=cpus)
+    log.info(
+        "ray: %s, %d workers x %d CPU%s",
+        "joined " + address if address else "local cluster",
+        launcher.num_workers,
+        launcher.cpus_per_worker,
+        " + 1 GPU" if launcher.use_gpu else "",
+    )
+    return True
+
+
+def _trainer(cfg: TrainConfig, out_dir: Path):
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    launcher: RayLauncherConfig = cfg.launcher
+    return TorchTrainer(
+        _worker,
+        train_loop_config={"cfg": cfg, "out_dir": str(out_dir)},
+        torch_config=TorchConfig(
+            backend="nccl" if launcher.use_gpu else "gloo", timeout_s=launcher.timeout_s
+        ),
+        scaling_config=ScalingConfig(
+            num_workers=launcher.num_workers,
+            use_gpu=launcher.use_gpu,
+            resources_per_worker={"CPU": launcher.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name="riskbrain",
+            storage_path=str(out_dir / "ray"),
+            failure_config=FailureConfig(max_failures=0),
+        ),
+    )
 
 
 def _forward_stop_signal(name: str, stop_file: Path):
