@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.common import BATCH, figure, interleave, median, paired_ratio, synthetic_tensors
+from training.dist import local_rows
 from training.loop import Tensors
 
 GOAL = ">= 10"
@@ -34,7 +35,7 @@ def riskbrain_pass(data: Tensors) -> float:
     perm = torch.randperm(data.global_rows, generator=generator)
     for start in range(0, data.global_rows, BATCH):
         pos = perm[start : start + BATCH]
-        data.take(pos[(pos >= lo) & (pos < hi)] - lo)
+        data.take(local_rows(pos, lo, hi))
     return time.perf_counter() - t0
 
 

@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from training.config import register_configs, to_config
+from training.constants import EXIT_USER_ERROR
 from training.errors import RiskbrainError
 from training.submit import default_env, render, submit
 
@@ -41,7 +42,7 @@ def main(dcfg: DictConfig) -> None:
         job_id = submit(script)
     except RiskbrainError as e:
         log.error("%s", e)
-        sys.exit(2)
+        sys.exit(EXIT_USER_ERROR)
     log.info("submitted %s as job %s", script, job_id)
     print(job_id)
 

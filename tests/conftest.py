@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from training.config import TrainConfig, register_configs, to_config
+from training.process import free_port  # noqa: F401 - the tests' free ports
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -24,12 +24,6 @@ def compose_config(*overrides: str) -> TrainConfig:
     """The job's config, composed exactly as ``python -m jobs.train`` would."""
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         return to_config(compose(config_name="train", overrides=list(overrides)))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_job(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -134,17 +134,18 @@ def fit(
     turns true on any rank, all ranks checkpoint after the same step and raise ``Preempted``.
     """
     ctx, hooks = ctx or DistContext(), hooks or Hooks()
-    progress = hooks.progress or EpochProgress(trainer.max_epochs, enabled=False, log_epochs=False)
+    quiet = EpochProgress(trainer.max_epochs, enabled=False, log_epochs=False)
+    hooks = replace(hooks, progress=hooks.progress or quiet)
     sync = GradSync(state.model, ctx)
     y_valid = ctx.allgather_array(valid.y.cpu().numpy())
     while state.epoch <= trainer.max_epochs:
         epoch, t0 = state.epoch, time.perf_counter()
-        row = train_epoch(state, train, optim, ctx, sync, hooks, progress)
+        row = train_epoch(state, train, optim, ctx, sync, hooks)
         row |= validate(state.model, valid, y_valid, trainer.eval_batch_size, ctx)
         row["epoch_time_s"] = time.perf_counter() - t0
         improved = state.end_epoch(row)
         hooks.tracker.log_metrics(row, step=epoch)
-        progress.end_epoch(epoch, {**row, "is_best": improved})
+        hooks.progress.end_epoch(epoch, {**row, "is_best": improved})
         if hooks.on_epoch is not None:
             hooks.on_epoch(epoch, row)
         if epoch - state.result.best_epoch >= trainer.patience:
@@ -162,12 +163,11 @@ def train_epoch(
     ctx: DistContext,
     sync: GradSync,
     hooks: Hooks,
-    progress: EpochProgress,
 ) -> dict[str, float]:
     """The rest of the state's epoch, one global batch a step; returns the loss and throughput."""
     total, lo, hi, bs = train.global_rows, train.offset, train.offset + len(train), optim.batch_size
     n_batches, first = -(-total // bs), state.step
-    progress.start_epoch(state.epoch, n_batches - first)
+    hooks.progress.start_epoch(state.epoch, n_batches - first)
     t0, sync_before = time.perf_counter(), ctx.sync_seconds
     perm = state.permutation(total)
     state.loss_sum = torch.full((), state.loss_sum, device=ctx.device)
@@ -178,7 +178,7 @@ def train_epoch(
         loss = train_step(state.model, state.optimizer, train.take(mine), len(pos), sync)
         state.loss_sum += loss
         state.step = b + 1
-        progress.advance(loss, len(mine))
+        hooks.progress.advance(loss, len(mine))
         global_step = (state.epoch - 1) * n_batches + state.step
         if hooks.checkpointer is not None and (
             sync.stop_agreed or hooks.checkpointer.due_step(global_step)

@@ -38,7 +38,9 @@ from training.tracking import Tracker, ensure_experiment, open_run
 
 log = logging.getLogger("riskbrain")
 
-DONE = "done"  # marks the result a trial returns after its run, apart from its epochs
+# Marks the result a trial returns once its run is evaluated, apart from its epochs' reports
+# (not "done": Tune sets that on every trial's last result).
+EVALUATED = "evaluated"
 
 
 class SweepInterrupted(Preempted):
@@ -78,7 +80,7 @@ def _trial(
 ) -> dict[str, Any]:
     """One Tune trial: the ordinary training run, reporting each epoch to the scheduler.
 
-    Returns its final result (Tune reports it as one more row, marked ``done``): the objective of
+    Returns its final result (Tune reports it as one more row, marked ``evaluated``): the objective of
     the final model, its run and model URI.
     """
     from ray import tune
@@ -98,7 +100,7 @@ def _trial(
     objective = report["valid"][str(base.sweep.metric).removeprefix("valid_")]
     return {
         base.sweep.metric: objective,
-        DONE: 1,
+        EVALUATED: 1,
         "run_id": report["run_id"],
         "model_uri": report["model_uri"],
     }
@@ -232,14 +234,14 @@ def summarise(grid, sweep: SweepConfig, parent: Tracker) -> list[dict]:
     for result in grid:
         final = result.metrics or {}
         history = result.metrics_dataframe
-        if history is not None and DONE in history:
-            history = history[history[DONE] != 1]  # the epochs, without the returned result
+        if history is not None and EVALUATED in history:
+            history = history[history[EVALUATED] != 1]  # the epochs, without the returned result
         values = (
             history[sweep.metric].tolist()
             if history is not None and sweep.metric in history
             else []
         )
-        completed = final.get(DONE) == 1
+        completed = final.get(EVALUATED) == 1
         rows.append(
             {
                 "trial": str(final.get("trial_id", "?")),

@@ -90,6 +90,8 @@ def test_one_finished_run_with_params_metrics_artifacts_and_tags(job, client):
         run.data.params["optim.lr"] == "0.001" and run.data.params["data.name"] == "synthetic_sme"
     )
     assert run.data.params["model.d_block"] == "32"  # the debug override, resolved
+    # The training config only: the Slurm allocation and the sweep are not params of the run.
+    assert not [k for k in run.data.params if k.startswith(("cluster.", "sweep."))]
     history = client.get_metric_history(run.info.run_id, "valid_auc")
     assert [m.step for m in history] == list(range(1, report["training"]["epochs_run"] + 1))
     assert run.data.metrics["test_auc"] == pytest.approx(report["test"]["auc"])
