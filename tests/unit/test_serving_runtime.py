@@ -23,7 +23,7 @@ import torch
 from training.data.preprocess import Preprocessor, _quantile_normal
 from training.data.schema import FeatureSpec, Kind, Schema
 from training.models import build_model
-from training.models.config import MLPConfig
+from training.models.config import MLPConfig, ModelConfig, TabMConfig
 from training.serving import Scorer, save_bundle
 from training.serving.package import (
     RUNTIME_DISTRIBUTIONS,
@@ -166,6 +166,20 @@ def test_requirements_pin_each_serving_package_without_local_labels():
     assert "mlflow-skinny==" in " ".join(reqs) and "scipy" not in " ".join(reqs)
 
 
+@pytest.mark.parametrize(
+    "model, network",
+    [
+        (MLPConfig(), []),
+        (MLPConfig(num_embeddings="periodic"), ["rtdl-num-embeddings"]),
+        (TabMConfig(), ["tabm", "rtdl-num-embeddings"]),
+    ],
+)
+def test_a_model_pins_only_the_network_libraries_it_imports(model, network):
+    names = [r.split("==")[0] for r in pip_requirements(model)]
+    base = ["torch", "numpy", "pandas", "safetensors", "mlflow-skinny"]
+    assert sorted(names) == sorted(base + network)
+
+
 def _schema() -> Schema:
     return Schema(
         target="default",
@@ -212,8 +226,16 @@ def test_staged_package_holds_only_the_runtime_modules(tmp_path):
     assert staged == set(RUNTIME_MODULES)
 
 
+def _bundle(path: Path, cfg: ModelConfig, schema: Schema, train: pd.DataFrame) -> Path:
+    pre = Preprocessor.fit(train, schema)
+    torch.manual_seed(0)
+    model = build_model(cfg, n_num=pre.n_num_features, cat_cardinalities=pre.cat_cardinalities)
+    return save_bundle(path, model=model, model_cfg=cfg, pre=pre, schema=schema, bins=None)
+
+
 def test_pyfunc_model_gives_log_model_its_arguments(tmp_path):
     frame = _frame(5)
+    _bundle(tmp_path / "bundle", MLPConfig(d_block=8, n_blocks=1), _schema(), _frame(50))
     kwargs = pyfunc_model(tmp_path / "bundle", _schema(), frame, tmp_path / "work")
     assert set(kwargs) == {
         "python_model",
@@ -228,18 +250,12 @@ def test_pyfunc_model_gives_log_model_its_arguments(tmp_path):
     assert kwargs["code_paths"] == [str(tmp_path / "work" / "code" / "training")]
     assert (tmp_path / "work" / "code" / "training" / "serving" / "pyfunc_model.py").is_file()
     assert [c.name for c in kwargs["signature"].inputs.inputs] == _schema().names()
-    assert kwargs["pip_requirements"] == pip_requirements()
+    assert kwargs["pip_requirements"] == pip_requirements(MLPConfig())  # read from the bundle
 
 
 def test_staged_runtime_scores_a_bundle_with_training_packages_blocked(tmp_path):
     schema, train = _schema(), _frame(200)
-    pre = Preprocessor.fit(train, schema)
-    cfg = MLPConfig(d_block=8, n_blocks=1)
-    torch.manual_seed(0)
-    model = build_model(cfg, n_num=pre.n_num_features, cat_cardinalities=pre.cat_cardinalities)
-    bundle = save_bundle(
-        tmp_path / "bundle", model=model, model_cfg=cfg, pre=pre, schema=schema, bins=None
-    )
+    bundle = _bundle(tmp_path / "bundle", MLPConfig(d_block=8, n_blocks=1), schema, train)
     rows = _frame(20, seed=2)
     rows.loc[3, "industry"] = "never seen"
     rows.to_json(tmp_path / "rows.json", orient="split")
@@ -249,7 +265,8 @@ def test_staged_runtime_scores_a_bundle_with_training_packages_blocked(tmp_path)
     script = textwrap.dedent(
         f"""
         import importlib.abc, json, sys
-        BLOCKED = {TRAINING_ONLY!r}
+        # An MLP without embeddings needs neither network library either.
+        BLOCKED = {TRAINING_ONLY + ("tabm", "rtdl_num_embeddings")!r}
 
         class Block(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path=None, target=None):

@@ -8,10 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.models.config import MLPConfig, ModelConfig, ModelName
+from training.models.config import MLPConfig, ModelConfig, ModelName, TabMConfig
 from training.models.embeddings import make_num_embeddings
 from training.models.mlp import MLP
-from training.models.tabm import build_tabm
 
 
 def _build_mlp(
@@ -27,7 +26,16 @@ def _build_mlp(
     )
 
 
-BUILDERS = {ModelName.mlp: _build_mlp, ModelName.tabm: build_tabm}
+def _build_tabm(
+    cfg: TabMConfig, n_num: int, cat_cardinalities: list[int], bins: list[torch.Tensor] | None
+) -> nn.Module:
+    # Imported here: the `tabm` package is needed only by TabM models (and their served copies).
+    from training.models.tabm import build_tabm
+
+    return build_tabm(cfg, n_num, cat_cardinalities, bins)
+
+
+BUILDERS = {ModelName.mlp: _build_mlp, ModelName.tabm: _build_tabm}
 
 
 def build_model(

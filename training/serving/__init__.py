@@ -55,6 +55,11 @@ def save_bundle(
     return out_dir
 
 
+def load_model_config(bundle_dir: Path) -> ModelConfig:
+    """The architecture a bundle's network was built with."""
+    return model_config_from_dict(json.loads((Path(bundle_dir) / BUNDLE).read_text())["model"])
+
+
 class Scorer:
     """Raw applicant rows in, PDs out: preprocessing and network applied exactly as in training."""
 

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from training.data.schema import Schema
+from training.models.config import ModelConfig, ModelName, NumEmbeddings
 
 # Paths relative to the folder that holds the `training` package. The one list both the staging
 # below and the import test read; every file of training/models/ and training/serving/ is in it.
@@ -38,8 +39,8 @@ RUNTIME_MODULES: tuple[str, ...] = (
 
 # Import name -> the distribution that provides it, pinned in the model's requirements.txt.
 # mlflow-skinny is the `mlflow` package without the tracking server, UI and SciPy/scikit-learn/
-# matplotlib: all loading and serving a pyfunc needs. The network libraries are always listed,
-# because training/models/__init__.py imports both architectures whichever one a bundle uses.
+# matplotlib: all loading and serving a pyfunc needs. The network libraries (the last two) are
+# imported only by the networks that use them, and listed only for those (`network_packages`).
 RUNTIME_DISTRIBUTIONS: dict[str, str] = {
     "torch": "torch",
     "numpy": "numpy",
@@ -54,9 +55,24 @@ PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding `training/`
 
 
-def pip_requirements() -> list[str]:
-    """``name==version`` for each runtime distribution as installed here, less local labels (+cpu)."""
-    return [f"{d}=={version(d).split('+')[0]}" for d in RUNTIME_DISTRIBUTIONS.values()]
+def network_packages(model: ModelConfig) -> set[str]:
+    """The import names of the libraries a network needs beyond torch."""
+    packages = {"tabm", "rtdl_num_embeddings"} if model.name is ModelName.tabm else set()
+    if model.num_embeddings is not NumEmbeddings.none:
+        packages.add("rtdl_num_embeddings")
+    return packages
+
+
+def pip_requirements(model: ModelConfig | None = None) -> list[str]:
+    """``name==version`` for what the runtime imports to serve ``model`` (every network when
+    None), as installed here, less local labels (+cpu)."""
+    optional = {"tabm", "rtdl_num_embeddings"}
+    needed = optional if model is None else network_packages(model)
+    return [
+        f"{dist}=={version(dist).split('+')[0]}"
+        for name, dist in RUNTIME_DISTRIBUTIONS.items()
+        if name not in optional or name in needed
+    ]
 
 
 def stage_runtime(dest: Path) -> Path:
@@ -76,7 +92,7 @@ def pyfunc_model(
     The runtime package is staged under ``workdir``, which must outlive the ``log_model`` call
     (MLflow copies it into the model there).
     """
-    from training.serving import signature
+    from training.serving import load_model_config, signature
 
     return {
         "python_model": str(PYFUNC_FILE),
@@ -86,5 +102,5 @@ def pyfunc_model(
         "code_paths": [str(stage_runtime(Path(workdir) / "code"))],
         "signature": signature(schema),
         "input_example": example,
-        "pip_requirements": pip_requirements(),
+        "pip_requirements": pip_requirements(load_model_config(bundle_dir)),
     }
