@@ -207,6 +207,22 @@ class TrainerConfig:
 
 
 @dataclass(kw_only=True)
+class BenchmarkConfig:
+    """The GBDT benchmark: LightGBM on the network's split, reported next to it (``training/benchmark.py``)."""
+
+    enabled: bool = True
+    n_trials: int = 8  # settings tried, the first LightGBM's default; the best by validation AUC
+    max_rounds: int = 2000  # boosting rounds at most; early stopping on the validation rows
+    early_stopping: int = 50  # rounds without a better validation AUC
+    max_rows: int = 200_000  # training (and validation) rows it sees at most, evenly spaced
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("n_trials", "max_rounds", "early_stopping", "max_rows"):
+            check(getattr(self, key) > 0, f"benchmark.{key}", getattr(self, key), "must be > 0")
+
+
+@dataclass(kw_only=True)
 class CheckpointConfig:
     """Checkpoints for preemption-safe, exact resume (in ``<output dir>/checkpoints``)."""
 
@@ -429,6 +445,7 @@ class TrainConfig:
     model: ModelConfig = MISSING  # an option of the group: MLPConfig, TabMConfig
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     launcher: LauncherConfig = MISSING  # an option of the group: local, mpi, ray
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from training import metrics
+from training.benchmark import gbdt_benchmark
 from training.checkpoint import Checkpointer, load_latest
 from training.config import TrainConfig, training_dict
 from training.data.prepare import Prepared, prepare
@@ -173,16 +174,36 @@ def evaluate(
         pd_true = ctx.allgather_array(data.dataset.pd_true[data.rows["test"]])
         report["bayes_auc_test"] = metrics.auc(y["test"], pd_true)
     report["training"] = result.summary() | {"world_size": ctx.world_size}
+    if (gbdt := gbdt_benchmark(cfg.benchmark, data, ctx)) is not None:
+        report["benchmark"] = gbdt
+        report["lift"] = {k: report["test"][k] - gbdt["test"][k] for k in ("auc", "ks")}
     report["split"] = summary(data.labels, data.split, cfg.data.split)
     report["data_fingerprint"] = data.fingerprint
     if ctx.is_main:
-        bayes = report.get("bayes_auc_test")
+        bayes, gbdt = report.get("bayes_auc_test"), report.get("benchmark")
         log.info(
-            "test auc %.4f%s",
+            "test auc %.4f%s%s",
             report["test"]["auc"],
             f"  (Bayes-optimal {bayes:.4f})" if bayes is not None else "",
+            f"  (LightGBM {gbdt['test']['auc']:.4f}, lift {report['lift']['auc']:+.4f})"
+            if gbdt
+            else "",
         )
     return Evaluation(report, y["test"], p["test"])
+
+
+# What a registered version is tagged with (and so can be compared by) besides the run's tags.
+VERSION_METRICS = ("test_auc", "test_ks", "benchmark_test_auc", "lift_auc")
+
+
+def final_metrics(report: dict) -> dict[str, float]:
+    """The report's numbers as flat MLflow metrics: test_*, benchmark_test_*, lift_*, PSI, Bayes."""
+    out = {f"test_{k}": v for k, v in report["test"].items()}
+    out |= {k: v for k, v in report.items() if isinstance(v, float)}
+    if "benchmark" in report:
+        out |= {f"benchmark_test_{k}": v for k, v in report["benchmark"]["test"].items()}
+        out |= {f"lift_{k}": v for k, v in report["lift"].items()}
+    return out
 
 
 def publish(
@@ -199,11 +220,7 @@ def publish(
     """Rank 0: plots, the model bundle and example predictions in the run folder; all of it, the
     model and the report in MLflow; then the registered version. Returns what it adds to the report."""
     report, schema = evaluation.report, data.dataset.schema
-    tracker.log_metrics(
-        {f"test_{k}": v for k, v in report["test"].items()}
-        | {k: v for k, v in report.items() if isinstance(v, float)},
-        step=report["training"]["epochs_run"],
-    )
+    tracker.log_metrics(final_metrics(report), step=report["training"]["epochs_run"])
     title = f"{cfg.data.name} / {cfg.model.name}"
     save_evaluation_plots(evaluation.test_y, evaluation.test_p, run_dir.plots, title=title)
     bundle = {
@@ -231,7 +248,11 @@ def publish(
         "model_uri": tracker.log_model(run_dir.bundle, schema, example),
     }
     if cfg.registry.register:
-        version_tags = tags | {"run_id": tracker.run_id, "test_auc": f"{report['test']['auc']:.4f}"}
+        version_tags = (
+            tags
+            | {"run_id": tracker.run_id}
+            | {k: f"{v:.4f}" for k, v in final_metrics(report).items() if k in VERSION_METRICS}
+        )
         version = tracker.register(out["model_uri"], cfg.registry, version_tags)
         tracker.set_tags({"registered_model": f"{cfg.registry.name}/{version}"})
         out["registered"] = {

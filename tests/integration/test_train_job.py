@@ -25,6 +25,8 @@ def job(mlflow_server, tmp_path_factory):
     work = tmp_path_factory.mktemp("job")
     proc = run_job(
         "debug=tiny",
+        "benchmark.enabled=true",  # off in debug=tiny; on here, with a 2-setting search
+        "benchmark.n_trials=2",
         f"registry.name={MODEL}",
         "tracking.experiment=it-spine",
         cwd=work,
@@ -102,6 +104,21 @@ def test_one_finished_run_with_params_metrics_artifacts_and_tags(job, client):
     assert {"config.yaml", "evaluation.json", "example_predictions.json", "plots"} <= top
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert plots == {f"plots/{n}.png" for n in ("roc", "ks", "calibration", "score_distribution")}
+
+
+def test_gbdt_benchmark_in_the_report_the_run_and_the_version(job, client):
+    _, _, report = job
+    gbdt = report["benchmark"]
+    # the same test rows as the network, and the rows it was fitted on
+    assert gbdt["model"] == "lightgbm" and gbdt["test"]["n"] == report["test"]["n"]
+    assert gbdt["train_rows"] == report["split"]["train"]["rows"] and gbdt["rounds"] >= 1
+    assert 0.5 < gbdt["test"]["auc"] <= 1 and gbdt["valid_auc"] > 0.5
+    assert report["lift"]["auc"] == pytest.approx(report["test"]["auc"] - gbdt["test"]["auc"])
+    run = client.get_run(report["run_id"])
+    assert run.data.metrics["benchmark_test_auc"] == pytest.approx(gbdt["test"]["auc"])
+    assert run.data.metrics["lift_auc"] == pytest.approx(report["lift"]["auc"])
+    mv = client.get_model_version_by_alias(MODEL, "challenger")
+    assert mv.tags["benchmark_test_auc"] == f"{gbdt['test']['auc']:.4f}" and "lift_auc" in mv.tags
 
 
 def test_registered_with_alias_signature_and_evidence(job, client):

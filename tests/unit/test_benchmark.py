@@ -1,0 +1,58 @@
+"""The GBDT benchmark: a seeded search, the network's own rows, scores on every test row."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import compose_config
+from training.benchmark import DEFAULT, GRID, features, gbdt_benchmark, settings
+from training.data.prepare import prepare
+from training.data.schema import Kind
+from training.dist import DistContext
+
+
+def test_settings_start_with_the_default_and_are_seeded_and_distinct():
+    a, b = settings(8, seed=0), settings(8, seed=0)
+    assert a == b and a[0] == DEFAULT and len(a) == 8
+    assert len({tuple(s.items()) for s in a}) == 8
+    assert all(s[k] in GRID[k] for s in a for k in GRID)
+    assert settings(8, seed=1) != a
+
+
+@pytest.fixture(scope="module")
+def data():
+    cfg = compose_config("debug=tiny", "benchmark.enabled=true", "benchmark.n_trials=3")
+    return cfg, prepare(cfg)
+
+
+def test_categoricals_keep_the_training_vocabulary(data):
+    cfg, prepared = data
+    frame = prepared.frames["test"].head(20).copy()
+    cat = prepared.dataset.schema.names(Kind.categorical)[0]
+    frame.loc[frame.index[0], cat] = "never seen in training"
+    x = features(frame, prepared)
+    assert list(x.columns) == prepared.dataset.schema.names()
+    assert list(x[cat].cat.categories) == prepared.pre.vocab[cat] and x[cat].isna().iloc[0]
+
+
+def test_benchmark_on_the_networks_split(data):
+    cfg, prepared = data
+    out = gbdt_benchmark(cfg.benchmark, prepared, DistContext())
+    assert out["test"]["n"] == len(prepared.split.test)  # every test row, no sample
+    assert out["train_rows"] == len(prepared.split.train)
+    assert out["params"] in settings(3, cfg.benchmark.seed) and out["rounds"] >= 1
+    assert 0.6 < out["test"]["auc"] <= 1  # synthetic data carry real signal
+
+
+def test_a_row_cap_takes_evenly_spaced_rows(data):
+    cfg, prepared = data
+    capped = gbdt_benchmark(type(cfg.benchmark)(n_trials=1, max_rows=500), prepared, DistContext())
+    step = -(-len(prepared.split.train) // 500)
+    assert capped["train_rows"] == -(-len(prepared.split.train) // step) <= 500
+    assert capped["valid_rows"] <= 500 and capped["test"]["n"] == len(prepared.split.test)
+
+
+def test_on_by_default_off_in_debug_tiny_and_then_absent(data):
+    cfg, prepared = data
+    assert compose_config().benchmark.enabled and not compose_config("debug=tiny").benchmark.enabled
+    assert gbdt_benchmark(type(cfg.benchmark)(enabled=False), prepared, DistContext()) is None
