@@ -43,6 +43,11 @@ class LauncherName(StrEnum):
     ray = "ray"
 
 
+class Parallelism(StrEnum):
+    data = "data"  # one network; each rank trains on its shard of the rows, gradients summed
+    ensemble = "ensemble"  # one network per rank (seed + rank), each on every row; averaged
+
+
 class GradSync(StrEnum):
     mpi = "mpi"  # mpi4py Allreduce of one flat buffer (faster on CPU)
     torch = "torch"  # the torch process group: gloo, or NCCL on GPUs
@@ -68,6 +73,14 @@ class Search(StrEnum):
 class Scheduler(StrEnum):
     asha = "asha"
     none = "none"
+
+
+class Schedule(StrEnum):
+    """The learning rate over training, after ``optim.warmup_epochs`` of linear warm-up."""
+
+    constant = "constant"
+    cosine = "cosine"  # cosine decay to 0 at the end of trainer.max_epochs
+    plateau = "plateau"  # cut by plateau_factor when valid AUC stalls for plateau_patience epochs
 
 
 class ParamType(StrEnum):
@@ -180,14 +193,43 @@ class DataConfig:
 
 @dataclass(kw_only=True)
 class OptimConfig:
+    """AdamW, its learning-rate schedule (``training/state.py``), gradient clipping, label smoothing."""
+
     lr: float = 1e-3
     weight_decay: float = 1e-4
     batch_size: int = 512
+    schedule: Schedule = Schedule.constant
+    warmup_epochs: float = 0.0  # linear warm-up from ~0 to lr over this many epochs
+    plateau_patience: int = 3  # schedule=plateau: epochs without a better valid AUC before a cut
+    plateau_factor: float = 0.3  # schedule=plateau: the learning rate is multiplied by this
+    grad_clip: float = 0.0  # the gradients' global L2 norm is clipped to this; 0 = off
+    label_smoothing: float = 0.0  # the loss's targets are y (1 - s) + s / 2
 
     def __post_init__(self) -> None:
+        self.schedule = _as_enum(Schedule, "optim.schedule", self.schedule)
         check(self.lr > 0, "optim.lr", self.lr, "must be > 0")
         check(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "must be >= 0")
         check(self.batch_size > 0, "optim.batch_size", self.batch_size, "must be > 0")
+        check(self.warmup_epochs >= 0, "optim.warmup_epochs", self.warmup_epochs, "must be >= 0")
+        check(
+            self.plateau_patience > 0,
+            "optim.plateau_patience",
+            self.plateau_patience,
+            "must be > 0",
+        )
+        check(
+            0 < self.plateau_factor < 1,
+            "optim.plateau_factor",
+            self.plateau_factor,
+            "must be in (0, 1)",
+        )
+        check(self.grad_clip >= 0, "optim.grad_clip", self.grad_clip, "must be >= 0 (0 = off)")
+        check(
+            0 <= self.label_smoothing < 0.5,
+            "optim.label_smoothing",
+            self.label_smoothing,
+            "must be in [0, 0.5)",
+        )
 
 
 @dataclass(kw_only=True)
@@ -246,12 +288,19 @@ class LauncherConfig:
     """How processes are started; each option of the ``launcher`` group adds its own fields."""
 
     name: LauncherName
-    threads: int = (
-        0  # torch threads per rank; 0 = $SLURM_CPUS_PER_TASK, else cores / ranks on the node
-    )
+    # Torch threads per rank; 0 = $SLURM_CPUS_PER_TASK, else cores / ranks on the node.
+    threads: int = 0
+    parallelism: Parallelism = Parallelism.data  # what the ranks share: the data, or the ensemble
 
     def __post_init__(self) -> None:
         self.name = _as_enum(LauncherName, "launcher.name", self.name)
+        self.parallelism = _as_enum(Parallelism, "launcher.parallelism", self.parallelism)
+        check(
+            self.parallelism is Parallelism.data or self.name is not LauncherName.local,
+            "launcher.parallelism",
+            str(self.parallelism),
+            "needs several ranks: use launcher=mpi or launcher=ray",
+        )
         check(
             type(self) is LAUNCHER_CONFIGS[self.name],
             "launcher.name",
@@ -369,6 +418,8 @@ class SweepConfig:
     grace_period: int = 2  # epochs every trial runs before ASHA may stop it
     reduction_factor: int = 3
     seed: int = 0
+    # Register the mean of the best k completed trials as one model (0 or 1: the best trial).
+    ensemble_top_k: int = 0
     params: dict[str, ParamSpec] = field(default_factory=dict)  # dotted config key -> its range
 
     @property
@@ -379,6 +430,7 @@ class SweepConfig:
         self.metric = _as_enum(Objective, "sweep.metric", self.metric)
         self.search = _as_enum(Search, "sweep.search", self.search)
         self.scheduler = _as_enum(Scheduler, "sweep.scheduler", self.scheduler)
+        check(self.ensemble_top_k >= 0, "sweep.ensemble_top_k", self.ensemble_top_k, "must be >= 0")
         for key in ("num_samples", "max_concurrent", "grace_period"):
             check(getattr(self, key) > 0, f"sweep.{key}", getattr(self, key), "must be > 0")
         check(
@@ -455,6 +507,13 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check(
+            self.sweep.ensemble_top_k < 2
+            or not any(k.startswith("data.") for k in self.sweep.params),
+            "sweep.ensemble_top_k",
+            self.sweep.ensemble_top_k,
+            "needs one preprocessing for every member: search no data.* key, or set it to 0",
+        )
         for name in self.sweep.params:  # every searched key must be a value of this tree
             node: Any = self
             for part in name.split("."):

@@ -27,14 +27,15 @@ from training.data.split import summary
 from training.dist import DistContext
 from training.errors import ConfigError
 from training.loop import Hooks, fit
-from training.models import build_model, predict_pd
+from training.models import predict_pd
 from training.models.embeddings import fit_bins
+from training.parallel import Role, Trained, gather, network
 from training.plots import save_evaluation_plots
 from training.preemption import StopFlag
 from training.progress import EpochProgress
 from training.run_dir import RunDir
 from training.serving import save_bundle
-from training.state import FitResult, TrainState
+from training.state import TrainState
 from training.tracking import Tracker, flatten, git_commit, open_run
 
 log = logging.getLogger("riskbrain")
@@ -44,17 +45,18 @@ def run(
     cfg: TrainConfig, out_dir: Path, ctx: DistContext | None = None, *, parent_run_id: str | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict:  # fmt: skip
-    """Train, evaluate, log and register; returns the evaluation report (on every rank)."""
+    """Train, evaluate, log and register; returns the evaluation report (on every rank that evaluates)."""
     ctx, run_dir = ctx or DistContext(), RunDir(out_dir)
     if cfg.checkpoint.resume and (report := run_dir.finished_report()) is not None:
         log.info("%s already finished (DONE); nothing to do", out_dir)
         return report
-    resume = find_resume(cfg, run_dir, ctx)
+    role = Role.of(cfg, ctx, run_dir)  # data parallel: one network; ensemble: one per rank
+    resume = find_resume(cfg, role)
     if ctx.is_main:
         run_dir.start(cfg)
     stop = StopFlag(run_dir.stop_file)
     stop.install(cfg.checkpoint.signal)
-    data = prepare(cfg, ctx)
+    data = prepare(cfg, role.ctx)
 
     name, resume_id = f"{cfg.data.name}-{cfg.model.name}", resume and resume["run_id"]
     with open_run(
@@ -64,28 +66,30 @@ def run(
         if resume is None:
             tracker.set_tags(tags | {"output_dir": str(run_dir.path.resolve())})
             tracker.log_params(flatten(training_dict(cfg)))
-        state, bins = build(cfg, data, ctx, resume)
-        meta = {"run_id": tracker.run_id or "", "config": training_dict(cfg)}
-        progress = EpochProgress(cfg.trainer.max_epochs) if ctx.is_main else None
-        checkpointer = Checkpointer(run_dir.checkpoints, cfg.checkpoint, ctx, meta)
-        hooks = Hooks(tracker, progress, checkpointer, stop, on_epoch)
-        train, valid = data.train.to(ctx.device), data.valid.to(ctx.device)
-        result = fit(state, train, valid, cfg.optim, cfg.trainer, ctx=ctx, hooks=hooks)
-        evaluation = evaluate(state.model.cpu(), result, data, cfg, ctx)
+        state, bins = build(cfg, data, role, resume)
+        hooks = make_hooks(cfg, role, tracker, stop, on_epoch)
+        train, valid = data.train.to(role.ctx.device), data.valid.to(role.ctx.device)
+        result = fit(state, train, valid, cfg.optim, cfg.trainer, ctx=role.ctx, hooks=hooks)
+        ours = Trained(state.model.cpu(), [(cfg.model, bins)], result, ctx.world_size)
+        trained = gather(role, ours, rebuild=lambda: network(cfg, data, bins))
+        evaluation = evaluate(trained, data, cfg, role.ctx) if role.evaluates else None
         if ctx.is_main:
-            kept = {"model": state.model, "bins": bins, "tags": tags}
-            evaluation.report.update(publish(cfg, run_dir, data, evaluation, tracker, **kept))
+            evaluation.report.update(
+                publish(cfg, run_dir, data, evaluation, tracker, trained, tags)
+            )
     if ctx.is_main:  # the MLflow run has ended FINISHED
         run_dir.mark_done(evaluation.report["run_id"])
     ctx.barrier()
-    return evaluation.report
+    return evaluation.report if evaluation else {}
 
 
-def find_resume(cfg: TrainConfig, run_dir: RunDir, ctx: DistContext) -> dict | None:
-    """The latest valid checkpoint in the run folder (read by rank 0, shared with all), if resuming."""
+def find_resume(cfg: TrainConfig, role: Role) -> dict | None:
+    """The latest valid checkpoint of this rank's network (read once, shared by the ranks that
+    train it), if resuming."""
     if not cfg.checkpoint.resume:
         return None
-    found = load_latest(run_dir.checkpoints) if ctx.is_main else None
+    ctx = role.ctx
+    found = load_latest(role.checkpoints) if ctx.is_main else None
     state = ctx.broadcast(found[0] if found else None)
     if state is None:
         return None
@@ -98,7 +102,7 @@ def find_resume(cfg: TrainConfig, run_dir: RunDir, ctx: DistContext) -> dict | N
     )
     if differ:
         raise ConfigError(
-            f"config differs from the checkpoint in {run_dir.checkpoints} at {differ[:5]}: "
+            f"config differs from the checkpoint in {role.checkpoints} at {differ[:5]}: "
             "use a new output folder (hydra.run.dir) or checkpoint.resume=false"
         )
     if ctx.is_main:
@@ -126,23 +130,24 @@ def run_tags(cfg: TrainConfig, data: Prepared, ctx: DistContext) -> dict[str, st
 
 
 def build(
-    cfg: TrainConfig, data: Prepared, ctx: DistContext, resume: dict | None
+    cfg: TrainConfig, data: Prepared, role: Role, resume: dict | None
 ) -> tuple[TrainState, list[torch.Tensor] | None]:
-    """The network (output bias at the training default rate's log-odds) and its training state,
-    loaded from ``resume`` when there is one; also the embedding bins the model was built with."""
-    torch.manual_seed(cfg.seed)
+    """This rank's network and its training state, loaded from ``resume`` when there is one;
+    also the embedding bins the network was built with."""
+    torch.manual_seed(role.seed)
     bins = fit_bins(cfg.model, data.sample_x[0])
-    model = build_model(
-        cfg.model,
-        n_num=data.pre.n_num_features,
-        cat_cardinalities=data.pre.cat_cardinalities,
-        bins=bins,
-        base_rate=float(data.train_sample[data.dataset.schema.target].mean()),
-    ).to(ctx.device)
-    state = TrainState.create(model, cfg.optim, cfg.seed)
+    state = TrainState.create(network(cfg, data, bins).to(role.ctx.device), cfg.optim, role.seed)
     if resume is not None:
-        state.load_state_dict(resume, ctx.rank)
+        state.load_state_dict(resume, role.ctx.rank)
     return state, bins
+
+
+def make_hooks(cfg: TrainConfig, role: Role, tracker: Tracker, stop, on_epoch) -> Hooks:
+    """What fit reports to: MLflow (rank 0), the progress display (rank 0), checkpoints."""
+    meta = {"run_id": tracker.run_id or "", "config": training_dict(cfg)}
+    checkpointer = Checkpointer(role.checkpoints, cfg.checkpoint, role.ctx, meta)
+    progress = EpochProgress(cfg.trainer.max_epochs) if role.job.is_main else None
+    return Hooks(tracker, progress, checkpointer, stop, on_epoch)
 
 
 @dataclass(frozen=True)
@@ -152,19 +157,15 @@ class Evaluation:
     test_p: np.ndarray
 
 
-def evaluate(
-    model: torch.nn.Module, result: FitResult, data: Prepared, cfg: TrainConfig, ctx: DistContext
-) -> Evaluation:
+def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContext) -> Evaluation:
     """Whole-split metrics from gathered predictions; the Bayes-optimal AUC when the true PDs are
     known; how training went; the split and the data fingerprint."""
-    p, y = {}, {}
+    p, y, model, batch = {}, {}, trained.model, cfg.trainer.eval_batch_size
     for part in ("valid", "test"):
         t = data.tensors[part]
-        p[part] = ctx.allgather_array(
-            predict_pd(model, t.x_num, t.x_cat, cfg.trainer.eval_batch_size)
-        )
+        p[part] = ctx.allgather_array(predict_pd(model, t.x_num, t.x_cat, batch))
         y[part] = ctx.allgather_array(t.y.numpy().astype(int))
-    p_train = predict_pd(model, *data.sample_x, cfg.trainer.eval_batch_size)
+    p_train = predict_pd(model, *data.sample_x, batch)
     report: dict = {
         "test": metrics.evaluate(y["test"], p["test"]),
         "valid": metrics.evaluate(y["valid"], p["valid"]),
@@ -173,7 +174,9 @@ def evaluate(
     if data.dataset.pd_true is not None:
         pd_true = ctx.allgather_array(data.dataset.pd_true[data.rows["test"]])
         report["bayes_auc_test"] = metrics.auc(y["test"], pd_true)
-    report["training"] = result.summary() | {"world_size": ctx.world_size}
+    report["training"] = trained.result.summary() | {"world_size": trained.world_size}
+    if trained.ensemble:  # one line per member: its seed and how its training went
+        report["ensemble"] = trained.ensemble
     if (gbdt := gbdt_benchmark(cfg.benchmark, data, ctx)) is not None:
         report["benchmark"] = gbdt
         report["lift"] = {k: report["test"][k] - gbdt["test"][k] for k in ("auc", "ks")}
@@ -212,9 +215,7 @@ def publish(
     data: Prepared,
     evaluation: Evaluation,
     tracker: Tracker,
-    *,
-    model: torch.nn.Module,
-    bins: list[torch.Tensor] | None,
+    trained: Trained,
     tags: dict[str, str],
 ) -> dict:
     """Rank 0: plots, the model bundle and example predictions in the run folder; all of it, the
@@ -223,14 +224,8 @@ def publish(
     tracker.log_metrics(final_metrics(report), step=report["training"]["epochs_run"])
     title = f"{cfg.data.name} / {cfg.model.name}"
     save_evaluation_plots(evaluation.test_y, evaluation.test_p, run_dir.plots, title=title)
-    bundle = {
-        "model": model,
-        "model_cfg": cfg.model,
-        "pre": data.pre,
-        "schema": schema,
-        "bins": bins,
-    }
-    extra = {"metrics": report["test"], **tags}
+    model, extra = trained.model, {"metrics": report["test"], **tags}
+    bundle = {"model": model, "members": trained.members, "pre": data.pre, "schema": schema}
     run_dir.write_folder(run_dir.bundle, lambda tmp: save_bundle(tmp, **bundle, extra=extra))
     example = data.frames["test"][schema.names()].head(5)
     x_num, x_cat = (torch.from_numpy(x) for x in data.pre.transform(example))

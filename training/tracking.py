@@ -123,6 +123,7 @@ def open_run(
         experiment_id=experiment.experiment_id,
         run_name=None if resume_id else name,
         tags={"mlflow.parentRunId": parent_id} if parent_id and not resume_id else None,
+        nested=parent_id is not None,  # the parent may be this process's active run (a sweep)
     ) as active:
         log.info(
             "mlflow run %s at %s%s", active.info.run_id, uri, " (resumed)" if resume_id else ""

@@ -133,3 +133,29 @@ def test_a_failing_rank_ends_the_job(tmp_path, launcher):
     )  # Ray's own start-up is not the job's failure time
     client = _client(tmp_path)
     assert client.search_registered_models() == []
+
+
+def test_ensemble_parallel_job_trains_a_member_per_rank_and_registers_one_model(jobs, tmp_path):
+    proc, log, _ = _train(
+        tmp_path, *TINY, "launcher=mpi", "launcher.parallelism=ensemble", mpi=True
+    )
+    assert proc.returncode == 0, log[-5000:]
+    out = _out_dir(tmp_path)
+    report = json.loads((out / "evaluation.json").read_text())
+    assert [(m["member"], m["seed"]) for m in report["ensemble"]] == [(0, 0), (1, 1)]
+    assert report["training"]["world_size"] == 2
+    # each member saw every row: member 0 (seed 0) is exactly the one-process job's network
+    single = load_file(jobs["local"] / "checkpoint" / "weights.safetensors")
+    both = load_file(out / "checkpoint" / "weights.safetensors")
+    assert {k.split(".", 2)[1] for k in both} == {"0", "1"}
+    for k in single:
+        assert (both[f"members.0.{k}"] - single[k]).abs().max().item() < 1e-4, k
+    assert max((both[f"members.1.{k}"] - single[k]).abs().max().item() for k in single) > 1e-3
+    # one run, one registered model, whose PD is the members' mean
+    client = _client(tmp_path)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    versions = client.search_model_versions("name='credit-risk'")
+    assert len(versions) == 1 and versions[0].run_id == runs[0].info.run_id
+    bundle = json.loads((out / "checkpoint" / "bundle.json").read_text())
+    assert len(bundle["members"]) == 2

@@ -175,7 +175,7 @@ def test_requirements_pin_each_serving_package_without_local_labels():
     ],
 )
 def test_a_model_pins_only_the_network_libraries_it_imports(model, network):
-    names = [r.split("==")[0] for r in pip_requirements(model)]
+    names = [r.split("==")[0] for r in pip_requirements([model])]
     base = ["torch", "numpy", "pandas", "safetensors", "mlflow-skinny"]
     assert sorted(names) == sorted(base + network)
 
@@ -230,7 +230,7 @@ def _bundle(path: Path, cfg: ModelConfig, schema: Schema, train: pd.DataFrame) -
     pre = Preprocessor.fit(train, schema)
     torch.manual_seed(0)
     model = build_model(cfg, n_num=pre.n_num_features, cat_cardinalities=pre.cat_cardinalities)
-    return save_bundle(path, model=model, model_cfg=cfg, pre=pre, schema=schema, bins=None)
+    return save_bundle(path, model=model, members=[(cfg, None)], pre=pre, schema=schema)
 
 
 def test_pyfunc_model_gives_log_model_its_arguments(tmp_path):
@@ -250,7 +250,7 @@ def test_pyfunc_model_gives_log_model_its_arguments(tmp_path):
     assert kwargs["code_paths"] == [str(tmp_path / "work" / "code" / "training")]
     assert (tmp_path / "work" / "code" / "training" / "serving" / "pyfunc_model.py").is_file()
     assert [c.name for c in kwargs["signature"].inputs.inputs] == _schema().names()
-    assert kwargs["pip_requirements"] == pip_requirements(MLPConfig())  # read from the bundle
+    assert kwargs["pip_requirements"] == pip_requirements([MLPConfig()])  # read from the bundle
 
 
 def test_staged_runtime_scores_a_bundle_with_training_packages_blocked(tmp_path):

@@ -8,6 +8,7 @@ same for any number of ranks.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,8 @@ from training.data.preprocess import Preprocessor
 from training.data.split import Split, make_split
 from training.dist import DistContext, local_rows
 from training.loop import Tensors
+
+log = logging.getLogger("riskbrain")
 
 PREPROCESS_SAMPLE = 200_000  # training rows the preprocessing is fitted on, at most (evenly spaced)
 
@@ -81,6 +84,15 @@ def prepare(cfg: TrainConfig, ctx: DistContext | None = None) -> Prepared:
             torch.from_numpy(x_num), torch.from_numpy(x_cat), y, offset, len(split.parts()[part])
         )
     labels = keys[target].to_numpy()
+    log.info(
+        "data %s: %s; split %s; rank %d/%d holds %s",
+        cfg.data.name,
+        ds.source,
+        {p: len(i) for p, i in split.parts().items()},
+        ctx.rank,
+        ctx.world_size,
+        {p: len(f) for p, f in frames.items()},
+    )
     return Prepared(
         ds,
         split,

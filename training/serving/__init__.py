@@ -18,24 +18,35 @@ from training.models.config import ModelConfig, model_config_from_dict, model_co
 WEIGHTS, BUNDLE = "weights.safetensors", "bundle.json"
 
 
+Member = tuple[ModelConfig, list[torch.Tensor] | None]  # a network's config and embedding bins
+
+
 def save_bundle(
     out_dir: Path,
     *,
     model: nn.Module,
-    model_cfg: ModelConfig,
+    members: list[Member],
     pre: Preprocessor,
     schema: Schema,
-    bins: list[torch.Tensor] | None,
     extra: dict | None = None,
 ) -> Path:
-    """Everything needed to rebuild the model, as tensors and JSON: no pickle anywhere."""
+    """Everything needed to rebuild the model, as tensors and JSON: no pickle anywhere.
+
+    ``model`` is one network (one member) or an ``Ensemble`` of the ``members``, which share the
+    preprocessing and the schema.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, out_dir / WEIGHTS)
     bundle = {
-        "model": model_config_to_dict(model_cfg),
+        "members": [
+            {
+                "model": model_config_to_dict(cfg),
+                "bins": [b.tolist() for b in bins] if bins is not None else None,
+            }
+            for cfg, bins in members
+        ],
         "preprocessor": pre.state(),
-        "bins": [b.tolist() for b in bins] if bins is not None else None,
         "schema": {
             "target": schema.target,
             "features": [
@@ -55,9 +66,10 @@ def save_bundle(
     return out_dir
 
 
-def load_model_config(bundle_dir: Path) -> ModelConfig:
-    """The architecture a bundle's network was built with."""
-    return model_config_from_dict(json.loads((Path(bundle_dir) / BUNDLE).read_text())["model"])
+def load_model_configs(bundle_dir: Path) -> list[ModelConfig]:
+    """The architecture of each network in a bundle."""
+    bundle = json.loads((Path(bundle_dir) / BUNDLE).read_text())
+    return [model_config_from_dict(m["model"]) for m in bundle["members"]]
 
 
 class Scorer:
@@ -65,6 +77,7 @@ class Scorer:
 
     def __init__(self, bundle_dir: Path) -> None:
         from training.models import build_model
+        from training.models.ensemble import Ensemble
 
         bundle = json.loads((Path(bundle_dir) / BUNDLE).read_text())
         self.schema = Schema(
@@ -81,13 +94,17 @@ class Scorer:
             ],
         )
         self.pre = Preprocessor(**bundle["preprocessor"])
-        bins = [torch.tensor(b) for b in bundle["bins"]] if bundle["bins"] is not None else None
-        self.model = build_model(
-            model_config_from_dict(bundle["model"]),
-            n_num=self.pre.n_num_features,
-            cat_cardinalities=self.pre.cat_cardinalities,
-            bins=bins,
-        )
+        # Each network's config and embedding bins, as save_bundle took them.
+        self.members: list[Member] = [
+            (
+                model_config_from_dict(m["model"]),
+                [torch.tensor(b) for b in m["bins"]] if m["bins"] is not None else None,
+            )
+            for m in bundle["members"]
+        ]
+        shape = {"n_num": self.pre.n_num_features, "cat_cardinalities": self.pre.cat_cardinalities}
+        networks = [build_model(cfg, **shape, bins=bins) for cfg, bins in self.members]
+        self.model = networks[0] if len(networks) == 1 else Ensemble(networks)
         self.model.load_state_dict(load_file(Path(bundle_dir) / WEIGHTS))
         self.model.eval()
 

@@ -30,6 +30,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "training/models/__init__.py",
     "training/models/config.py",
     "training/models/embeddings.py",
+    "training/models/ensemble.py",
     "training/models/mlp.py",
     "training/models/tabm.py",
     "training/serving/__init__.py",
@@ -63,11 +64,11 @@ def network_packages(model: ModelConfig) -> set[str]:
     return packages
 
 
-def pip_requirements(model: ModelConfig | None = None) -> list[str]:
-    """``name==version`` for what the runtime imports to serve ``model`` (every network when
+def pip_requirements(models: list[ModelConfig] | None = None) -> list[str]:
+    """``name==version`` for what the runtime imports to serve ``models`` (every network when
     None), as installed here, less local labels (+cpu)."""
     optional = {"tabm", "rtdl_num_embeddings"}
-    needed = optional if model is None else network_packages(model)
+    needed = optional if models is None else set().union(*map(network_packages, models))
     return [
         f"{dist}=={version(dist).split('+')[0]}"
         for name, dist in RUNTIME_DISTRIBUTIONS.items()
@@ -92,7 +93,7 @@ def pyfunc_model(
     The runtime package is staged under ``workdir``, which must outlive the ``log_model`` call
     (MLflow copies it into the model there).
     """
-    from training.serving import load_model_config, signature
+    from training.serving import load_model_configs, signature
 
     return {
         "python_model": str(PYFUNC_FILE),
@@ -102,5 +103,5 @@ def pyfunc_model(
         "code_paths": [str(stage_runtime(Path(workdir) / "code"))],
         "signature": signature(schema),
         "input_example": example,
-        "pip_requirements": pip_requirements(load_model_config(bundle_dir)),
+        "pip_requirements": pip_requirements(load_model_configs(bundle_dir)),
     }
