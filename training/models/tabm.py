@@ -18,7 +18,9 @@ class TabMLogits(nn.Module):
         self.tabm = tabm
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
-        return self.tabm(x_num, x_cat if x_cat.shape[1] else None).squeeze(-1)
+        # TabM takes None for a kind of column the data set does not have.
+        x_num_or_none = x_num if x_num.shape[1] else None
+        return self.tabm(x_num_or_none, x_cat if x_cat.shape[1] else None).squeeze(-1)
 
 
 def build_tabm(
