@@ -19,6 +19,8 @@ pytestmark = pytest.mark.slow
 
 # dropout=0: dropout masks are drawn per rank, so with dropout the runs are only statistically equal
 TINY = ["debug=tiny", "model.dropout=0", "data.n_rows=6000"]
+# The GBDT benchmark (off in debug=tiny), so that it too is compared across launchers.
+BENCHMARK = ["benchmark.enabled=true", "benchmark.n_trials=2"]
 MPIRUN = [str(BIN / "mpirun"), "-n", "2", "--oversubscribe"] + (
     ["--allow-run-as-root"] if os.geteuid() == 0 else []
 )
@@ -63,7 +65,7 @@ def jobs(tmp_path_factory) -> dict[str, Path]:
         ("ray", ["launcher=ray", "launcher.num_workers=2"], False),
     ]:
         cwd = tmp_path_factory.mktemp(name)
-        proc, log, _ = _train(cwd, *TINY, *overrides, mpi=mpi)
+        proc, log, _ = _train(cwd, *TINY, *BENCHMARK, *overrides, mpi=mpi)
         assert proc.returncode == 0, log[-5000:]
         out[name] = _out_dir(cwd)
     return out
@@ -107,6 +109,11 @@ def test_same_model_as_one_process(jobs, launcher):
     assert b["test"]["ks"] == pytest.approx(a["test"]["ks"], abs=1e-6)
     assert b["data_fingerprint"] == a["data_fingerprint"]
     assert b["split"] == a["split"]
+    # the benchmark ran once, on every training row gathered, and scored every test row
+    ga, gb = a["benchmark"], b["benchmark"]
+    assert gb["train_rows"] == ga["train_rows"] == a["split"]["train"]["rows"]
+    assert gb["test"]["n"] == ga["test"]["n"] and gb["params"] == ga["params"]
+    assert gb["test"]["auc"] == pytest.approx(ga["test"]["auc"], abs=2e-3)
 
 
 @pytest.mark.parametrize("launcher", ["mpi", "ray"])
