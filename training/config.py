@@ -19,7 +19,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from training.constants import STOP_SIGNAL
 from training.data.schema import FeatureSpec
-from training.errors import ConfigError, check
+from training.errors import ConfigError, check, check_option
 from training.models.config import MODEL_CONFIGS, ModelConfig
 
 __all__ = ["ConfigError", "ModelConfig", "TrainConfig", "to_config", "to_dict"]
@@ -301,12 +301,7 @@ class LauncherConfig:
             str(self.parallelism),
             "needs several ranks: use launcher=mpi or launcher=ray",
         )
-        check(
-            type(self) is LAUNCHER_CONFIGS[self.name],
-            "launcher.name",
-            str(self.name),
-            f"is set by the config group: use launcher={self.name}, not launcher.name",
-        )
+        check_option(self, "launcher", LAUNCHER_CONFIGS)
         check(self.threads >= 0, "launcher.threads", self.threads, "must be >= 0")
 
 

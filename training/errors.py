@@ -19,3 +19,13 @@ def check(ok: bool, key: str, value: Any, must: str) -> None:
     """Raise ``ConfigError("config <key>=<value>: <must>")`` unless ``ok``."""
     if not ok:
         raise ConfigError(f"config {key}={value!r}: {must}")
+
+
+def check_option(cfg: Any, group: str, options: dict) -> None:
+    """A config group's option and its ``name`` agree (the name comes with the option's class)."""
+    check(
+        type(cfg) is options[cfg.name],
+        f"{group}.name",
+        str(cfg.name),
+        f"is set by the config group: use {group}={cfg.name}, not {group}.name",
+    )

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-from training.errors import check
+from training.errors import check, check_option
 
 
 class ModelName(StrEnum):
@@ -42,13 +42,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         # Plain strings arrive from Python callers and from a bundle's JSON.
         self.name, self.num_embeddings = ModelName(self.name), NumEmbeddings(self.num_embeddings)
-        option = MODEL_CONFIGS[self.name]
-        check(
-            type(self) is option,
-            "model.name",
-            str(self.name),
-            f"is set by the config group: use model={self.name}, not model.name",
-        )
+        check_option(self, "model", MODEL_CONFIGS)
         check(self.d_block > 0, "model.d_block", self.d_block, "must be > 0")
         check(self.n_blocks > 0, "model.n_blocks", self.n_blocks, "must be > 0")
         check(0 <= self.dropout < 1, "model.dropout", self.dropout, "must be in [0, 1)")
