@@ -236,8 +236,8 @@ class OptimConfig:
 class TrainerConfig:
     """The loop: epochs, early stopping on validation AUC, evaluation batch size."""
 
-    max_epochs: int = 20
-    patience: int = 4
+    max_epochs: int = 100
+    patience: int = 16
     eval_batch_size: int = 16_384
 
     def __post_init__(self) -> None:

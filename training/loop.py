@@ -71,14 +71,18 @@ class Tensors:
         )
 
 
-def loss_fn(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def loss_fn(
+    logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean", smoothing: float = 0.0
+) -> torch.Tensor:
     """Binary cross-entropy, averaged over the k ensemble members (k=1 for an MLP), then over
-    the batch (``mean``) or summed over it (``sum``).
+    the batch (``mean``) or summed over it (``sum``); with label ``smoothing`` s the targets are
+    y (1 - s) + s / 2.
 
     Shape: logits (batch, k), y (batch,).
     """
+    target = y * (1.0 - smoothing) + 0.5 * smoothing if smoothing else y
     per_row = F.binary_cross_entropy_with_logits(
-        logits, y.unsqueeze(1).expand_as(logits), reduction="none"
+        logits, target.unsqueeze(1).expand_as(logits), reduction="none"
     ).mean(1)
     return per_row.sum() if reduction == "sum" else per_row.mean()
 
@@ -89,18 +93,25 @@ def train_step(
     batch: Tensors,
     global_batch: int | None = None,
     sync: GradSync | None = None,
+    *,
+    grad_clip: float = 0.0,
+    smoothing: float = 0.0,
 ) -> torch.Tensor:
     """One step on this rank's rows of a global batch; returns their summed loss.
 
     The loss is scaled by 1/global_batch and ``sync`` sums gradients over ranks, so the step
-    equals one process's step on the whole global batch.
+    equals one process's step on the whole global batch. ``grad_clip`` > 0 clips the summed
+    gradients' global norm (the same on every rank) before the step.
     """
     model.train()
-    loss_sum = loss_fn(model(batch.x_num, batch.x_cat), batch.y, reduction="sum")
+    logits = model(batch.x_num, batch.x_cat)
+    loss_sum = loss_fn(logits, batch.y, reduction="sum", smoothing=smoothing)
     optimizer.zero_grad(set_to_none=False)  # in place: GradSync's gradient views stay valid
     (loss_sum / (global_batch or len(batch))).backward()
     if sync is not None:
         sync()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip, foreach=True)
     optimizer.step()
     return loss_sum.detach()
 
@@ -138,6 +149,7 @@ def fit(
     hooks = replace(hooks, progress=hooks.progress or quiet)
     sync = GradSync(state.model, ctx)
     y_valid = ctx.allgather_array(valid.y.cpu().numpy())
+    state.schedule.start(-(-train.global_rows // optim.batch_size), trainer.max_epochs)
     while state.epoch <= trainer.max_epochs:
         epoch, t0 = state.epoch, time.perf_counter()
         row = train_epoch(state, train, optim, ctx, sync, hooks)
@@ -170,12 +182,15 @@ def train_epoch(
     hooks.progress.start_epoch(state.epoch, n_batches - first)
     t0, sync_before = time.perf_counter(), ctx.sync_seconds
     perm = state.permutation(total)
+    how = {"grad_clip": optim.grad_clip, "smoothing": optim.label_smoothing}
     state.loss_sum = torch.full((), state.loss_sum, device=ctx.device)
     for b in range(first, n_batches):
         pos = perm[b * bs : (b + 1) * bs]
         sync.stop_requested = hooks.stop()
         mine = local_rows(pos, lo, hi).to(ctx.device)  # this rank's rows of the global batch
-        loss = train_step(state.model, state.optimizer, train.take(mine), len(pos), sync)
+        state.schedule.apply(state.optimizer)
+        loss = train_step(state.model, state.optimizer, train.take(mine), len(pos), sync, **how)
+        state.schedule.t += 1
         state.loss_sum += loss
         state.step = b + 1
         hooks.progress.advance(loss, len(mine))
@@ -199,6 +214,7 @@ def train_epoch(
         (len(train) * (n_batches - first) / n_batches / train_time, ctx.sync_seconds - sync_before)
     )
     row = {"train_loss": float(state.loss_sum) / total, "rows_per_s": sum(r for r, _ in per_rank)}
+    row["lr"] = state.optimizer.param_groups[0]["lr"]  # the epoch's last step's
     if ctx.world_size > 1:
         row |= {f"rows_per_s_rank{r}": v for r, (v, _) in enumerate(per_rank)}
         row |= {f"sync_s_rank{r}": s for r, (_, s) in enumerate(per_rank)}

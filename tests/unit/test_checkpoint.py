@@ -64,7 +64,7 @@ def test_no_valid_checkpoint_means_none(tmp_path):
     assert load_latest(tmp_path) is None
 
 
-def _fit(pre, train, valid, tmp_path, resume=None, stop=lambda: False):
+def _fit(pre, train, valid, tmp_path, resume=None, stop=lambda: False, **recipe):
     model, _ = _model(pre, MLPConfig(d_block=32, n_blocks=2, dropout=0.2), train)
     ckpt = Checkpointer(
         tmp_path,
@@ -72,7 +72,7 @@ def _fit(pre, train, valid, tmp_path, resume=None, stop=lambda: False):
         DistContext(),
         {"run_id": "r"},
     )
-    optim = OptimConfig(lr=3e-3, batch_size=128)
+    optim = OptimConfig(lr=3e-3, batch_size=128, **recipe)
     state = TrainState.create(model, optim, seed=3)
     if resume is not None:
         state.load_state_dict(resume)
@@ -81,9 +81,25 @@ def _fit(pre, train, valid, tmp_path, resume=None, stop=lambda: False):
     return model, result
 
 
-def test_stop_then_resume_equals_an_uninterrupted_run(toy, tmp_path):  # noqa: F811
+# The learning-rate schedule's position is part of the state: a resumed run continues the warm-up
+# and the decay where they were (as do clipping and label smoothing, which hold no state).
+RECIPES = {
+    "constant": {},
+    "cosine": {
+        "schedule": "cosine",
+        "warmup_epochs": 1.5,
+        "grad_clip": 0.5,
+        "label_smoothing": 0.05,
+    },
+    "plateau": {"schedule": "plateau", "plateau_patience": 1, "plateau_factor": 0.5},
+}
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_stop_then_resume_equals_an_uninterrupted_run(toy, tmp_path, recipe):  # noqa: F811
     pre, train, valid, _ = toy
-    reference, ref_result = _fit(pre, train, valid, tmp_path / "ref")
+    recipe = RECIPES[recipe]
+    reference, ref_result = _fit(pre, train, valid, tmp_path / "ref", **recipe)
 
     calls = {"n": 0}
 
@@ -92,11 +108,13 @@ def test_stop_then_resume_equals_an_uninterrupted_run(toy, tmp_path):  # noqa: F
         return calls["n"] > 40  # mid-epoch 2 (24 steps an epoch)
 
     with pytest.raises(Preempted):
-        _fit(pre, train, valid, tmp_path / "cut", stop=stop_after_40_steps)
+        _fit(pre, train, valid, tmp_path / "cut", stop=stop_after_40_steps, **recipe)
     state, path = load_latest(tmp_path / "cut")
     assert (state["epoch"], state["step"]) == (2, 17) and state["run_id"] == "r"
 
-    resumed, result = _fit(pre, train, valid, tmp_path / "cut", resume=state)
+    assert state["schedule"]["t"] == 24 + 17
+    resumed, result = _fit(pre, train, valid, tmp_path / "cut", resume=state, **recipe)
+    assert [h["lr"] for h in result.history] == [h["lr"] for h in ref_result.history]
     assert [h["valid_auc"] for h in result.history] == [h["valid_auc"] for h in ref_result.history]
     assert [h["train_loss"] for h in result.history] == pytest.approx(
         [h["train_loss"] for h in ref_result.history], rel=1e-6

@@ -19,7 +19,7 @@ from training.models import build_model, predict_pd
 from training.models.config import MODEL_CONFIGS, MLPConfig, ModelConfig, TabMConfig
 from training.models.embeddings import fit_bins
 from training.serving import Scorer, save_bundle
-from training.state import TrainState
+from training.state import LRSchedule, TrainState
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,6 +91,45 @@ def test_loss_averages_members():
     assert loss_fn(logits, y).item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_label_smoothing_moves_the_targets_towards_one_half():
+    logits, y = torch.tensor([[0.3], [-1.0]]), torch.tensor([1.0, 0.0])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits[:, 0], torch.tensor([0.95, 0.05])
+    )
+    assert loss_fn(logits, y, smoothing=0.1).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_grad_clip_bounds_the_gradient_norm(toy):
+    pre, train, _, _ = toy
+    model, _ = _model(pre, MLPConfig(d_block=32, n_blocks=2, dropout=0.0), train)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train_step(model, opt, train, grad_clip=1e-3)
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+    assert norm.item() == pytest.approx(1e-3, rel=1e-4)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    optim = OptimConfig(lr=1.0, schedule="cosine", warmup_epochs=2)
+    schedule = LRSchedule(optim)
+    schedule.start(steps_per_epoch=10, max_epochs=12)
+    lrs = []
+    for _ in range(120):
+        lrs.append(schedule.lr())
+        schedule.t += 1
+    assert lrs[0] == pytest.approx(0.05) and lrs[19] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[19:], lrs[20:], strict=False))
+    assert lrs[70] == pytest.approx(0.5, abs=0.02) and lrs[-1] < 1e-3
+
+
+def test_plateau_schedule_cuts_after_patience_epochs_without_progress():
+    schedule = LRSchedule(OptimConfig(lr=1.0, schedule="plateau", plateau_patience=2))
+    scales = []
+    for epoch, best in [(1, 1), (2, 1), (3, 1), (4, 1), (5, 5), (6, 5), (7, 5)]:
+        schedule.end_epoch(epoch, best)
+        scales.append(schedule.scale)
+    assert scales == pytest.approx([1, 1, 0.3, 0.3, 0.3, 0.3, 0.09])
+
+
 def test_train_step_reduces_loss(toy):
     pre, train, _, _ = toy
     model, _ = _model(pre, MLPConfig(d_block=32, n_blocks=2, dropout=0.0), train)
@@ -148,7 +187,7 @@ def test_early_stopping_stops_after_patience(toy):
 def test_bundle_round_trip_gives_the_same_pds(toy, tmp_path, cfg):
     pre, train, _, valid_frame = toy
     model, bins = _model(pre, cfg, train)
-    save_bundle(tmp_path, model=model, model_cfg=cfg, pre=pre, schema=SCHEMA, bins=bins)
+    save_bundle(tmp_path, model=model, members=[(cfg, bins)], pre=pre, schema=SCHEMA)
     assert {p.name for p in tmp_path.iterdir()} == {"weights.safetensors", "bundle.json"}
     expected = predict_pd(model, *map(torch.from_numpy, pre.transform(valid_frame)))
     np.testing.assert_allclose(Scorer(tmp_path).predict(valid_frame), expected, rtol=1e-6)
