@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import time
 from typing import Any
 
@@ -54,13 +55,15 @@ def features(frame: pd.DataFrame, data: Prepared) -> pd.DataFrame:
     categoricals with the training vocabulary (unseen values become missing)."""
     schema = data.dataset.schema
     out = {}
-    for f in schema.features:
+    for i, f in enumerate(schema.features):
+        # LightGBM refuses JSON's special characters in feature names (Polish: "[", "]").
+        column = f"f{i}_" + re.sub(r"[^0-9A-Za-z_]+", "_", f.name)
         if f.kind == Kind.categorical:
             vocab = data.pre.vocab[f.name]
             text = frame[f.name].astype("string")
-            out[f.name] = pd.Categorical(text.where(text.isin(vocab)), categories=vocab)
+            out[column] = pd.Categorical(text.where(text.isin(vocab)), categories=vocab)
         else:
-            out[f.name] = frame[f.name].to_numpy(dtype=np.float64)
+            out[column] = frame[f.name].to_numpy(dtype=np.float64)
     return pd.DataFrame(out)
 
 

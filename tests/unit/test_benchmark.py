@@ -31,8 +31,32 @@ def test_categoricals_keep_the_training_vocabulary(data):
     cat = prepared.dataset.schema.names(Kind.categorical)[0]
     frame.loc[frame.index[0], cat] = "never seen in training"
     x = features(frame, prepared)
-    assert list(x.columns) == prepared.dataset.schema.names()
-    assert list(x[cat].cat.categories) == prepared.pre.vocab[cat] and x[cat].isna().iloc[0]
+    names = prepared.dataset.schema.names()
+    assert len(x.columns) == len(names) and all(
+        c.endswith(n) for c, n in zip(x, names, strict=True)
+    )
+    col = x.columns[names.index(cat)]
+    assert list(x[col].cat.categories) == prepared.pre.vocab[cat] and x[col].isna().iloc[0]
+
+
+def test_feature_names_lightgbm_refuses_are_renamed(data):
+    _, prepared = data
+    frame = prepared.frames["test"].head(5)
+    odd = {n: f"{n}[x/y]" for n in prepared.dataset.schema.names()}
+    import dataclasses
+
+    schema = dataclasses.replace(
+        prepared.dataset.schema,
+        features=[
+            dataclasses.replace(f, name=odd[f.name]) for f in prepared.dataset.schema.features
+        ],
+    )
+    renamed = dataclasses.replace(
+        prepared, dataset=dataclasses.replace(prepared.dataset, schema=schema),
+        pre=dataclasses.replace(prepared.pre, vocab={odd[k]: v for k, v in prepared.pre.vocab.items()}),
+    )  # fmt: skip
+    x = features(frame.rename(columns=odd), renamed)
+    assert not any(ch in c for c in x.columns for ch in '[]/,:{}"')
 
 
 def test_benchmark_on_the_networks_split(data):
