@@ -114,7 +114,10 @@ def open_run(
     import mlflow
 
     uri = tracking_uri(cfg)
-    mlflow.set_tracking_uri(uri)  # log_model and register_model act on the active run's store
+    # log_model and register_model act on the globals: point both at this run's store (an
+    # unset registry URI would follow $MLFLOW_TRACKING_URI, which may be relative to elsewhere).
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     # Pass the id on: when processes create the experiment at once, MLflow's set_experiment
     # returns it without making it active, and the run would land in "Default".
     experiment = mlflow.set_experiment(cfg.experiment)

@@ -93,7 +93,13 @@ def downloaded(store) -> dict[str, Path]:
 
     # download_artifacts(registry_uri=...) does not reach the models:/ lookup (MLflow 3.17
     # resolves it against the global registry URI), so point the globals at the store meanwhile.
-    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    # (set_*_uri also export MLFLOW_*_URI to this process's environment, which later tests' jobs
+    # would inherit: put the environment back as it was too)
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    before, env_before = (
+        (mlflow.get_tracking_uri(), mlflow.get_registry_uri()),
+        {n: os.environ.get(n) for n in names},
+    )
     mlflow.set_tracking_uri(store["uri"])
     mlflow.set_registry_uri(store["uri"])
     try:
@@ -109,6 +115,11 @@ def downloaded(store) -> dict[str, Path]:
     finally:
         mlflow.set_tracking_uri(before[0])
         mlflow.set_registry_uri(before[1])
+        for name, value in env_before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     for folder in folders.values():
         assert (folder / "MLmodel").is_file()
     return folders
