@@ -90,36 +90,22 @@ def store(tmp_path_factory) -> dict:
 def downloaded(store) -> dict[str, Path]:
     """Each model's folder, downloaded from the registry as a deployment would."""
     import mlflow
+    from mlflow import MlflowClient
 
-    # download_artifacts(registry_uri=...) does not reach the models:/ lookup (MLflow 3.17
-    # resolves it against the global registry URI), so point the globals at the store meanwhile.
-    # (set_*_uri also export MLFLOW_*_URI to this process's environment, which later tests' jobs
-    # would inherit: put the environment back as it was too)
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    before, env_before = (
-        (mlflow.get_tracking_uri(), mlflow.get_registry_uri()),
-        {n: os.environ.get(n) for n in names},
-    )
-    mlflow.set_tracking_uri(store["uri"])
-    mlflow.set_registry_uri(store["uri"])
-    try:
-        folders = {
-            model: Path(
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=f"models:/{name}@challenger",
-                    dst_path=str(store["work"] / "download" / model),
-                )
+    # Resolve the alias with a client bound to the store (no global URI is set: mlflow.set_*_uri
+    # would leak into later tests through this process's globals and environment).
+    client = MlflowClient(tracking_uri=store["uri"], registry_uri=store["uri"])
+    folders = {}
+    for model, name in MODELS.items():
+        version = client.get_model_version_by_alias(name, "challenger").version
+        source = client.get_model_version_download_uri(name, version)
+        folders[model] = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=source,
+                dst_path=str(store["work"] / "download" / model),
+                tracking_uri=store["uri"],
             )
-            for model, name in MODELS.items()
-        }
-    finally:
-        mlflow.set_tracking_uri(before[0])
-        mlflow.set_registry_uri(before[1])
-        for name, value in env_before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        )
     for folder in folders.values():
         assert (folder / "MLmodel").is_file()
     return folders
