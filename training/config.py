@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from training.constants import STOP_SIGNAL
-from training.data.schema import FeatureSpec
+from training.data.schema import FeatureSpec, Kind
 from training.errors import ConfigError, check, check_option
 from training.models.config import MODEL_CONFIGS, ModelConfig
 
@@ -101,15 +101,22 @@ def _as_enum(enum: type[StrEnum], key: str, value: Any) -> Any:
 
 @dataclass(kw_only=True)
 class SplitConfig:
-    """Stratified random split, or out-of-time by a period column (train < valid_from <= valid < test_from <= test)."""
+    """Stratified random split, or out-of-time by a period column (train < valid_from <= valid < test_from <= test).
+
+    The period column holds numbers (a year, a month index) or dates: ISO dates are read as they
+    are, other forms with ``period_format`` (a strptime format: ``'%b-%Y'`` reads ``Dec-2011``).
+    With dates, ``valid_from``/``test_from`` are dates too (``2015-01-01``; a bare year is its
+    1 January).
+    """
 
     method: SplitMethod = SplitMethod.stratified
     train: float = 0.70
     valid: float = 0.15
     test: float = 0.15
     period_column: str | None = None
-    valid_from: float | None = None
-    test_from: float | None = None
+    period_format: str | None = None
+    valid_from: Any = None  # a number or a date
+    test_from: Any = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -125,25 +132,13 @@ class SplitConfig:
                 round(total, 6),
                 "must sum to 1",
             )
-        else:
+            return
+        for key in ("period_column", "valid_from", "test_from"):
+            value = getattr(self, key)
             check(
-                bool(self.period_column),
-                "data.split.period_column",
-                self.period_column,
-                "is required for method=time",
+                value not in (None, ""), f"data.split.{key}", value, "is required for method=time"
             )
-            check(
-                self.valid_from is not None,
-                "data.split.valid_from",
-                self.valid_from,
-                "is required for method=time",
-            )
-            check(
-                self.test_from is not None,
-                "data.split.test_from",
-                self.test_from,
-                "is required for method=time",
-            )
+        if all(isinstance(v, (int, float)) for v in (self.valid_from, self.test_from)):
             check(
                 self.valid_from < self.test_from,
                 "data.split.valid_from",
@@ -163,8 +158,11 @@ class DataConfig:
     name: str = MISSING
     format: DataFormat = DataFormat.synthetic
     root: str = "${oc.env:RISKBRAIN_DATA_ROOT,../shared/data}"
-    path: str | None = None
+    path: str | None = None  # a file; for parquet also a folder of part files (hive partitions too)
     target: str = "default_flag"
+    positive_label: Any = None  # the target value(s) that mean default, e.g. bad or [Charged Off]
+    target_map: dict[Any, int] = field(default_factory=dict)  # or every target value -> 0/1
+    missing_values: list[Any] = field(default_factory=list)  # tokens meaning "no value", any column
     features: list[FeatureSpec] = field(default_factory=list)
     n_rows: int = 100_000
     seed: int = 0
@@ -189,6 +187,35 @@ class DataConfig:
                 f.monotone,
                 "must be -1, 0 or 1",
             )
+            check(
+                not f.sentinels or f.kind != Kind.categorical,
+                f"data.features[{i}].sentinels",
+                f.sentinels,
+                "applies to numeric and binary columns (a categorical code is already a category)",
+            )
+        check(
+            self.positive_label is None or not self.target_map,
+            "data.positive_label",
+            self.positive_label,
+            "and data.target_map both label the target: set one of them",
+        )
+        check(
+            all(v in (0, 1) for v in self.target_map.values()),
+            "data.target_map",
+            dict(self.target_map),
+            "must map each target value to 0 or 1 (1 = default)",
+        )
+
+    @property
+    def positive_labels(self) -> list[Any]:
+        """``positive_label`` as a list (a YAML scalar or list)."""
+        if self.positive_label is None:
+            return []
+        return (
+            list(self.positive_label)
+            if isinstance(self.positive_label, (list, tuple))
+            else [self.positive_label]
+        )
 
 
 @dataclass(kw_only=True)
@@ -475,13 +502,29 @@ class TrackingConfig:
 
 @dataclass(kw_only=True)
 class RegistryConfig:
+    """Where a trained model is registered: a name per data set, so a model of one lender's book
+    can never become the ``@challenger`` a deployment of another pulls; and a rule for when the
+    alias moves, so a debug run or a run of a few epochs registers a version but moves nothing."""
+
     register: bool = True
-    name: str = "credit-risk"
+    name: str = "credit-risk-${data.name}"
     alias: str = "challenger"
+    min_epochs: int = 5  # the alias moves only after this many epochs trained...
+    move_alias: bool | None = None  # ...unless set: true always moves it, false never (debug=tiny)
 
     def __post_init__(self) -> None:
         check(bool(self.name), "registry.name", self.name, "must not be empty")
         check(bool(self.alias), "registry.alias", self.alias, "must not be empty")
+        check(self.min_epochs >= 0, "registry.min_epochs", self.min_epochs, "must be >= 0")
+
+    def alias_after(self, epochs: int) -> tuple[str | None, str]:
+        """The alias to move onto a model trained for ``epochs`` epochs (or None), and why."""
+        if self.move_alias is False:
+            return None, "registry.move_alias=false (debug=tiny sets it; set it true to move it)"
+        if self.move_alias is None and epochs < self.min_epochs:
+            why = f"{epochs} epochs < registry.min_epochs={self.min_epochs}"
+            return None, f"{why} (set registry.move_alias=true to move it anyway)"
+        return self.alias, ""
 
 
 @dataclass(kw_only=True)

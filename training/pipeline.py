@@ -181,6 +181,11 @@ def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContex
         report["benchmark"] = gbdt
         report["lift"] = {k: report["test"][k] - gbdt["test"][k] for k in ("auc", "ks")}
     report["split"] = summary(data.labels, data.split, cfg.data.split)
+    report["data"] = {
+        "source": data.dataset.source,
+        "rows": len(data.labels),
+        "unused_columns": list(data.dataset.unused),
+    }
     report["data_fingerprint"] = data.fingerprint
     if ctx.is_main:
         bayes, gbdt = report.get("bayes_auc_test"), report.get("benchmark")
@@ -248,13 +253,16 @@ def publish(
             | {"run_id": tracker.run_id}
             | {k: f"{v:.4f}" for k, v in final_metrics(report).items() if k in VERSION_METRICS}
         )
-        version = tracker.register(out["model_uri"], cfg.registry, version_tags)
-        tracker.set_tags({"registered_model": f"{cfg.registry.name}/{version}"})
-        out["registered"] = {
-            "name": cfg.registry.name,
-            "version": version,
-            "alias": cfg.registry.alias,
-        }
-        log.info("registered %s version %s as @%s", cfg.registry.name, version, cfg.registry.alias)
+        name = cfg.registry.name
+        alias, why = cfg.registry.alias_after(report["training"]["epochs_run"])
+        version = tracker.register(out["model_uri"], name, alias, version_tags)
+        tracker.set_tags({"registered_model": f"{name}/{version}"})
+        out["registered"] = {"name": name, "version": version, "alias": alias}
+        log.info(
+            "registered %s version %s %s",
+            name,
+            version,
+            f"as @{alias}" if alias else f"(@{cfg.registry.alias} not moved: {why})",
+        )
     tracker.log_artifact(run_dir.write_report(report | out))
     return out

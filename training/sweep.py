@@ -298,20 +298,17 @@ def finish(cfg: TrainConfig, trials: list[dict], sweep_dir: Path, parent: Tracke
     elif cfg.registry.register:
         tags = {"sweep": sweep.name, "run_id": best["run_id"], "parent_run_id": parent.run_id}
         tags[sweep.metric] = f"{best['objective']:.4f}"
-        version = parent.register(best["model_uri"], cfg.registry, tags)
-        report["registered"] = {
-            "name": cfg.registry.name,
-            "version": version,
-            "alias": cfg.registry.alias,
-        }
+        alias, why = cfg.registry.alias_after(best["epochs"])
+        version = parent.register(best["model_uri"], cfg.registry.name, alias, tags)
+        report["registered"] = {"name": cfg.registry.name, "version": version, "alias": alias}
         log.info(
-            "registered the best trial %s (%s %.4f) as %s version %s @%s",
+            "registered the best trial %s (%s %.4f) as %s version %s %s",
             best["trial"],
             sweep.metric,
             best["objective"],
             cfg.registry.name,
             version,
-            cfg.registry.alias,
+            f"@{alias}" if alias else f"(@{cfg.registry.alias} not moved: {why})",
         )
     (sweep_dir / "sweep.json").write_text(json.dumps(report, indent=2, default=str))
     return report
@@ -338,7 +335,9 @@ def register_ensemble(cfg: TrainConfig, top: list[dict], sweep_dir: Path, parent
     # Every trial fits the same preprocessing on the same rows, so one preprocessor serves all.
     data, ctx, run_dir = prepare(cfg), DistContext(), RunDir(sweep_dir / "ensemble")
     run_dir.start(cfg)
-    trained = Trained(model, members, FitResult(), world_size=1, ensemble=listed)
+    # Its members' training, for the report: the fewest epochs any of them trained.
+    result = FitResult(epochs_run=min(t["epochs"] for t in top))
+    trained = Trained(model, members, result, world_size=1, ensemble=listed)
     name = f"sweep-{cfg.sweep.name}-top{len(top)}"
     with open_run(cfg.tracking, name=name, parent_id=parent.run_id) as tracker:
         tags = run_tags(cfg, data, ctx) | {"sweep": cfg.sweep.name, "ensemble_of": str(len(top))}

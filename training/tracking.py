@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.config import RegistryConfig, TrackingConfig
+from training.config import TrackingConfig
 from training.preemption import Preempted
 
 if TYPE_CHECKING:
@@ -82,8 +82,10 @@ class Tracker:
     def log_model(self, bundle_dir: Path, schema: Schema, example: pd.DataFrame) -> str | None:
         """Log the served model (``training/serving``) to this run; returns its model URI."""
 
-    def register(self, model_uri: str, cfg: RegistryConfig, tags: dict[str, str]) -> str | None:
-        """A new version of ``cfg.name`` with ``cfg.alias`` moved onto it; returns the version."""
+    def register(
+        self, model_uri: str, name: str, alias: str | None, tags: dict[str, str]
+    ) -> str | None:
+        """A new version of ``name``, with ``alias`` moved onto it unless None; returns the version."""
 
     def children(self) -> list[tuple[str, dict[str, str]]]:
         """(run id, tags) of this run's nested runs."""
@@ -187,11 +189,12 @@ class MlflowTracker(Tracker):
             kwargs = pyfunc_model(bundle_dir, schema, example, Path(workdir))
             return mlflow.pyfunc.log_model(name="model", **kwargs).model_uri
 
-    def register(self, model_uri: str, cfg: RegistryConfig, tags: dict[str, str]) -> str:
+    def register(self, model_uri: str, name: str, alias: str | None, tags: dict[str, str]) -> str:
         import mlflow
 
-        version = mlflow.register_model(model_uri, cfg.name, tags=tags).version
-        self.client.set_registered_model_alias(cfg.name, cfg.alias, version)
+        version = mlflow.register_model(model_uri, name, tags=tags).version
+        if alias:
+            self.client.set_registered_model_alias(name, alias, version)
         return version
 
     def children(self) -> list[tuple[str, dict[str, str]]]:

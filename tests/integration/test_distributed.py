@@ -18,7 +18,7 @@ from tests.integration.conftest import BIN
 pytestmark = pytest.mark.slow
 
 # dropout=0: dropout masks are drawn per rank, so with dropout the runs are only statistically equal
-TINY = ["debug=tiny", "model.dropout=0", "data.n_rows=6000"]
+TINY = ["debug=tiny", "model.dropout=0", "data.n_rows=6000", "registry.move_alias=true"]
 # The GBDT benchmark (off in debug=tiny), so that it too is compared across launchers.
 BENCHMARK = ["benchmark.enabled=true", "benchmark.n_trials=2"]
 MPIRUN = [str(BIN / "mpirun"), "-n", "2", "--oversubscribe"] + (
@@ -90,7 +90,10 @@ def test_two_ranks_log_one_run_and_register_one_model(jobs, launcher):
     assert run.data.params["launcher.name"] == launcher
     for key in ("rows_per_s_rank0", "rows_per_s_rank1", "sync_s_rank0", "sync_s_rank1"):
         assert key in run.data.metrics, key
-    assert client.get_model_version_by_alias("credit-risk", "challenger").run_id == run.info.run_id
+    assert (
+        client.get_model_version_by_alias("credit-risk-synthetic_sme", "challenger").run_id
+        == run.info.run_id
+    )
     assert (out / "DONE").read_text().strip() == run.info.run_id
     # artifacts land beside the job, not in a Ray worker's temporary folder
     location = client.get_experiment(run.info.experiment_id).artifact_location
@@ -162,7 +165,7 @@ def test_ensemble_parallel_job_trains_a_member_per_rank_and_registers_one_model(
     client = _client(tmp_path)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    versions = client.search_model_versions("name='credit-risk'")
+    versions = client.search_model_versions("name='credit-risk-synthetic_sme'")
     assert len(versions) == 1 and versions[0].run_id == runs[0].info.run_id
     bundle = json.loads((out / "checkpoint" / "bundle.json").read_text())
     assert len(bundle["members"]) == 2

@@ -79,6 +79,7 @@ def store(tmp_path_factory) -> dict:
             f"tracking.uri={uri}",
             f"tracking.experiment={EXPERIMENT}",
             f"registry.name={name}",
+            "registry.move_alias=true",
             cwd=cwd,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr

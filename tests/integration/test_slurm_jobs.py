@@ -74,16 +74,24 @@ def _only_run(tmp_path: Path):
     ],
 )
 def test_sbatch_trains_logs_and_registers(tmp_path, script, launcher, sbatch_args):
-    job_id, log = _submit(tmp_path, script, "debug=tiny", sbatch_args=sbatch_args)
+    job_id, log = _submit(
+        tmp_path, script, "debug=tiny", "registry.move_alias=true", sbatch_args=sbatch_args
+    )
     fields = wait_done(job_id, timeout=300)
     text = log.read_text()
     assert fields["JobState"] == "COMPLETED", text[-4000:]
     client, run = _only_run(tmp_path)
     assert run.info.status == "FINISHED" and run.data.tags["launcher"] == launcher
     assert run.data.tags["world_size"] == "2"
-    assert client.get_model_version_by_alias("credit-risk", "challenger").run_id == run.info.run_id
+    assert (
+        client.get_model_version_by_alias("credit-risk-synthetic_sme", "challenger").run_id
+        == run.info.run_id
+    )
     assert (tmp_path / "run" / "DONE").is_file()
-    assert f"riskbrain: job {job_id}" in text and "registered credit-risk version 1" in text
+    assert (
+        f"riskbrain: job {job_id}" in text
+        and "registered credit-risk-synthetic_sme version 1 as @challenger" in text
+    )
     if launcher == "ray":  # only this job's Ray processes were stopped, and none are left
         leftover = subprocess.run(["pgrep", "-f", f"ray-{job_id}"], capture_output=True, text=True)
         assert leftover.stdout.strip() == ""

@@ -17,7 +17,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-SMOKE = ["sweep=smoke", "debug=tiny", "trainer.max_epochs=4"]
+SMOKE = ["sweep=smoke", "debug=tiny", "trainer.max_epochs=4", "registry.move_alias=true"]
 
 
 def _cmd(tmp_path: Path, *overrides: str) -> list[str]:
@@ -77,7 +77,7 @@ def test_smoke_sweep_logs_nested_runs_and_registers_the_best(tmp_path):
         "sweep.json",
     }
 
-    mv = client.get_model_version_by_alias("credit-risk", "challenger")
+    mv = client.get_model_version_by_alias("credit-risk-synthetic_sme", "challenger")
     assert mv.tags["sweep"] == "smoke" and mv.tags["parent_run_id"] == parent.info.run_id
     finished = [c for c in children if c.info.status == "FINISHED"]
     best = max(
@@ -106,7 +106,7 @@ def test_a_sweep_registers_the_mean_of_its_top_k_trials_as_one_model(tmp_path):
     assert len(ensemble) == 1 and len(trials) == 4
     assert ensemble[0].info.status == "FINISHED" and "test_auc" in ensemble[0].data.metrics
     assert ensemble[0].data.tags["mlflow.parentRunId"] == parent.info.run_id
-    mv = client.get_model_version_by_alias("credit-risk", "challenger")
+    mv = client.get_model_version_by_alias("credit-risk-synthetic_sme", "challenger")
     assert mv.run_id == ensemble[0].info.run_id  # the ensemble is what is registered
     report = json.loads((tmp_path / "sweep" / "ensemble" / "evaluation.json").read_text())
     # the three best trials by the objective, listed with their runs

@@ -28,6 +28,7 @@ def job(mlflow_server, tmp_path_factory):
         "benchmark.enabled=true",  # off in debug=tiny; on here, with a 2-setting search
         "benchmark.n_trials=2",
         f"registry.name={MODEL}",
+        "registry.move_alias=true",  # debug=tiny moves no alias unless asked
         "tracking.experiment=it-spine",
         cwd=work,
         env={"MLFLOW_TRACKING_URI": mlflow_server},

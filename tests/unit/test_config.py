@@ -26,7 +26,7 @@ def test_every_shipped_config_composes(override):
 def test_defaults():
     cfg = compose_config()
     assert cfg.data.format == "synthetic" and cfg.model.name == "mlp"
-    assert cfg.registry.name == "credit-risk" and cfg.registry.alias == "challenger"
+    assert cfg.registry.name == "credit-risk-synthetic_sme" and cfg.registry.alias == "challenger"
 
 
 def test_feature_kinds_are_typed():

@@ -1,11 +1,15 @@
-"""Read a data set (synthetic, CSV, Parquet, ARFF) and validate it against its schema.
+"""Read a data set (synthetic, CSV, Parquet, ARFF) and validate it against its data config.
 
-Every error names the file and, where it applies, the column and the first bad row, so a user
-can fix their portfolio file without reading code.
+Every error names the file and, where it applies, the column, the first bad row and the config
+key to change, so a user can fix their portfolio file or its YAML without reading code. How each
+column's text becomes a value (targets as words, percent strings, sentinels, dates) is in
+``training/data/columns.py``.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +18,12 @@ import numpy as np
 import pandas as pd
 
 from training.config import DataConfig
-from training.data import synthetic
+from training.data import columns, synthetic
 from training.data.schema import Kind, Schema
+from training.dist import DistContext
 from training.errors import DataError
+
+log = logging.getLogger("riskbrain")
 
 
 @dataclass(frozen=True)
@@ -24,7 +31,7 @@ class Dataset:
     """A validated frame: the schema's feature columns (+ period column) and an int64 0/1 target.
 
     Under data parallelism it holds one rank's shard: rows ``offset .. offset + len(frame) - 1``
-    of the whole data set.
+    of the whole data set, which has ``n_rows`` rows.
     """
 
     name: str
@@ -33,6 +40,9 @@ class Dataset:
     source: str  # file path, or "synthetic(n_rows=..., seed=...)"
     pd_true: np.ndarray | None = None  # synthetic only: the true PD of each row
     offset: int = 0
+    n_rows: int = 0
+    unused: tuple[str, ...] = ()  # the file's columns that no config key names
+    read: str = ""  # what this rank read: "rows 0-999 of 1000 (the whole file)", row groups
 
 
 def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -49,25 +59,110 @@ def data_path(cfg: DataConfig) -> Path:
     return (root if root.is_absolute() else PROJECT_ROOT / root) / Path(cfg.path).expanduser()
 
 
-def load_dataset(cfg: DataConfig, rank: int = 0, world_size: int = 1) -> Dataset:
-    """This rank's shard. Synthetic rows are generated for the shard only; files are read and
-    validated whole (so errors name the file's row), then sliced."""
+def load_dataset(cfg: DataConfig, ctx: DistContext | None = None) -> Dataset:
+    """This rank's shard, validated. Synthetic rows are generated for the shard only and a
+    Parquet book is read for the shard only (its row groups); a CSV or ARFF file is read whole,
+    then sliced. Errors name the row of the whole data set on every rank."""
+    ctx = ctx or DistContext()
+    rank, world_size = ctx.rank, ctx.world_size
     if cfg.format == "synthetic":
         lo, hi = shard_bounds(cfg.n_rows, rank, world_size)
         data = synthetic.generate(hi - lo, seed=cfg.seed, start=lo)
         source = f"synthetic(n_rows={cfg.n_rows}, seed={cfg.seed})"
-        return Dataset(cfg.name, data.frame, synthetic.SCHEMA, source, data.pd_true, lo)
+        read = f"rows {lo}-{hi - 1} of {cfg.n_rows} (generated)"
+        return Dataset(
+            cfg.name, data.frame, synthetic.SCHEMA, source, data.pd_true, lo, cfg.n_rows, (), read
+        )
 
     schema = Schema(features=list(cfg.features), target=cfg.target, period=cfg.split.period_column)
     path = data_path(cfg)
-    if not path.is_file():
+    env_root = os.environ.get("RISKBRAIN_DATA_ROOT")
+    if env_root and Path(env_root).expanduser() != Path(cfg.root).expanduser() and ctx.is_main:
+        log.warning("data.root=%s wins over RISKBRAIN_DATA_ROOT=%s", cfg.root, env_root)
+    if not (path.is_file() or (cfg.format == "parquet" and path.is_dir())):
         raise DataError(
             f"data file not found: {path} (data.root={cfg.root!r}, data.path={cfg.path!r}; "
-            "set data.root=... or the RISKBRAIN_DATA_ROOT environment variable)"
+            "set data.root=... or the RISKBRAIN_DATA_ROOT environment variable; a data config "
+            "that sets root itself wins over the variable)"
         )
-    frame = validate(read_file(path, cfg.format, schema), schema, str(path))
-    lo, hi = shard_bounds(len(frame), rank, world_size)
-    return Dataset(cfg.name, frame.iloc[lo:hi].reset_index(drop=True), schema, str(path), None, lo)
+    if cfg.format == "parquet":
+        book = ParquetBook(path)
+        n_rows, columns = book.n_rows, book.columns
+        lo, hi = shard_bounds(n_rows, rank, world_size)
+        raw, read = book.read(lo, hi, [c for c in wanted_columns(schema) if c in columns])
+    else:
+        raw = read_file(path, cfg.format, schema)
+        n_rows, columns = len(raw), list(raw.columns)
+        lo, hi = shard_bounds(n_rows, rank, world_size)
+        raw = raw.iloc[lo:hi].reset_index(drop=True)
+        read = f"rows {lo}-{hi - 1} of {n_rows} (read the whole file, kept this shard)"
+    if n_rows == 0:
+        raise DataError(f"{path}: no data rows")
+    missing = [c for c in wanted_columns(schema) if c not in columns]
+    if missing:
+        more = " ..." if len(columns) > 20 else ""
+        raise DataError(
+            f"{path}: missing columns {missing} (named in data.features / data.target / "
+            f"data.split.period_column; the file has {columns[:20]}{more})"
+        )
+    # Each rank validates its own rows; the ranks agree on the first error (the lowest row).
+    try:
+        frame, error = validate(raw, schema, cfg, str(path), first_row=lo), None
+    except DataError as e:
+        frame, error = None, str(e)
+    if errors := [e for e in ctx.allgather(error) if e]:
+        raise DataError(errors[0])
+    check_whole(frame, schema, cfg, str(path), ctx)
+    unused = tuple(c for c in columns if c not in wanted_columns(schema))
+    return Dataset(cfg.name, frame, schema, str(path), None, lo, n_rows, unused, read)
+
+
+def wanted_columns(schema: Schema) -> list[str]:
+    return [*schema.names(), schema.target] + ([schema.period] if schema.period else [])
+
+
+class ParquetBook:
+    """A Parquet data set, one file or a folder of part files (hive-style partitions allowed),
+    as one table in a fixed row order: files sorted by path, row groups in file order.
+
+    Only the footers are read to count rows, so a rank can read just the row groups that hold
+    its rows. Partition values (``year=2019/``) become columns.
+    """
+
+    def __init__(self, path: Path) -> None:
+        import pyarrow.dataset as pads
+
+        try:
+            self.dataset = pads.dataset(str(path), format="parquet", partitioning="hive")
+            fragments = sorted(self.dataset.get_fragments(), key=lambda f: f.path)
+            # (fragment, row group id, rows) in the book's order
+            self.groups = [(f, rg.id, rg.num_rows) for f in fragments for rg in f.row_groups]
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+            raise DataError(f"{path}: cannot read as Parquet ({e})") from None
+        self.path, self.n_files = path, len(fragments)
+        self.columns = list(self.dataset.schema.names)
+        self.n_rows = sum(n for _, _, n in self.groups)
+
+    def read(self, lo: int, hi: int, names: list[str]) -> tuple[pd.DataFrame, str]:
+        """Rows [lo, hi) of the book, reading only the row groups that hold them."""
+        import pyarrow as pa
+
+        tables, files, start, first = [], set(), 0, None
+        for fragment, group, n in self.groups:
+            if start < hi and start + n > lo:
+                first = start if first is None else first
+                part = fragment.subset(row_group_ids=[group])
+                tables.append(part.to_table(columns=names, schema=self.dataset.schema))
+                files.add(fragment.path)
+            start += n
+        if not tables:
+            return pd.DataFrame(columns=names), f"no rows of {self.n_rows}"
+        table = pa.concat_tables(tables).slice(lo - first, hi - lo)
+        read = (
+            f"rows {lo}-{hi - 1} of {self.n_rows}: {len(tables)} of {len(self.groups)} row "
+            f"groups in {len(files)} of {self.n_files} files"
+        )
+        return table.to_pandas(), read
 
 
 def read_file(path: Path, fmt: str, schema: Schema) -> pd.DataFrame:
@@ -124,70 +219,39 @@ def read_arff(path: Path, dtype: dict[str, str]) -> pd.DataFrame:
         return pd.DataFrame(columns=names)
 
 
-def validate(raw: pd.DataFrame, schema: Schema, source: str) -> pd.DataFrame:
-    """Check columns, types and target; return only the schema's columns, typed."""
-    if len(raw) == 0:
-        raise DataError(f"{source}: no data rows")
-    wanted = [*schema.names(), schema.target] + ([schema.period] if schema.period else [])
-    missing = [c for c in wanted if c not in raw.columns]
-    if missing:
-        raise DataError(
-            f"{source}: missing columns {missing} (named in data.features / data.target / data.split.period_column)"
-        )
-
+def validate(
+    raw: pd.DataFrame, schema: Schema, cfg: DataConfig, source: str, first_row: int = 0
+) -> pd.DataFrame:
+    """Type every column as its config says (``training/data/columns.py``); return only the
+    schema's columns. ``first_row`` is the global number of ``raw``'s first row, for errors."""
     out = {}
-    for f in schema.features:
-        col = raw[f.name]
+    for i, f in enumerate(schema.features):
+        key = f"data.features[{i}]"
+        col = columns.mark_missing(raw[f.name], [*cfg.missing_values, *f.missing])
         if f.kind == Kind.categorical:
-            out[f.name] = (
-                col.astype("object")
-                .where(col.notna(), None)
-                .map(lambda v: v if v is None else str(v))
-            )
-        else:
-            out[f.name] = _numeric(col, f.name, source)
-            if f.kind == Kind.binary:
-                bad = out[f.name].notna() & ~out[f.name].isin([0.0, 1.0])
-                if bad.any():
-                    row = int(np.flatnonzero(bad.to_numpy())[0])
-                    raise DataError(
-                        f"{source}: binary column {f.name!r} has value {col.iloc[row]!r} at data row {row + 1}; expected 0 or 1"
-                    )
-        if out[f.name].isna().all():
-            raise DataError(f"{source}: column {f.name!r} is missing in every row")
+            out[f.name] = columns.categorical(col)
+            continue
+        out[f.name] = columns.numeric(col, key, f.name, f.parse, source, first_row)
+        if f.kind == Kind.binary:
+            columns.binary(out[f.name], f.name, f.sentinels, source, first_row)
     if schema.period:
-        out[schema.period] = _numeric(raw[schema.period], schema.period, source)
-    out[schema.target] = _target(raw[schema.target], schema.target, source)
+        out[schema.period] = columns.period(raw[schema.period], cfg.split, source, first_row)
+    out[schema.target] = columns.target(raw[schema.target], cfg, source, first_row)
     return pd.DataFrame(out)
 
 
-def _numeric(col: pd.Series, name: str, source: str) -> pd.Series:
-    values = pd.to_numeric(col, errors="coerce").astype("float64")
-    bad = values.isna() & col.notna()
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
+def check_whole(
+    frame: pd.DataFrame, schema: Schema, cfg: DataConfig, source: str, ctx: DistContext
+) -> None:
+    """What only the whole data set can show (counted over every rank's shard): no feature
+    column missing in every row, and both classes in the target."""
+    names = schema.names()
+    present = np.logical_or.reduce(ctx.allgather(frame[names].notna().any().to_numpy()))
+    if not present.all():
+        name = names[int(np.flatnonzero(~present)[0])]
         raise DataError(
-            f"{source}: numeric column {name!r} has non-numeric value {col.iloc[row]!r} at data row {row + 1} ({int(bad.sum())} such rows)"
+            f"{source}: column {name!r} is missing in every row (check data.missing_values and "
+            "the feature's missing list, or remove it from data.features)"
         )
-    inf = np.isinf(values.to_numpy())
-    if inf.any():
-        row = int(np.flatnonzero(inf)[0])
-        raise DataError(
-            f"{source}: numeric column {name!r} has an infinite value at data row {row + 1}"
-        )
-    return values
-
-
-def _target(col: pd.Series, name: str, source: str) -> pd.Series:
-    values = _numeric(col, name, source)
-    if values.isna().any():
-        row = int(np.flatnonzero(values.isna().to_numpy())[0])
-        raise DataError(f"{source}: target {name!r} is missing at data row {row + 1}")
-    levels = sorted(values.unique().tolist())
-    if not set(levels) <= {0.0, 1.0}:
-        raise DataError(f"{source}: target {name!r} must be binary 0/1, found values {levels[:10]}")
-    if len(levels) < 2:
-        raise DataError(
-            f"{source}: target {name!r} has a single class ({levels[0]:g}) in all {len(values)} rows"
-        )
-    return values.astype("int64")
+    counts = sum(ctx.allgather(np.bincount(frame[schema.target].to_numpy(), minlength=2)))
+    columns.check_target_classes(counts, cfg, source)

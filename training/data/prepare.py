@@ -54,7 +54,7 @@ class Prepared:
 def prepare(cfg: TrainConfig, ctx: DistContext | None = None) -> Prepared:
     """Load this rank's shard of ``cfg.data``, split it, fit the preprocessing, make tensors."""
     ctx = ctx or DistContext()
-    ds = load_dataset(cfg.data, ctx.rank, ctx.world_size)
+    ds = load_dataset(cfg.data, ctx)
     target, period = ds.schema.target, ds.schema.period
     lo, hi = ds.offset, ds.offset + len(ds.frame)
 
@@ -84,15 +84,7 @@ def prepare(cfg: TrainConfig, ctx: DistContext | None = None) -> Prepared:
             torch.from_numpy(x_num), torch.from_numpy(x_cat), y, offset, len(split.parts()[part])
         )
     labels = keys[target].to_numpy()
-    log.info(
-        "data %s: %s; split %s; rank %d/%d holds %s",
-        cfg.data.name,
-        ds.source,
-        {p: len(i) for p, i in split.parts().items()},
-        ctx.rank,
-        ctx.world_size,
-        {p: len(f) for p, f in frames.items()},
-    )
+    _log(cfg, ds, split, frames, ctx)
     return Prepared(
         ds,
         split,
@@ -104,6 +96,28 @@ def prepare(cfg: TrainConfig, ctx: DistContext | None = None) -> Prepared:
         labels,
         fingerprint(frames["train"], local["train"] + lo, ctx),
         local,
+    )
+
+
+def _log(
+    cfg: TrainConfig, ds: Dataset, split: Split, frames: dict[str, pd.DataFrame], ctx: DistContext
+) -> None:
+    """What each rank read and holds, and the file's columns that the data config leaves out."""
+    log.info("rank %d/%d read %s", ctx.rank, ctx.world_size, ds.read)
+    if ds.unused and ctx.is_main:
+        log.info(
+            "data %s: file columns not used (not in data.features): %s",
+            cfg.data.name,
+            list(ds.unused),
+        )
+    log.info(
+        "data %s: %s; split %s; rank %d/%d holds %s",
+        cfg.data.name,
+        ds.source,
+        {p: len(i) for p, i in split.parts().items()},
+        ctx.rank,
+        ctx.world_size,
+        {p: len(f) for p, f in frames.items()},
     )
 
 

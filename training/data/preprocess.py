@@ -2,13 +2,17 @@
 
 Numeric columns: quantile transform to a standard normal (robust to heavy tails), missing
 values set to 0 (the median) with a missing-value indicator. Binary columns: 0/1, missing to 0
-with an indicator. Categorical columns: a vocabulary of the training values; index 0 is the
-unknown bucket, shared by missing values and categories never seen in training.
+with an indicator. A feature's ``missing`` codes (e.g. -1) are missing values here too, so a
+served model reads them as training did; each of its ``sentinels`` seen in training (HELOC's -7
+"no record") is set to 0 with an indicator of its own. Categorical columns: a vocabulary of the
+training values; index 0 is the unknown bucket, shared by missing values and categories never
+seen in training.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -28,30 +32,57 @@ class Preprocessor:
     levels: list[float]
     indicators: list[str]  # columns with missing values in training: each gets a 0/1 indicator
     vocab: dict[str, list[str]]
+    missing_codes: dict[str, list[float]] = field(default_factory=dict)  # numbers meaning no value
+    sentinels: list[list] = field(default_factory=list)  # [column, code, meaning], seen in training
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, schema: Schema, n_quantiles: int = 1000) -> Preprocessor:
         numeric, binary, categorical = (
             schema.names(k) for k in (Kind.numeric, Kind.binary, Kind.categorical)
         )
-        n_q = max(2, min(n_quantiles, len(frame)))
-        levels = np.linspace(0.0, 1.0, n_q)
-        quantiles = [np.nanquantile(frame[c].to_numpy(), levels).tolist() for c in numeric]
-        indicators = [c for c in numeric + binary if frame[c].isna().any()]
-        vocab = {c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in categorical}
-        return cls(
+        valued = [f for f in schema.features if f.kind != Kind.categorical]
+        codes = {f.name: sorted({float(v) for v in f.missing if _is_number(v)}) for f in valued}
+        declared = [[f.name, float(c), m] for f in valued for c, m in f.sentinels.items()]
+        pre = cls(
             numeric=numeric,
             binary=binary,
             categorical=categorical,
-            quantiles=quantiles,
-            levels=levels.tolist(),
-            indicators=indicators,
-            vocab=vocab,
+            quantiles=[],
+            levels=[],
+            indicators=[],
+            vocab={c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in categorical},
+            missing_codes={c: v for c, v in codes.items() if v},
+            sentinels=[s for s in declared if (frame[s[0]].to_numpy() == s[1]).any()],
         )
+        levels = np.linspace(0.0, 1.0, max(2, min(n_quantiles, len(frame))))
+        values = {c: pre._values(frame, c) for c in numeric + binary}
+        pre.levels = levels.tolist()
+        pre.quantiles = [
+            np.nanquantile(values[c], levels).tolist()
+            if np.isfinite(values[c]).any()
+            else [0.0] * len(levels)
+            for c in numeric
+        ]
+        pre.indicators = [c for c in numeric + binary if pre._absent(frame, c).any()]
+        return pre
+
+    def _values(self, frame: pd.DataFrame, column: str) -> np.ndarray:
+        """A numeric or binary column as float64, missing codes and sentinels as NaN."""
+        x = frame[column].to_numpy(dtype=np.float64)
+        codes = [
+            *self.missing_codes.get(column, []),
+            *(s[1] for s in self.sentinels if s[0] == column),
+        ]
+        return np.where(np.isin(x, codes), np.nan, x) if codes else x
+
+    def _absent(self, frame: pd.DataFrame, column: str) -> np.ndarray:
+        """Missing, or one of the column's missing codes (a sentinel has its own indicator)."""
+        x = frame[column].to_numpy(dtype=np.float64)
+        return np.isnan(x) | np.isin(x, self.missing_codes.get(column, []))
 
     @property
     def n_num_features(self) -> int:
-        return len(self.numeric) + len(self.binary) + len(self.indicators)
+        return len(self.numeric) + len(self.binary) + len(self.indicators) + len(self.sentinels)
 
     @property
     def cat_cardinalities(self) -> list[int]:
@@ -61,15 +92,8 @@ class Preprocessor:
         """Shape: (n, n_num_features) float32 and (n, n_categorical) int64."""
         n = len(frame)
         x_num = np.empty((n, self.n_num_features), dtype=np.float32)
-        levels = np.asarray(self.levels)
-        for j, c in enumerate(self.numeric):
-            x_num[:, j] = _quantile_normal(
-                frame[c].to_numpy(dtype=np.float64), np.asarray(self.quantiles[j]), levels
-            )
-        for j, c in enumerate(self.binary, start=len(self.numeric)):
-            x_num[:, j] = np.nan_to_num(frame[c].to_numpy(dtype=np.float64), nan=0.0)
-        for j, c in enumerate(self.indicators, start=len(self.numeric) + len(self.binary)):
-            x_num[:, j] = frame[c].isna().to_numpy()
+        for j, values in enumerate(self._num_columns(frame)):  # one column at a time: less memory
+            x_num[:, j] = values
         x_cat = np.empty((n, len(self.categorical)), dtype=np.int64)
         for j, c in enumerate(self.categorical):
             index = pd.Index(self.vocab[c])
@@ -78,8 +102,28 @@ class Preprocessor:
             )  # -1 (unseen, missing) -> 0
         return x_num, x_cat
 
+    def _num_columns(self, frame: pd.DataFrame) -> Iterator[np.ndarray]:
+        """The numeric block's columns in order: numeric, binary, missing indicators, sentinels."""
+        levels = np.asarray(self.levels)
+        for c, q in zip(self.numeric, self.quantiles, strict=True):
+            yield _quantile_normal(self._values(frame, c), np.asarray(q), levels)
+        for c in self.binary:
+            yield np.nan_to_num(self._values(frame, c), nan=0.0)
+        for c in self.indicators:
+            yield self._absent(frame, c)
+        for c, code, _ in self.sentinels:
+            yield frame[c].to_numpy(dtype=np.float64) == code
+
     def state(self) -> dict:
         return asdict(self)
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _quantile_normal(x: np.ndarray, q: np.ndarray, levels: np.ndarray) -> np.ndarray:

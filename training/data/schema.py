@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 
 class Kind(Enum):
@@ -25,6 +26,17 @@ class Source(Enum):
     application = "application"  # what the applicant states: amount, term, sector
 
 
+class Parse(Enum):
+    """How a numeric column's text becomes a number (a lender's export is rarely clean)."""
+
+    number = "number"  # plain numbers: 1234.5, -3, 1e6
+    percent = (
+        "percent"  # "83.70%" -> 0.837 (a bare number is taken as already a percent: 83.7 -> 0.837)
+    )
+    money = "money"  # "$1,234.50", "EUR 2 000", "1'000" -> 1234.5, 2000, 1000 (separators and symbols dropped)
+    leading_number = "leading_number"  # " 36 months" -> 36, "10+ years" -> 10, "< 1 year" -> 1
+
+
 @dataclass(kw_only=True)
 class FeatureSpec:
     """One input column.
@@ -32,6 +44,12 @@ class FeatureSpec:
     ``monotone`` is +1 where risk must not fall as the feature rises, -1 where it must not
     rise, 0 where no direction is imposed. It is recorded with the model (in its schema); nothing
     enforces it in training or checks it in the evaluation report yet.
+
+    ``missing`` lists values that mean "no value" in this column (tokens such as ``"n/a"`` or
+    codes such as ``-1``). ``sentinels`` maps special codes to what they mean (FICO's HELOC file:
+    ``{-7: no record, -8: not applicable, -9: not investigated}``): the value becomes missing and
+    each code present in training gets its own 0/1 indicator, so "no record" is a signal of its
+    own, not a number.
     """
 
     name: str
@@ -39,6 +57,9 @@ class FeatureSpec:
     source: Source = Source.application
     monotone: int = 0
     description: str = ""
+    parse: Parse = Parse.number
+    missing: list[Any] = field(default_factory=list)
+    sentinels: dict[Any, str] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True)

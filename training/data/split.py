@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from training.config import SplitConfig
+from training.data.columns import period_bound
 from training.errors import DataError
 
 
@@ -53,16 +54,25 @@ def _stratified(y: np.ndarray, cfg: SplitConfig) -> Split:
 
 
 def _by_time(frame: pd.DataFrame, cfg: SplitConfig) -> Split:
-    period = frame[cfg.period_column].to_numpy()
-    if np.isnan(period).any():
-        row = int(np.flatnonzero(np.isnan(period))[0])
+    col = frame[cfg.period_column]
+    if col.isna().any():
+        row = int(np.flatnonzero(col.isna().to_numpy())[0])
         raise DataError(
             f"period column {cfg.period_column!r} is missing at data row {row + 1}; out-of-time split needs it in every row"
         )
+    dates = pd.api.types.is_datetime64_any_dtype(col.dtype)
+    valid_from, test_from = (
+        period_bound(getattr(cfg, key), f"data.split.{key}", dates, cfg.period_format)
+        for key in ("valid_from", "test_from")
+    )
+    if not valid_from < test_from:
+        raise DataError(
+            f"config data.split.valid_from={cfg.valid_from!r}: must be before data.split.test_from={cfg.test_from!r}"
+        )
     return Split(
-        train=np.flatnonzero(period < cfg.valid_from),
-        valid=np.flatnonzero((period >= cfg.valid_from) & (period < cfg.test_from)),
-        test=np.flatnonzero(period >= cfg.test_from),
+        train=np.flatnonzero(col < valid_from),
+        valid=np.flatnonzero((col >= valid_from) & (col < test_from)),
+        test=np.flatnonzero(col >= test_from),
     )
 
 
