@@ -520,7 +520,7 @@ class RegistryConfig:
     def alias_after(self, epochs: int) -> tuple[str | None, str]:
         """The alias to move onto a model trained for ``epochs`` epochs (or None), and why."""
         if self.move_alias is False:
-            return None, "registry.move_alias=false (debug=tiny sets it; set it true to move it)"
+            return None, "registry.move_alias=false, as debug=tiny sets it; set it true to move it"
         if self.move_alias is None and epochs < self.min_epochs:
             why = f"{epochs} epochs < registry.min_epochs={self.min_epochs}"
             return None, f"{why} (set registry.move_alias=true to move it anyway)"

@@ -49,8 +49,8 @@ def _train(
     return proc, proc.stdout + proc.stderr, time.monotonic() - t0
 
 
-def _out_dir(cwd: Path) -> Path:
-    runs = list((cwd / "outputs" / "synthetic_sme").iterdir())
+def _out_dir(cwd: Path, data: str = "synthetic_sme") -> Path:
+    runs = list((cwd / "outputs" / data).iterdir())
     assert len(runs) == 1, runs  # one job, one output folder, whatever the number of ranks
     return runs[0]
 
@@ -117,6 +117,32 @@ def test_same_model_as_one_process(jobs, launcher):
     assert gb["train_rows"] == ga["train_rows"] == a["split"]["train"]["rows"]
     assert gb["test"]["n"] == ga["test"]["n"] and gb["params"] == ga["params"]
     assert gb["test"]["auc"] == pytest.approx(ga["test"]["auc"], abs=2e-3)
+
+
+def test_a_parquet_book_is_read_by_shard_and_trains_as_one_process(tmp_path):
+    """Each of 2 MPI ranks reads only the row groups of its half of a Parquet book (written by
+    make_portfolio), and the job trains the same model as one process reading all of them."""
+    book = tmp_path / "book"
+    make = [sys.executable, "-m", "jobs.make_portfolio", "n_rows=6000", f"output={book}",
+            "rows_per_file=2000", "row_group_size=500", "workers=1"]  # fmt: skip
+    assert subprocess.run(make, cwd=ROOT, capture_output=True).returncode == 0
+    data = ["data=portfolio", f"data.path={book}", "debug=tiny", "model.dropout=0"]
+    out, logs = {}, {}
+    for name, mpi in (("one", False), ("two", True)):
+        cwd = tmp_path / name
+        cwd.mkdir()
+        proc, logs[name], _ = _train(cwd, *data, *(["launcher=mpi"] if mpi else []), mpi=mpi)
+        assert proc.returncode == 0, logs[name][-5000:]
+        out[name] = _out_dir(cwd, "portfolio")
+    assert "rank 0/1 read rows 0-5999 of 6000: 12 of 12 row groups in 3 of 3 files" in logs["one"]
+    assert "rank 0/2 read rows 0-2999 of 6000: 6 of 12 row groups in 2 of 3 files" in logs["two"]
+    assert "rank 1/2 read rows 3000-5999 of 6000: 6 of 12 row groups in 2 of 3 files" in logs["two"]
+    a, b = (json.loads((out[n] / "evaluation.json").read_text()) for n in ("one", "two"))
+    assert b["data_fingerprint"] == a["data_fingerprint"] and b["split"] == a["split"]
+    assert b["test"]["auc"] == pytest.approx(a["test"]["auc"], abs=1e-6)
+    ref, got = (load_file(out[n] / "checkpoint" / "weights.safetensors") for n in ("one", "two"))
+    for k in ref:
+        assert (ref[k] - got[k]).abs().max().item() < 1e-4, k
 
 
 @pytest.mark.parametrize("launcher", ["mpi", "ray"])

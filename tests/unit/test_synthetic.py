@@ -151,7 +151,7 @@ def test_true_pd_reproduces_from_the_frame() -> None:
     for spec in syn.SCHEMA.features:
         col = d.frame[spec.name]
         if spec.kind == Kind.categorical:
-            x[spec.name] = pd.Categorical(col, categories=syn._CATEGORIES[spec.name]).codes
+            x[spec.name] = pd.Categorical(col, categories=syn.CATEGORIES[spec.name]).codes
         else:
             x[spec.name] = col.to_numpy()
     np.testing.assert_array_equal(syn._true_pd(x), d.pd_true)

@@ -124,8 +124,9 @@ def binary(values: pd.Series, name: str, sentinels: dict, source: str, first_row
 
 def categorical(col: pd.Series) -> pd.Series:
     """Codes stay text (``'01'`` keeps its form); missing is ``None``."""
-    text = col.astype("object")
-    return text.where(col.notna(), None).map(lambda v: v if v is None else label_text(v))
+    codes, uniques = pd.factorize(col)  # each distinct value converted once: fast on big books
+    labels = np.array([label_text(u) for u in uniques] + [None], dtype=object)
+    return pd.Series(labels[codes], index=col.index, dtype=object)  # code -1 (missing) -> None
 
 
 def target(col: pd.Series, cfg: DataConfig, source: str, first_row: int = 0) -> pd.Series:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from training.config import DataConfig
 from training.data import columns, synthetic
+from training.data.parquet import ParquetBook
 from training.data.schema import Kind, Schema
 from training.dist import DistContext
 from training.errors import DataError
@@ -119,50 +120,6 @@ def load_dataset(cfg: DataConfig, ctx: DistContext | None = None) -> Dataset:
 
 def wanted_columns(schema: Schema) -> list[str]:
     return [*schema.names(), schema.target] + ([schema.period] if schema.period else [])
-
-
-class ParquetBook:
-    """A Parquet data set, one file or a folder of part files (hive-style partitions allowed),
-    as one table in a fixed row order: files sorted by path, row groups in file order.
-
-    Only the footers are read to count rows, so a rank can read just the row groups that hold
-    its rows. Partition values (``year=2019/``) become columns.
-    """
-
-    def __init__(self, path: Path) -> None:
-        import pyarrow.dataset as pads
-
-        try:
-            self.dataset = pads.dataset(str(path), format="parquet", partitioning="hive")
-            fragments = sorted(self.dataset.get_fragments(), key=lambda f: f.path)
-            # (fragment, row group id, rows) in the book's order
-            self.groups = [(f, rg.id, rg.num_rows) for f in fragments for rg in f.row_groups]
-        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
-            raise DataError(f"{path}: cannot read as Parquet ({e})") from None
-        self.path, self.n_files = path, len(fragments)
-        self.columns = list(self.dataset.schema.names)
-        self.n_rows = sum(n for _, _, n in self.groups)
-
-    def read(self, lo: int, hi: int, names: list[str]) -> tuple[pd.DataFrame, str]:
-        """Rows [lo, hi) of the book, reading only the row groups that hold them."""
-        import pyarrow as pa
-
-        tables, files, start, first = [], set(), 0, None
-        for fragment, group, n in self.groups:
-            if start < hi and start + n > lo:
-                first = start if first is None else first
-                part = fragment.subset(row_group_ids=[group])
-                tables.append(part.to_table(columns=names, schema=self.dataset.schema))
-                files.add(fragment.path)
-            start += n
-        if not tables:
-            return pd.DataFrame(columns=names), f"no rows of {self.n_rows}"
-        table = pa.concat_tables(tables).slice(lo - first, hi - lo)
-        read = (
-            f"rows {lo}-{hi - 1} of {self.n_rows}: {len(tables)} of {len(self.groups)} row "
-            f"groups in {len(files)} of {self.n_files} files"
-        )
-        return table.to_pandas(), read
 
 
 def read_file(path: Path, fmt: str, schema: Schema) -> pd.DataFrame:

@@ -48,7 +48,7 @@ _INDUSTRY_TABLE, _REGION_TABLE, _TERM_TABLE = (
 
 _INTERCEPT = -3.85  # calibrated so that about 7.5% of borrowers default
 
-_CATEGORIES = {"industry": INDUSTRIES, "region": REGIONS, "tax_credit_grade": GRADES}
+CATEGORIES = {"industry": INDUSTRIES, "region": REGIONS, "tax_credit_grade": GRADES}
 
 
 def _spec(name: str, kind: Kind, source: Source, monotone: int, description: str) -> FeatureSpec:
@@ -313,7 +313,7 @@ def generate(n_rows: int, seed: int = 0, *, start: int = 0) -> SyntheticData:
             if k not in cols:
                 cols[k] = np.empty(n_rows, dtype=v.dtype)
             cols[k][at : at + hi - lo] = v[lo:hi]
-    for name, labels in _CATEGORIES.items():
+    for name, labels in CATEGORIES.items():
         # Object dtype: pandas 3 would infer its arrow "str" dtype, at 10x the cost.
         strings = np.array([*labels, None], dtype=object)[cols[name]]  # code -1 -> None
         cols[name] = pd.Series(strings, dtype=object, copy=False)
