@@ -276,3 +276,26 @@ def test_an_alias_moves_only_after_enough_epochs_or_when_asked(move, epochs, exp
 
 def test_debug_runs_move_no_alias():
     assert compose_config("debug=tiny").registry.move_alias is False
+
+
+def test_a_csv_book_converted_to_parquet_reads_the_same(tmp_path):
+    from training.data.parquet import csv_to_parquet
+
+    raw = _book(2000)
+    raw["months_since"] = raw["months_since"].astype(object)
+    raw.loc[1900, "months_since"] = "unknown"  # a number column with text far below the first block
+    raw.to_csv(tmp_path / "book.csv", index=False)
+    out = csv_to_parquet(
+        tmp_path / "book.csv",
+        tmp_path / "book",
+        rows_per_file=700,
+        row_group_size=100,
+        block_size=4096,
+    )
+    assert out["rows"] == 2000 and out["files"] == 3 and out["text_columns"] == ["months_since"]
+    features = [*FEATURES[:4], {**FEATURES[4], "missing": ["unknown"]}, FEATURES[5]]
+    from_csv = load_dataset(_config(tmp_path, features=features, positive_label="'Charged Off'"))
+    from_parquet = load_dataset(
+        _config(tmp_path, "book", "parquet", features=features, positive_label="'Charged Off'")
+    )
+    pd.testing.assert_frame_equal(from_parquet.frame, from_csv.frame)

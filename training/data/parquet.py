@@ -112,7 +112,12 @@ def _write_part(output: Path, i: int, start: int, n: int, seed: int, row_group_s
 
 
 def csv_to_parquet(
-    source: Path, output: Path, *, rows_per_file: int = 1_000_000, row_group_size: int = 131_072
+    source: Path,
+    output: Path,
+    *,
+    rows_per_file: int = 1_000_000,
+    row_group_size: int = 131_072,
+    block_size: int = 64 << 20,
 ) -> dict:
     """A CSV book as Parquet part files, streamed (memory: one block, not the file).
 
@@ -125,7 +130,7 @@ def csv_to_parquet(
     text: set[str] = set()
     while True:  # restart with one more text column each time a later block breaks a type
         try:
-            return _stream_csv(source, output, text, rows_per_file, row_group_size)
+            return _stream_csv(source, output, text, rows_per_file, row_group_size, block_size)
         except pa.ArrowInvalid as e:
             column = _broken_column(str(e), source)
             if column is None or column in text:
@@ -135,7 +140,9 @@ def csv_to_parquet(
                 part.unlink()
 
 
-def _stream_csv(source: Path, output: Path, text: set[str], rows_per_file: int, group: int) -> dict:
+def _stream_csv(
+    source: Path, output: Path, text: set[str], rows_per_file: int, group: int, block_size: int
+) -> dict:
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -143,7 +150,7 @@ def _stream_csv(source: Path, output: Path, text: set[str], rows_per_file: int, 
     output.mkdir(parents=True, exist_ok=True)
     t0, rows, files, writer = time.perf_counter(), 0, 0, None
     options = pacsv.ConvertOptions(column_types={c: pa.string() for c in text})
-    reader = pacsv.open_csv(source, read_options=pacsv.ReadOptions(block_size=64 << 20),
+    reader = pacsv.open_csv(source, read_options=pacsv.ReadOptions(block_size=block_size),
                             convert_options=options)  # fmt: skip
     try:
         for batch in reader:
