@@ -26,7 +26,7 @@ from training import metrics
 from training.config import BenchmarkConfig
 from training.data.prepare import Prepared
 from training.data.schema import Kind
-from training.dist import DistContext
+from training.dist import DistContext, every_kth
 
 log = logging.getLogger("riskbrain")
 
@@ -73,9 +73,11 @@ def _sample(
     """Every k-th row of ``part`` by its position in the part (k so that at most ``max_rows``
     remain), gathered from all ranks in global order."""
     t = data.tensors[part]
-    step = max(1, -(-t.global_rows // max_rows))
-    mine = np.arange((-t.offset) % step, len(t), step)
-    frames = ctx.allgather(features(data.frames[part].iloc[mine], data))
+    mine = every_kth(t.global_rows, t.offset, len(t), max_rows)
+    kept = data.kept[part]  # the raw rows prepare kept: benchmark.max_rows's, a superset of these
+    if not np.isin(mine, kept).all():
+        raise ValueError(f"{part} rows {mine[:5]}... were not kept by prepare (benchmark.max_rows)")
+    frames = ctx.allgather(features(data.frames[part].iloc[np.searchsorted(kept, mine)], data))
     labels = ctx.allgather_array(t.y.numpy()[mine].astype(int))
     return pd.concat(frames, ignore_index=True), labels
 
@@ -123,6 +125,8 @@ def gbdt_benchmark(cfg: BenchmarkConfig, data: Prepared, ctx: DistContext) -> di
         payload = booster.model_to_string(num_iteration=booster.best_iteration), info
     model_text, info = ctx.broadcast(payload)
     booster = lgb.Booster(model_str=model_text)
+    if len(data.frames["test"]) != len(data.tensors["test"]):
+        raise ValueError("the test rows' raw values were not kept: prepare with benchmark.enabled")
     p_test = ctx.allgather_array(booster.predict(features(data.frames["test"], data)))
     y_test = ctx.allgather_array(data.tensors["test"].y.numpy().astype(int))
     return {"model": "lightgbm", **info, "test": metrics.evaluate(y_test, p_test)}

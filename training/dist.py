@@ -54,6 +54,13 @@ def local_rows(rows, lo: int, hi: int):
     return rows[(rows >= lo) & (rows < hi)] - lo
 
 
+def every_kth(total: int, offset: int, n: int, max_rows: int) -> np.ndarray:
+    """Every k-th row of a part of ``total`` rows (k so that at most ``max_rows`` remain), as
+    positions within this rank's ``n`` rows, which start at the part's row ``offset``."""
+    step = max(1, -(-total // max_rows))
+    return np.arange((-offset) % step, n, step)
+
+
 class GradSync:
     """Sum the gradients of all ranks through one flat buffer: one collective per step.
 

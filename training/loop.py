@@ -12,6 +12,7 @@ same optimisation steps, up to floating-point rounding.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -28,9 +29,12 @@ from training.dist import DistContext, GradSync, local_rows
 from training.errors import RiskbrainError
 from training.models import predict_pd
 from training.preemption import Preempted
+from training.process import peak_rss_mib, seconds_since_start
 from training.progress import EpochProgress
 from training.state import FitResult, TrainState
 from training.tracking import Tracker
+
+log = logging.getLogger("riskbrain")
 
 
 class TrainingDiverged(RiskbrainError):
@@ -150,6 +154,9 @@ def fit(
     sync = GradSync(state.model, ctx)
     y_valid = ctx.allgather_array(valid.y.cpu().numpy())
     state.schedule.start(-(-train.global_rows // optim.batch_size), trainer.max_epochs)
+    log.info(
+        "rank %d/%d: first step %.1f s after start", ctx.rank, ctx.world_size, seconds_since_start()
+    )
     while state.epoch <= trainer.max_epochs:
         epoch, t0 = state.epoch, time.perf_counter()
         row = train_epoch(state, train, optim, ctx, sync, hooks)
@@ -210,14 +217,14 @@ def train_epoch(
             f"training loss is {float(state.loss_sum)} in epoch {state.epoch}: the model diverged "
             f"(optim.lr={optim.lr}; try a lower learning rate)"
         )
-    per_rank = ctx.allgather(
-        (len(train) * (n_batches - first) / n_batches / train_time, ctx.sync_seconds - sync_before)
-    )
-    row = {"train_loss": float(state.loss_sum) / total, "rows_per_s": sum(r for r, _ in per_rank)}
+    rows_per_s = len(train) * (n_batches - first) / n_batches / train_time
+    per_rank = ctx.allgather((rows_per_s, ctx.sync_seconds - sync_before, peak_rss_mib()))
+    row = {"train_loss": float(state.loss_sum) / total, "rows_per_s": sum(r[0] for r in per_rank)}
     row["lr"] = state.optimizer.param_groups[0]["lr"]  # the epoch's last step's
     if ctx.world_size > 1:
-        row |= {f"rows_per_s_rank{r}": v for r, (v, _) in enumerate(per_rank)}
-        row |= {f"sync_s_rank{r}": s for r, (_, s) in enumerate(per_rank)}
+        row |= {f"rows_per_s_rank{r}": v for r, (v, _, _) in enumerate(per_rank)}
+        row |= {f"sync_s_rank{r}": s for r, (_, s, _) in enumerate(per_rank)}
+    row |= {f"peak_rss_mib_rank{r}": m for r, (_, _, m) in enumerate(per_rank)}
     return row
 
 

@@ -43,6 +43,7 @@ def test_feature_names_lightgbm_refuses_are_renamed(data):
     _, prepared = data
     frame = prepared.frames["test"].head(5)
     odd = {n: f"{n}[x/y]" for n in prepared.dataset.schema.names()}
+    import copy
     import dataclasses
 
     schema = dataclasses.replace(
@@ -51,8 +52,10 @@ def test_feature_names_lightgbm_refuses_are_renamed(data):
             dataclasses.replace(f, name=odd[f.name]) for f in prepared.dataset.schema.features
         ],
     )
+    shard = copy.copy(prepared.dataset)
+    shard.schema = schema
     renamed = dataclasses.replace(
-        prepared, dataset=dataclasses.replace(prepared.dataset, schema=schema),
+        prepared, dataset=shard,
         pre=dataclasses.replace(prepared.pre, vocab={odd[k]: v for k, v in prepared.pre.vocab.items()}),
     )  # fmt: skip
     x = features(frame.rename(columns=odd), renamed)

@@ -234,7 +234,7 @@ def test_a_parquet_folder_is_read_by_row_groups_in_a_fixed_order(tmp_path):
     book = ParquetBook(tmp_path / "book")
     assert book.n_rows == 150 and book.n_files == 3 and len(book.groups) == 12
     assert "vintage" in book.columns  # the hive partition is a column
-    part, read = book.read(40, 75, ["annual_inc", "vintage"])
+    part, read = book.read(40, 75, ["annual_inc", "vintage"]), book.describe(40, 75)
     assert part["annual_inc"].tolist() == whole["annual_inc"].iloc[40:75].tolist()
     assert part["vintage"].tolist() == whole["vintage"].iloc[40:75].tolist()
     # rows 40-74 lie in file 0's groups 2-3 (32-49) and file 1's groups 0-1 (50-81)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,62 +61,115 @@ def data_path(cfg: DataConfig) -> Path:
     return (root if root.is_absolute() else PROJECT_ROOT / root) / Path(cfg.path).expanduser()
 
 
-def load_dataset(cfg: DataConfig, ctx: DistContext | None = None) -> Dataset:
-    """This rank's shard, validated. Synthetic rows are generated for the shard only and a
-    Parquet book is read for the shard only (its row groups); a CSV or ARFF file is read whole,
-    then sliced. Errors name the row of the whole data set on every rank."""
-    ctx = ctx or DistContext()
-    rank, world_size = ctx.rank, ctx.world_size
-    if cfg.format == "synthetic":
-        lo, hi = shard_bounds(cfg.n_rows, rank, world_size)
-        data = synthetic.generate(hi - lo, seed=cfg.seed, start=lo)
-        source = f"synthetic(n_rows={cfg.n_rows}, seed={cfg.seed})"
-        read = f"rows {lo}-{hi - 1} of {cfg.n_rows} (generated)"
-        return Dataset(
-            cfg.name, data.frame, synthetic.SCHEMA, source, data.pd_true, lo, cfg.n_rows, (), read
-        )
+CHUNK = 1 << 20  # rows validated (and made into tensors) at a time: bounds the memory a pass needs
 
-    schema = Schema(features=list(cfg.features), target=cfg.target, period=cfg.split.period_column)
-    path = data_path(cfg)
-    env_root = os.environ.get("RISKBRAIN_DATA_ROOT")
-    if env_root and Path(env_root).expanduser() != Path(cfg.root).expanduser() and ctx.is_main:
-        log.warning("data.root=%s wins over RISKBRAIN_DATA_ROOT=%s", cfg.root, env_root)
-    if not (path.is_file() or (cfg.format == "parquet" and path.is_dir())):
-        raise DataError(
-            f"data file not found: {path} (data.root={cfg.root!r}, data.path={cfg.path!r}; "
-            "set data.root=... or the RISKBRAIN_DATA_ROOT environment variable; a data config "
-            "that sets root itself wins over the variable)"
+
+class Shard:
+    """This rank's rows of a data set, read chunk by chunk: a generated block, a Parquet row
+    group (only this rank's), or a slice of a CSV/ARFF file read whole.
+
+    ``scan`` validates each chunk and hands it on, so a pass over a 100M-row book holds one chunk
+    of raw rows at a time. Errors name the row of the whole data set, and every rank raises the
+    same (the first) error.
+    """
+
+    def __init__(self, cfg: DataConfig, ctx: DistContext | None = None) -> None:
+        self.cfg, self.ctx = cfg, ctx or DistContext()
+        self.pd_true: np.ndarray | None = None  # synthetic only: each row's true PD
+        self.unused: tuple[str, ...] = ()  # the file's columns that no config key names
+        self._raw: pd.DataFrame | None = None
+        self._book: ParquetBook | None = None
+        if cfg.format == "synthetic":
+            self.schema, self.n_rows = synthetic.SCHEMA, cfg.n_rows
+            self.source = f"synthetic(n_rows={cfg.n_rows}, seed={cfg.seed})"
+            self.lo, self.hi = shard_bounds(self.n_rows, self.ctx.rank, self.ctx.world_size)
+            self.pd_true = np.empty(self.hi - self.lo)
+            self.read = f"rows {self.lo}-{self.hi - 1} of {self.n_rows} (generated)"
+            return
+        self.schema = Schema(
+            features=list(cfg.features), target=cfg.target, period=cfg.split.period_column
         )
-    if cfg.format == "parquet":
-        book = ParquetBook(path)
-        n_rows, columns = book.n_rows, book.columns
-        lo, hi = shard_bounds(n_rows, rank, world_size)
-        raw, read = book.read(lo, hi, [c for c in wanted_columns(schema) if c in columns])
-    else:
-        raw = read_file(path, cfg.format, schema)
-        n_rows, columns = len(raw), list(raw.columns)
-        lo, hi = shard_bounds(n_rows, rank, world_size)
-        raw = raw.iloc[lo:hi].reset_index(drop=True)
-        read = f"rows {lo}-{hi - 1} of {n_rows} (read the whole file, kept this shard)"
-    if n_rows == 0:
-        raise DataError(f"{path}: no data rows")
-    missing = [c for c in wanted_columns(schema) if c not in columns]
-    if missing:
-        more = " ..." if len(columns) > 20 else ""
-        raise DataError(
-            f"{path}: missing columns {missing} (named in data.features / data.target / "
-            f"data.split.period_column; the file has {columns[:20]}{more})"
-        )
-    # Each rank validates its own rows; the ranks agree on the first error (the lowest row).
-    try:
-        frame, error = validate(raw, schema, cfg, str(path), first_row=lo), None
-    except DataError as e:
-        frame, error = None, str(e)
-    if errors := [e for e in ctx.allgather(error) if e]:
-        raise DataError(errors[0])
-    check_whole(frame, schema, cfg, str(path), ctx)
-    unused = tuple(c for c in columns if c not in wanted_columns(schema))
-    return Dataset(cfg.name, frame, schema, str(path), None, lo, n_rows, unused, read)
+        path = self._path()
+        self.source = str(path)
+        if cfg.format == "parquet":
+            self._book = ParquetBook(path)
+            self.n_rows, columns = self._book.n_rows, self._book.columns
+        else:
+            self._raw = read_file(path, cfg.format, self.schema)
+            self.n_rows, columns = len(self._raw), list(self._raw.columns)
+        self.lo, self.hi = shard_bounds(self.n_rows, self.ctx.rank, self.ctx.world_size)
+        if self._raw is not None:  # keep this shard's rows only
+            self._raw = self._raw.iloc[self.lo : self.hi].reset_index(drop=True)
+            self.read = f"rows {self.lo}-{self.hi - 1} of {self.n_rows} (read the whole file, kept this shard)"
+        else:
+            self.read = self._book.describe(self.lo, self.hi)
+        if self.n_rows == 0:
+            raise DataError(f"{path}: no data rows")
+        missing = [c for c in wanted_columns(self.schema) if c not in columns]
+        if missing:
+            more = " ..." if len(columns) > 20 else ""
+            raise DataError(
+                f"{path}: missing columns {missing} (named in data.features / data.target / "
+                f"data.split.period_column; the file has {columns[:20]}{more})"
+            )
+        self.unused = tuple(c for c in columns if c not in wanted_columns(self.schema))
+
+    def _path(self) -> Path:
+        cfg, path = self.cfg, data_path(self.cfg)
+        env_root = os.environ.get("RISKBRAIN_DATA_ROOT")
+        overridden = env_root and Path(env_root).expanduser() != Path(cfg.root).expanduser()
+        if overridden and self.ctx.is_main:
+            log.warning("data.root=%s wins over RISKBRAIN_DATA_ROOT=%s", cfg.root, env_root)
+        if not (path.is_file() or (cfg.format == "parquet" and path.is_dir())):
+            raise DataError(
+                f"data file not found: {path} (data.root={cfg.root!r}, data.path={cfg.path!r}; "
+                "set data.root=... or the RISKBRAIN_DATA_ROOT environment variable; a data "
+                "config that sets root itself wins over the variable)"
+            )
+        return path
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def chunks(self, names: list[str]) -> Iterator[tuple[int, pd.DataFrame]]:
+        """(global number of its first row, raw columns ``names``) for each chunk, in row order."""
+        if self._book is not None:
+            yield from self._book.chunks(self.lo, self.hi, names, CHUNK)
+            return
+        for first in range(self.lo, self.hi, CHUNK):
+            last = min(first + CHUNK, self.hi)
+            if self._raw is not None:
+                yield first, self._raw.iloc[first - self.lo : last - self.lo][names]
+                continue
+            data = synthetic.generate(last - first, seed=self.cfg.seed, start=first)
+            self.pd_true[first - self.lo : last - self.lo] = data.pd_true
+            yield first, data.frame
+
+    def scan(self, visit: Callable[[int, pd.DataFrame], None], features: bool = True) -> None:
+        """Validate each chunk (only the target and period when not ``features``) and call
+        ``visit(first_row, typed_chunk)``; then the ranks agree on the first error, if any."""
+        names = wanted_columns(self.schema)
+        if not features:
+            names = [c for c in names if c not in self.schema.names()]
+        error = None
+        try:
+            for first, raw in self.chunks(names):
+                visit(first, validate(raw, self.schema, self.cfg, self.source, first, features))
+        except DataError as e:
+            error = str(e)
+        if errors := [e for e in self.ctx.allgather(error) if e]:
+            raise DataError(errors[0])
+
+
+def load_dataset(cfg: DataConfig, ctx: DistContext | None = None) -> Dataset:
+    """This rank's shard as one validated frame (``prepare`` streams it chunk by chunk instead)."""
+    shard = Shard(cfg, ctx)
+    parts: list[pd.DataFrame] = []
+    shard.scan(lambda first, chunk: parts.append(chunk))
+    frame = pd.concat(parts, ignore_index=True)
+    check_whole(frame.notna().any(), np.bincount(frame[shard.schema.target], minlength=2), shard)
+    return Dataset(cfg.name, frame, shard.schema, shard.source, shard.pd_true, shard.lo,
+                   shard.n_rows, shard.unused, shard.read)  # fmt: skip
 
 
 def wanted_columns(schema: Schema) -> list[str]:
@@ -177,12 +231,18 @@ def read_arff(path: Path, dtype: dict[str, str]) -> pd.DataFrame:
 
 
 def validate(
-    raw: pd.DataFrame, schema: Schema, cfg: DataConfig, source: str, first_row: int = 0
+    raw: pd.DataFrame,
+    schema: Schema,
+    cfg: DataConfig,
+    source: str,
+    first_row: int = 0,
+    features: bool = True,
 ) -> pd.DataFrame:
-    """Type every column as its config says (``training/data/columns.py``); return only the
-    schema's columns. ``first_row`` is the global number of ``raw``'s first row, for errors."""
+    """Type every column as its config says (``training/data/columns.py``): the features (unless
+    not ``features``), the period and the target. ``first_row`` is the global number of ``raw``'s
+    first row, for errors."""
     out = {}
-    for i, f in enumerate(schema.features):
+    for i, f in enumerate(schema.features if features else []):
         key = f"data.features[{i}]"
         col = columns.mark_missing(raw[f.name], [*cfg.missing_values, *f.missing])
         if f.kind == Kind.categorical:
@@ -197,18 +257,15 @@ def validate(
     return pd.DataFrame(out)
 
 
-def check_whole(
-    frame: pd.DataFrame, schema: Schema, cfg: DataConfig, source: str, ctx: DistContext
-) -> None:
-    """What only the whole data set can show (counted over every rank's shard): no feature
-    column missing in every row, and both classes in the target."""
-    names = schema.names()
-    present = np.logical_or.reduce(ctx.allgather(frame[names].notna().any().to_numpy()))
-    if not present.all():
-        name = names[int(np.flatnonzero(~present)[0])]
+def check_whole(present: pd.Series, counts: np.ndarray, shard: Shard) -> None:
+    """What only the whole data set shows, from every rank's counts: no feature column missing
+    in every row (``present``: has this shard a value in each column), both target classes."""
+    ctx, names = shard.ctx, shard.schema.names()
+    anywhere = np.logical_or.reduce(ctx.allgather(present[names].to_numpy(dtype=bool)))
+    if not anywhere.all():
+        name = names[int(np.flatnonzero(~anywhere)[0])]
         raise DataError(
-            f"{source}: column {name!r} is missing in every row (check data.missing_values and "
-            "the feature's missing list, or remove it from data.features)"
+            f"{shard.source}: column {name!r} is missing in every row (check data.missing_values "
+            "and the feature's missing list, or remove it from data.features)"
         )
-    counts = sum(ctx.allgather(np.bincount(frame[schema.target].to_numpy(), minlength=2)))
-    columns.check_target_classes(counts, cfg, source)
+    columns.check_target_classes(sum(ctx.allgather(counts)), shard.cfg, shard.source)

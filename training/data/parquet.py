@@ -11,6 +11,7 @@ order is what makes a sharded read the same rows for any number of ranks.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -41,26 +42,45 @@ class ParquetBook:
         self.columns = list(self.dataset.schema.names)
         self.n_rows = sum(n for _, _, n in self.groups)
 
-    def read(self, lo: int, hi: int, names: list[str]) -> tuple[pd.DataFrame, str]:
-        """Rows [lo, hi) of the book, reading only the row groups that hold them."""
-        import pyarrow as pa
-
-        tables, files, start, first = [], set(), 0, None
+    def _groups_in(self, lo: int, hi: int) -> Iterator[tuple[int, object, int, int]]:
+        """(first row, fragment, row group id, rows) of each row group holding rows of [lo, hi)."""
+        start = 0
         for fragment, group, n in self.groups:
             if start < hi and start + n > lo:
-                first = start if first is None else first
-                part = fragment.subset(row_group_ids=[group])
-                tables.append(part.to_table(columns=names, schema=self.dataset.schema))
-                files.add(fragment.path)
+                yield start, fragment, group, n
             start += n
-        if not tables:
-            return pd.DataFrame(columns=names), f"no rows of {self.n_rows}"
-        table = pa.concat_tables(tables).slice(lo - first, hi - lo)
-        read = (
-            f"rows {lo}-{hi - 1} of {self.n_rows}: {len(tables)} of {len(self.groups)} row "
+
+    def describe(self, lo: int, hi: int) -> str:
+        groups = list(self._groups_in(lo, hi))
+        files = {fragment.path for _, fragment, _, _ in groups}
+        return (
+            f"rows {lo}-{hi - 1} of {self.n_rows}: {len(groups)} of {len(self.groups)} row "
             f"groups in {len(files)} of {self.n_files} files"
         )
-        return table.to_pandas(), read
+
+    def chunks(
+        self, lo: int, hi: int, names: list[str], batch_rows: int
+    ) -> Iterator[tuple[int, pd.DataFrame]]:
+        """Rows [lo, hi) as (global first row, frame) pieces of at most ``batch_rows`` rows,
+        reading only the row groups that hold them (and only the columns ``names``)."""
+        import pyarrow as pa
+
+        for start, fragment, group, _ in self._groups_in(lo, hi):
+            pa.default_memory_pool().release_unused()  # else Arrow's pool keeps the last group's pages
+            part = fragment.subset(row_group_ids=[group])
+            batches = part.to_batches(
+                columns=names, schema=self.dataset.schema, batch_size=batch_rows
+            )
+            for batch in batches:
+                a, b = max(lo - start, 0), min(hi - start, batch.num_rows)
+                if a < b:
+                    yield start + a, batch.slice(a, b - a).to_pandas()
+                start += batch.num_rows
+
+    def read(self, lo: int, hi: int, names: list[str]) -> pd.DataFrame:
+        """Rows [lo, hi) as one frame."""
+        pieces = [frame for _, frame in self.chunks(lo, hi, names, 1 << 20)]
+        return pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(columns=names)
 
 
 def write_synthetic_book(

@@ -1,40 +1,52 @@
-"""A data set made ready for training on this rank: loaded, split, preprocessed, fingerprinted.
+"""A data set made ready for training on this rank: read, split, preprocessed, fingerprinted.
 
-Each rank holds a contiguous shard of the rows. The split uses every row's label (gathered: small)
-and the preprocessing is fitted on training rows chosen by global row number, so both are the
-same for any number of ranks.
+Each rank holds a contiguous shard of the rows and streams it in three passes, one chunk of raw
+rows at a time (``Shard.scan``), so its memory is its model-ready tensors plus one chunk:
+
+1. every row's label (and period) is gathered (small) and split the same way on every rank;
+2. the preprocessing is fitted on training rows chosen by global row number (the same for any
+   number of ranks), gathered from the ranks that hold them;
+3. each chunk is transformed into the preallocated tensors of its split parts. Raw rows are kept
+   only where a later step reads them: the GBDT benchmark's rows and the example rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 
 from training.config import TrainConfig
-from training.data.loaders import Dataset, load_dataset
+from training.data.columns import check_target_classes
+from training.data.loaders import Shard, check_whole
 from training.data.preprocess import Preprocessor
 from training.data.split import Split, make_split
-from training.dist import DistContext, local_rows
+from training.dist import DistContext, every_kth
 from training.loop import Tensors
+from training.process import peak_rss_mib, seconds_since_start
 
 log = logging.getLogger("riskbrain")
 
 PREPROCESS_SAMPLE = 200_000  # training rows the preprocessing is fitted on, at most (evenly spaced)
+EXAMPLE_ROWS = (
+    5  # raw test rows kept for the model's input example when no benchmark needs them all
+)
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """This rank's shard of a data set, split and preprocessed: raw frames and model-ready tensors."""
+    """This rank's shard of a data set, split and preprocessed: model-ready tensors, and the raw
+    rows that later steps read (``frames``: the benchmark's rows, or a few example rows)."""
 
-    dataset: Dataset
+    dataset: Shard  # schema, source, true PDs (synthetic), unused columns, what was read
     split: Split  # global row numbers, the same on every rank
     pre: Preprocessor
-    frames: dict[str, pd.DataFrame]
+    frames: dict[str, pd.DataFrame]  # the raw rows kept of each part...
+    kept: dict[str, np.ndarray]  # ...and their positions among the part's rows on this shard
     tensors: dict[str, Tensors]
     train_sample: pd.DataFrame  # the rows the preprocessing was fitted on (every rank has them)
     sample_x: tuple[torch.Tensor, torch.Tensor]  # those rows preprocessed: bins, PSI baseline
@@ -52,80 +64,160 @@ class Prepared:
 
 
 def prepare(cfg: TrainConfig, ctx: DistContext | None = None) -> Prepared:
-    """Load this rank's shard of ``cfg.data``, split it, fit the preprocessing, make tensors."""
+    """Stream this rank's shard of ``cfg.data``: split it, fit the preprocessing, fill tensors."""
     ctx = ctx or DistContext()
-    ds = load_dataset(cfg.data, ctx)
-    target, period = ds.schema.target, ds.schema.period
-    lo, hi = ds.offset, ds.offset + len(ds.frame)
+    shard = Shard(cfg.data, ctx)
+    target = shard.schema.target
 
-    # The split needs every row's label (and period): small, so gathered, then split identically everywhere.
-    keys = pd.concat(
-        ctx.allgather(ds.frame[[target] + ([period] if period else [])]), ignore_index=True
-    )
-    split = make_split(keys, target, cfg.data.split)
-    local = {part: local_rows(idx, lo, hi) for part, idx in split.parts().items()}
-    frames = {part: ds.frame.iloc[idx].reset_index(drop=True) for part, idx in local.items()}
-
-    # Preprocessing is fitted on evenly spaced training rows chosen by global row number, so it
-    # is the same whatever the number of ranks (all training rows when there are few enough).
-    sample_rows = split.train[:: max(1, -(-len(split.train) // PREPROCESS_SAMPLE))]
-    sample = pd.concat(
-        ctx.allgather(ds.frame.iloc[local_rows(sample_rows, lo, hi)]), ignore_index=True
-    )
-    pre = Preprocessor.fit(sample, ds.schema)
-
-    tensors = {}
-    for part, frame in frames.items():
-        x_num, x_cat = pre.transform(frame)
-        y = torch.from_numpy(frame[target].to_numpy(np.float32))
-        # This shard's first row within the part.
-        offset = int(np.searchsorted(split.parts()[part], lo))
-        tensors[part] = Tensors(
-            torch.from_numpy(x_num), torch.from_numpy(x_cat), y, offset, len(split.parts()[part])
-        )
+    # 1. Every row's label (and period): small, so gathered, then split identically everywhere.
+    mine: list[pd.DataFrame] = []
+    shard.scan(lambda first, chunk: mine.append(chunk.astype({target: np.int8})), features=False)
+    keys = pd.concat(ctx.allgather(pd.concat(mine, ignore_index=True)), ignore_index=True)
     labels = keys[target].to_numpy()
-    _log(cfg, ds, split, frames, ctx)
+    check_target_classes(np.bincount(labels, minlength=2), cfg.data, shard.source)
+    split = make_split(keys, target, cfg.data.split)
+
+    # 2. The preprocessing, fitted on evenly spaced training rows chosen by global row number.
+    sample_rows = split.train[:: max(1, -(-len(split.train) // PREPROCESS_SAMPLE))]
+    sample, present = _rows_and_presence(shard, sample_rows)
+    check_whole(present, np.bincount(labels[shard.lo : shard.hi], minlength=2), shard)
+    sample = pd.concat(ctx.allgather(sample), ignore_index=True)
+    pre = Preprocessor.fit(sample, shard.schema)
+
+    # 3. Model-ready tensors, chunk by chunk; raw rows kept only where a later step reads them.
+    parts = {name: _Part.empty(rows, shard, pre) for name, rows in split.parts().items()}
+    for name, part in parts.items():
+        part.keep = _kept(cfg, name, part.tensors)
+    mixed = _fill(shard, parts, pre)
+    _log(cfg, shard, split, parts, ctx)
     return Prepared(
-        ds,
+        shard,
         split,
         pre,
-        frames,
-        tensors,
+        {name: part.kept_frame(shard) for name, part in parts.items()},
+        {name: part.keep for name, part in parts.items()},
+        {name: part.tensors for name, part in parts.items()},
         sample,
         tuple(torch.from_numpy(x) for x in pre.transform(sample)),
         labels,
-        fingerprint(frames["train"], local["train"] + lo, ctx),
-        local,
+        _digest(mixed, sample.columns, ctx),
+        {name: part.rows - shard.lo for name, part in parts.items()},
     )
+
+
+@dataclass
+class _Part:
+    """One split part's rows on this shard: global row numbers, tensors filled in place, and
+    the positions (within the part on this shard) whose raw values are kept."""
+
+    rows: np.ndarray
+    tensors: Tensors
+    keep: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    kept: list[pd.DataFrame] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, part_rows: np.ndarray, shard: Shard, pre: Preprocessor) -> _Part:
+        rows = part_rows[(part_rows >= shard.lo) & (part_rows < shard.hi)]
+        n = len(rows)
+        tensors = Tensors(
+            torch.empty((n, pre.n_num_features), dtype=torch.float32),
+            torch.empty((n, len(pre.categorical)), dtype=torch.int64),
+            torch.empty(n, dtype=torch.float32),
+            int(np.searchsorted(part_rows, shard.lo)),  # this shard's first row within the part
+            len(part_rows),
+        )
+        return cls(rows, tensors)
+
+    def kept_frame(self, shard: Shard) -> pd.DataFrame:
+        if self.kept:
+            return pd.concat(self.kept, ignore_index=True)
+        return pd.DataFrame(columns=[*shard.schema.names(), shard.schema.target])
+
+
+def _kept(cfg: TrainConfig, part: str, t: Tensors) -> np.ndarray:
+    """The raw rows of a part that later steps read: the benchmark's (every k-th training and
+    validation row, every test row), else the first test rows for the model's input example."""
+    if cfg.benchmark.enabled:
+        if part == "test":
+            return np.arange(len(t))
+        return every_kth(t.global_rows, t.offset, len(t), cfg.benchmark.max_rows)
+    return np.arange(min(EXAMPLE_ROWS, len(t))) if part == "test" else np.empty(0, np.int64)
+
+
+def _rows_and_presence(shard: Shard, rows: np.ndarray) -> tuple[pd.DataFrame, pd.Series]:
+    """This shard's rows among global ``rows`` (validated), and which columns have any value."""
+    picked: list[pd.DataFrame] = []
+    present = pd.Series(False, index=shard.schema.names())
+
+    def visit(first: int, chunk: pd.DataFrame) -> None:
+        nonlocal present
+        a, b = np.searchsorted(rows, [first, first + len(chunk)])
+        picked.append(chunk.iloc[rows[a:b] - first])
+        present = present | chunk[shard.schema.names()].notna().any()
+
+    shard.scan(visit)
+    return pd.concat(picked, ignore_index=True), present
+
+
+def _fill(shard: Shard, parts: dict[str, _Part], pre: Preprocessor) -> int:
+    """Transform each chunk into its parts' tensors; returns the training rows' mixed hash."""
+    target, mixed = shard.schema.target, 0
+
+    def visit(first: int, chunk: pd.DataFrame) -> None:
+        nonlocal mixed
+        for name, part in parts.items():
+            a, b = np.searchsorted(part.rows, [first, first + len(chunk)])
+            if a == b:
+                continue
+            piece = chunk.iloc[part.rows[a:b] - first]
+            x_num, x_cat = pre.transform(piece)
+            t = part.tensors
+            t.x_num[a:b], t.x_cat[a:b] = torch.from_numpy(x_num), torch.from_numpy(x_cat)
+            t.y[a:b] = torch.from_numpy(piece[target].to_numpy(np.float32))
+            keep = part.keep[(part.keep >= a) & (part.keep < b)]
+            if len(keep):
+                part.kept.append(piece.iloc[keep - a])
+            if name == "train":
+                mixed = (mixed + _mix(piece, part.rows[a:b])) % 2**64
+
+    shard.scan(visit)
+    return mixed
 
 
 def _log(
-    cfg: TrainConfig, ds: Dataset, split: Split, frames: dict[str, pd.DataFrame], ctx: DistContext
+    cfg: TrainConfig, shard: Shard, split: Split, parts: dict[str, _Part], ctx: DistContext
 ) -> None:
-    """What each rank read and holds, and the file's columns that the data config leaves out."""
-    log.info("rank %d/%d read %s", ctx.rank, ctx.world_size, ds.read)
-    if ds.unused and ctx.is_main:
+    """What each rank read and holds, the file's columns that the data config leaves out, and
+    the memory the data takes."""
+    log.info("rank %d/%d read %s", ctx.rank, ctx.world_size, shard.read)
+    if shard.unused and ctx.is_main:
         log.info(
             "data %s: file columns not used (not in data.features): %s",
             cfg.data.name,
-            list(ds.unused),
+            list(shard.unused),
         )
     log.info(
         "data %s: %s; split %s; rank %d/%d holds %s",
-        cfg.data.name,
-        ds.source,
-        {p: len(i) for p, i in split.parts().items()},
-        ctx.rank,
-        ctx.world_size,
-        {p: len(f) for p, f in frames.items()},
+        cfg.data.name, shard.source, {p: len(i) for p, i in split.parts().items()},
+        ctx.rank, ctx.world_size, {p: len(part.rows) for p, part in parts.items()},
+    )  # fmt: skip
+    size = sum(
+        t.x_num.nbytes + t.x_cat.nbytes + t.y.nbytes for t in (p.tensors for p in parts.values())
     )
+    log.info(
+        "rank %d/%d: data ready %.1f s after start; model-ready tensors %.0f MiB; peak RSS %.0f MiB",
+        ctx.rank, ctx.world_size, seconds_since_start(), size / 2**20, peak_rss_mib(),
+    )  # fmt: skip
 
 
-def fingerprint(frame: pd.DataFrame, rows: np.ndarray, ctx: DistContext) -> str:
-    """A short hash of the training data (values, row order, column names), equal for any number of ranks."""
+def _mix(frame: pd.DataFrame, rows: np.ndarray) -> int:
+    """The rows' hashes (values, column names aside), each weighted by its global row number."""
     row_hash = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    mixed = int(
-        (row_hash * (rows.astype(np.uint64) * np.uint64(2) + np.uint64(1))).sum(dtype=np.uint64)
-    )
+    weights = rows.astype(np.uint64) * np.uint64(2) + np.uint64(1)
+    return int((row_hash * weights).sum(dtype=np.uint64))
+
+
+def _digest(mixed: int, columns, ctx: DistContext) -> str:
+    """A short hash of the training data (values, row order, column names), equal for any number of ranks."""
     total = sum(ctx.allgather(mixed)) % 2**64
-    return hashlib.sha256(f"{list(frame.columns)}|{total}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{list(columns)}|{total}".encode()).hexdigest()[:16]
