@@ -163,6 +163,9 @@ class DataConfig:
     positive_label: Any = None  # the target value(s) that mean default, e.g. bad or [Charged Off]
     target_map: dict[Any, int] = field(default_factory=dict)  # or every target value -> 0/1
     missing_values: list[Any] = field(default_factory=list)  # tokens meaning "no value", any column
+    sep: str = ","  # csv: the field separator ("\\s+": any whitespace, as in UCI's german.data)
+    column_names: list[str] = field(default_factory=list)  # csv without a header row: its columns
+    encoding: str = "utf-8-sig"  # csv: the text encoding (utf-8-sig also reads plain UTF-8)
     features: list[FeatureSpec] = field(default_factory=list)
     n_rows: int = 100_000
     seed: int = 0

@@ -299,3 +299,22 @@ def test_a_csv_book_converted_to_parquet_reads_the_same(tmp_path):
         _config(tmp_path, "book", "parquet", features=features, positive_label="'Charged Off'")
     )
     pd.testing.assert_frame_equal(from_parquet.frame, from_csv.frame)
+
+
+def test_a_headerless_space_separated_file_like_german_credit(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [f"A1{rng.integers(1, 5)}  {rng.integers(4, 72)} A3{rng.integers(0, 5)} {1 + i % 2}" for i in range(60)]  # fmt: skip
+    (tmp_path / "german.data").write_text("\n".join(rows) + "\n")
+    cfg = DataConfig(
+        name="german", format="csv", root=str(tmp_path), path="german.data", target="credit_risk",
+        sep=r"\s+", column_names=["status", "duration", "history", "credit_risk"],
+        target_map={1: 0, 2: 1},
+        features=[FeatureSpec(name="status", kind=Kind.categorical), FeatureSpec(name="duration"),
+                  FeatureSpec(name="history", kind=Kind.categorical)],
+    )  # fmt: skip
+    frame = load_dataset(cfg).frame
+    assert frame["credit_risk"].tolist() == [0, 1] * 30
+    assert set(frame["status"]) <= {"A11", "A12", "A13", "A14"} and frame["duration"].dtype == float
+    cfg.sep = ","  # the wrong separator: every row is one column
+    with pytest.raises(DataError, match="reads as one column with data.sep=','"):
+        load_dataset(cfg)

@@ -95,7 +95,7 @@ class Shard:
             self._book = ParquetBook(path)
             self.n_rows, columns = self._book.n_rows, self._book.columns
         else:
-            self._raw = read_file(path, cfg.format, self.schema)
+            self._raw = read_file(path, cfg, self.schema)
             self.n_rows, columns = len(self._raw), list(self._raw.columns)
         self.lo, self.hi = shard_bounds(self.n_rows, self.ctx.rank, self.ctx.world_size)
         if self._raw is not None:  # keep this shard's rows only
@@ -176,20 +176,33 @@ def wanted_columns(schema: Schema) -> list[str]:
     return [*schema.names(), schema.target] + ([schema.period] if schema.period else [])
 
 
-def read_file(path: Path, fmt: str, schema: Schema) -> pd.DataFrame:
-    """Read the raw file; categorical columns stay text so codes like '01' keep their form."""
+def read_file(path: Path, cfg: DataConfig, schema: Schema) -> pd.DataFrame:
+    """Read a CSV or ARFF file whole; categorical columns stay text so codes like '01' keep their
+    form. ``data.sep`` and ``data.column_names`` read files such as UCI's space-separated,
+    header-less ``german.data``."""
     text_cols = {name: "string" for name in schema.names(Kind.categorical)}
     try:
-        if fmt == "csv":
+        if cfg.format == "csv":
+            names = list(cfg.column_names) or None
             # utf-8-sig strips a byte-order mark (the SBA file starts with one)
-            return pd.read_csv(path, encoding="utf-8-sig", dtype=text_cols, low_memory=False)
-        if fmt == "parquet":
-            return pd.read_parquet(path)
-        if fmt == "arff":
+            frame = pd.read_csv(path, sep=cfg.sep, header=None if names else "infer", names=names,
+                                encoding=cfg.encoding, dtype=text_cols, low_memory=False)  # fmt: skip
+            if len(frame) and (frame.shape[1] == 1 or frame.iloc[:, 1:].isna().all().all()):
+                raise DataError(
+                    f"{path}: every row reads as one column with data.sep={cfg.sep!r}: set "
+                    "data.sep to the file's separator (e.g. ';', '\\t', or '\\s+' for spaces)"
+                )
+            return frame
+        if cfg.format == "arff":
             return read_arff(path, text_cols)
     except pd.errors.EmptyDataError:
         raise DataError(f"data file is empty: {path}") from None
-    raise DataError(f"unknown data.format {fmt!r} for {path}")
+    except (UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise DataError(
+            f"{path}: cannot read as {cfg.format} ({str(e).splitlines()[0]}); check data.sep "
+            f"({cfg.sep!r}) and data.encoding ({cfg.encoding!r})"
+        ) from None
+    raise DataError(f"unknown data.format {cfg.format!r} for {path}")
 
 
 _ATTRIBUTE = re.compile(r"""@attribute\s+(?:'([^']*)'|"([^"]*)"|(\S+))\s+(.+)""", re.IGNORECASE)
