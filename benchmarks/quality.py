@@ -6,7 +6,9 @@ tracking store, once per seed, for two recipes: the data set's best recipe
 gets). Each run's ``evaluation.json`` carries the network's test AUC and that of the built-in
 LightGBM benchmark (trained on the same training rows, stopped on the same validation rows). Stratified
 sets vary the split (``data.split.seed=0,1,2``); SBA has one out-of-time split, so it varies the
-training seed (``seed=0,1,2``). Models and settings are chosen on validation rows only.
+training seed (``seed=0,1,2``). Models and settings are chosen on validation rows only. A best
+recipe may be an ensemble (``launcher=ray launcher.parallelism=ensemble`` in its experiment file):
+the job then starts its own Ray cluster, and ``members`` records how many networks it averaged.
 
     python -m benchmarks.quality                       # every set, both recipes, seeds 0 1 2
     python -m benchmarks.quality --sets taiwan --recipes best
@@ -77,6 +79,7 @@ def run_job(name: str, recipe: str, seed: int, threads: int, extra: list[str]) -
         "gbdt_test_auc": gbdt["test"]["auc"], "gbdt_valid_auc": gbdt["valid_auc"],
         "lift_auc": report["lift"]["auc"] if "lift" in report else None, "bayes_auc_test": report.get("bayes_auc_test"),
         "best_epoch": report["training"]["best_epoch"], "epochs_run": report["training"]["epochs_run"],
+        "members": len(report.get("ensemble", [])) or 1,
         "job_seconds": wall, "gbdt_seconds": gbdt["seconds"], "net_seconds": wall - gbdt["seconds"],
     }  # fmt: skip
 
@@ -88,7 +91,8 @@ def _mean_sd(xs: list[float | None]) -> dict[str, float] | None:
 
 
 def summarise(runs: list[dict]) -> dict:
-    """Per set and recipe: mean and sd of test AUC (network, LightGBM), mean lift, mean wall times."""
+    """Per set and recipe: mean and sd of test and validation AUC (network, LightGBM), mean lift,
+    mean wall times."""
     out: dict = {}
     for r in runs:
         out.setdefault(r["set"], {}).setdefault(r["recipe"], []).append(r)
@@ -97,8 +101,11 @@ def summarise(runs: list[dict]) -> dict:
         for recipe, rs in recipes.items():
             row = {
                 "n": len(rs),
+                "members": rs[0].get("members", 1),
                 "net_test_auc": _mean_sd([r["net_test_auc"] for r in rs]),
                 "gbdt_test_auc": _mean_sd([r["gbdt_test_auc"] for r in rs]),
+                "net_valid_auc": _mean_sd([r["net_valid_auc"] for r in rs]),
+                "gbdt_valid_auc": _mean_sd([r["gbdt_valid_auc"] for r in rs]),
                 "lift_auc": None
                 if None in (x := [r["lift_auc"] for r in rs])
                 else statistics.mean(x),
@@ -131,6 +138,7 @@ def markdown(summary: dict) -> str:
             net, gbdt = s["net_test_auc"], s["gbdt_test_auc"]
             bayes = f"{s['bayes_auc_test']['mean']:.4f}" if "bayes_auc_test" in s else "-"
             label = f"`experiment={name}_best`" if recipe == "best" else "default"
+            label += f" ({s['members']} networks)" if s.get("members", 1) > 1 else ""
             lines.append(
                 f"| {LABELS[name]} | {label} | {_fmt(net)} | "
                 f"{_fmt(gbdt)} | {_fmt(s['lift_auc'])} | {bayes} | "

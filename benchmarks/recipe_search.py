@@ -9,6 +9,11 @@ for the record only and never used to choose.
     python -m benchmarks.recipe_search                                # every recipe, every set
     python -m benchmarks.recipe_search --sets taiwan polish --recipes base cosine --seeds 0 1 2
     python -m benchmarks.recipe_search --out /tmp/recipes.jsonl --table   # the table of a results file
+    python -m benchmarks.recipe_search --sets polish --recipes long_ple --members 1 4 8
+
+``--members`` trains each recipe's networks as ``launcher.parallelism=ensemble`` would (member r
+seeded ``seed + r``, every training row), one after another in this process, and records each
+ensemble of the first k members as recipe ``<recipe>_x<k>`` (PD: the mean of the members' PDs).
 
 Results are appended to ``--out`` (one JSON line per run) and runs already there are skipped, so a
 search can be stopped and continued, or split over processes (``--threads 1`` each).
@@ -17,6 +22,7 @@ search can be stopped and continued, or split over processes (``--threads 1`` ea
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -111,24 +117,58 @@ def fit_recipe(cfg: TrainConfig, data: Prepared) -> dict:
     }
 
 
+def fit_ensembles(cfg: TrainConfig, data: Prepared, sizes: list[int]) -> dict[int, dict]:
+    """Members seeded ``cfg.seed + r`` (as ``launcher.parallelism=ensemble`` seeds its ranks),
+    trained in turn; per size k, validation and test AUC of the mean PD of the first k members."""
+    parts = {"valid": data.tensors["valid"], "test": data.tensors["test"]}
+    y = {part: t.y.numpy().astype(int) for part, t in parts.items()}
+    pds: dict[str, list] = {part: [] for part in parts}
+    fits, out, t0 = [], {}, time.perf_counter()
+    for r in range(max(sizes)):
+        member = dataclasses.replace(cfg, seed=cfg.seed + r)
+        state = build(member, data)
+        fits.append(fit(state, data.train, data.valid, member.optim, member.trainer))
+        for part, t in parts.items():
+            pds[part].append(predict_pd(state.model, t.x_num, t.x_cat, cfg.trainer.eval_batch_size))
+        if (k := r + 1) in sizes:
+            out[k] = {
+                **{f"{part}_auc": metrics.auc(y[part], sum(pds[part]) / k) for part in parts},
+                "member_valid_auc": [f.best_valid_auc for f in fits],
+                "best_epoch": statistics.mean(f.best_epoch for f in fits),
+                "epochs_run": sum(f.epochs_run for f in fits),
+                "seconds": time.perf_counter() - t0,
+            }
+    return out
+
+
 def load(out: Path) -> list[dict]:
     return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
 
 
-def search(sets: list[str], recipes: list[str], seeds: list[int], out: Path) -> None:
+def search(
+    sets: list[str], recipes: list[str], seeds: list[int], out: Path, members: list[int] | None
+) -> None:
     done = {(r["set"], r["seed"], r["recipe"]) for r in load(out)}
+    names = {r: [f"{r}_x{k}" for k in members] if members else [r] for r in recipes}
     for name in sets:
         for seed in seeds:
-            todo = [r for r in recipes if (name, seed, r) not in done]
+            todo = [r for r in recipes if any((name, seed, n) not in done for n in names[r])]
             if not todo:
                 continue
             data = prepare(compose_cfg(SETS[name] + seed_overrides(name, seed)))
             for recipe in todo:
                 cfg = compose_cfg(SETS[name] + seed_overrides(name, seed) + RECIPES[recipe])
-                row = {"set": name, "seed": seed, "recipe": recipe, **fit_recipe(cfg, data)}
-                print(json.dumps(row), flush=True)
-                with out.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                if members:
+                    results = {
+                        f"{recipe}_x{k}": r for k, r in fit_ensembles(cfg, data, members).items()
+                    }
+                else:
+                    results = {recipe: fit_recipe(cfg, data)}
+                for label, result in results.items():
+                    row = {"set": name, "seed": seed, "recipe": label, **result}
+                    print(json.dumps(row), flush=True)
+                    with out.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
 
 
 def table(rows: list[dict], key: str = "valid_auc") -> str:
@@ -171,13 +211,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     parser.add_argument("--out", type=Path, default=Path("recipe_search.jsonl"))
     parser.add_argument("--table", action="store_true", help="only print the table of --out")
+    parser.add_argument(
+        "--members", nargs="+", type=int, help="ensembles of the first k members (recipe_xk)"
+    )
     args = parser.parse_args()
     register_configs()
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.table:
-        search(args.sets, args.recipes, args.seeds, args.out)
-    rows = [r for r in load(args.out) if r["recipe"] in args.recipes and r["set"] in args.sets]
+        search(args.sets, args.recipes, args.seeds, args.out, args.members)
+    chosen = {f"{r}_x{k}" for r in args.recipes for k in args.members} if args.members else set()
+    chosen |= set(args.recipes)
+    rows = [r for r in load(args.out) if r["recipe"] in chosen and r["set"] in args.sets]
     print(table(rows))
     print(
         table(rows, "test_auc"), "\n(test AUC for the record only: recipes are chosen on valid AUC)"
