@@ -15,10 +15,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
+from training.config import from_options
 from training.data.parquet import write_synthetic_book
-from training.errors import ConfigError, RiskbrainError, check
+from training.errors import RiskbrainError, check
 
 
 @dataclass(kw_only=True)
@@ -40,13 +39,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     try:
-        try:
-            merged = OmegaConf.merge(
-                OmegaConf.structured(PortfolioConfig), OmegaConf.from_dotlist(argv)
-            )
-            cfg: PortfolioConfig = OmegaConf.to_object(merged)
-        except Exception as e:  # noqa: BLE001 - an unknown key or a wrong type, said in one line
-            raise ConfigError(str(e).splitlines()[0]) from None
+        cfg: PortfolioConfig = from_options(PortfolioConfig, argv)
         out = write_synthetic_book(
             Path(cfg.output), cfg.n_rows, seed=cfg.seed, rows_per_file=cfg.rows_per_file,
             row_group_size=cfg.row_group_size, workers=cfg.workers,

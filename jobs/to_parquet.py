@@ -13,10 +13,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING
 
+from training.config import from_options
 from training.data.parquet import csv_to_parquet
-from training.errors import ConfigError, DataError, RiskbrainError
+from training.errors import DataError, RiskbrainError
 
 
 @dataclass(kw_only=True)
@@ -32,13 +33,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     try:
-        try:
-            merged = OmegaConf.merge(
-                OmegaConf.structured(ConvertConfig), OmegaConf.from_dotlist(argv)
-            )
-            cfg: ConvertConfig = OmegaConf.to_object(merged)
-        except Exception as e:  # noqa: BLE001 - an unknown or missing key, said in one line
-            raise ConfigError(str(e).splitlines()[0]) from None
+        cfg: ConvertConfig = from_options(ConvertConfig, argv)
         source, output = Path(cfg.input), Path(cfg.output)
         if not source.is_file():
             raise DataError(f"input={source}: no such file")

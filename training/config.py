@@ -603,6 +603,22 @@ def to_config(cfg: Any) -> TrainConfig:
         raise ConfigError(str(e)) from e
 
 
+def from_options(schema: type, argv: list[str]) -> Any:
+    """A small job's ``key=value`` options into its dataclass, checked: an unknown key, a wrong
+    type, a missing value or an out-of-range one is a ``ConfigError`` naming it."""
+    try:
+        return OmegaConf.to_object(
+            OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(argv))
+        )
+    except ConfigError:
+        raise
+    except Exception as e:  # OmegaConf's own errors (and those it wraps): their first line
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise ConfigError(str(e).splitlines()[0]) from None
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """The resolved config (or any node of it) as plain containers, enums as their names."""
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)

@@ -234,7 +234,9 @@ def test_a_parquet_folder_is_read_by_row_groups_in_a_fixed_order(tmp_path):
     book = ParquetBook(tmp_path / "book")
     assert book.n_rows == 150 and book.n_files == 3 and len(book.groups) == 12
     assert "vintage" in book.columns  # the hive partition is a column
-    part, read = book.read(40, 75, ["annual_inc", "vintage"]), book.describe(40, 75)
+    chunks = list(book.chunks(40, 75, ["annual_inc", "vintage"], batch_rows=1000))
+    part, read = pd.concat([c for _, c in chunks], ignore_index=True), book.describe(40, 75)
+    assert [first for first, _ in chunks] == [40, 48, 50, 66]  # one chunk per row group touched
     assert part["annual_inc"].tolist() == whole["annual_inc"].iloc[40:75].tolist()
     assert part["vintage"].tolist() == whole["vintage"].iloc[40:75].tolist()
     # rows 40-74 lie in file 0's groups 2-3 (32-49) and file 1's groups 0-1 (50-81)
@@ -318,3 +320,14 @@ def test_a_headerless_space_separated_file_like_german_credit(tmp_path):
     cfg.sep = ","  # the wrong separator: every row is one column
     with pytest.raises(DataError, match="reads as one column with data.sep=','"):
         load_dataset(cfg)
+
+
+def test_the_book_jobs_options_are_checked():
+    from jobs.make_portfolio import PortfolioConfig
+    from training.config import from_options
+
+    assert from_options(PortfolioConfig, ["n_rows=5", "output=b"]).n_rows == 5
+    with pytest.raises(ConfigError, match="n_rowz"):
+        from_options(PortfolioConfig, ["n_rowz=5"])
+    with pytest.raises(ConfigError, match="n_rows"):
+        from_options(PortfolioConfig, ["n_rows=0"])

@@ -77,11 +77,6 @@ class ParquetBook:
                     yield start + a, batch.slice(a, b - a).to_pandas()
                 start += batch.num_rows
 
-    def read(self, lo: int, hi: int, names: list[str]) -> pd.DataFrame:
-        """Rows [lo, hi) as one frame."""
-        pieces = [frame for _, frame in self.chunks(lo, hi, names, 1 << 20)]
-        return pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(columns=names)
-
 
 def write_synthetic_book(
     output: Path,
