@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from training.config import DataConfig, SplitConfig
+from training.data.preprocess import is_number
 from training.data.schema import Parse
 from training.errors import DataError
 
@@ -44,20 +45,12 @@ def mark_missing(col: pd.Series, tokens: list[Any]) -> pd.Series:
     if not tokens or len(col) == 0:
         return col
     if pd.api.types.is_numeric_dtype(col.dtype):
-        codes = [float(t) for t in tokens if _is_number(t)]
+        codes = [float(t) for t in tokens if is_number(t)]
         return col.mask(col.isin(codes)) if codes else col
     text = {label_text(t) for t in tokens}
     uniq = pd.unique(col.dropna())
     hits = [u for u in uniq if label_text(u) in text]
     return col.mask(col.isin(hits)) if hits else col
-
-
-def _is_number(v: Any) -> bool:
-    try:
-        float(v)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def numeric(col: pd.Series, key: str, name: str, parse: Parse, source: str, first_row: int = 0):
@@ -112,7 +105,7 @@ def _suggest(value: Any, key: str, parse: Parse) -> str:
 
 def binary(values: pd.Series, name: str, sentinels: dict, source: str, first_row: int = 0):
     """A numeric column declared binary must hold 0 and 1 only (missing values and sentinels aside)."""
-    allowed = [0.0, 1.0, *(float(c) for c in sentinels if _is_number(c))]
+    allowed = [0.0, 1.0, *(float(c) for c in sentinels if is_number(c))]
     bad = (values.notna() & ~values.isin(allowed)).to_numpy()
     if bad.any():
         raise DataError(
@@ -193,8 +186,10 @@ def period(col: pd.Series, cfg: SplitConfig, source: str, first_row: int = 0) ->
                 f"at data row {_row(bad, first_row)} that {key}={cfg.period_format!r} does not read"
             )
         return values
-    if pd.api.types.is_datetime64_any_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
-        return col if pd.api.types.is_datetime64_any_dtype(col.dtype) else col.astype("float64")
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        return col
+    if pd.api.types.is_numeric_dtype(col.dtype):
+        return col.astype("float64")
     values = pd.to_numeric(col, errors="coerce")
     if (values.isna() == col.isna()).all():
         return values.astype("float64")
@@ -213,12 +208,12 @@ def period_bound(value: Any, key: str, dates: bool, fmt: str | None) -> Any:
     """``valid_from``/``test_from`` in the period column's terms: a number, or a date (a year
     such as 2015 means 1 January 2015; text is read with ``period_format`` or as ISO)."""
     if not dates:
-        if not _is_number(value):
+        if not is_number(value):
             raise DataError(
                 f"config {key}={value!r}: the period column holds numbers; give a number"
             )
         return float(value)
-    if _is_number(value):
+    if is_number(value):
         return pd.Timestamp(year=int(float(value)), month=1, day=1)
     for f in (fmt, "ISO8601"):
         if f:

@@ -41,7 +41,7 @@ class Preprocessor:
             schema.names(k) for k in (Kind.numeric, Kind.binary, Kind.categorical)
         )
         valued = [f for f in schema.features if f.kind != Kind.categorical]
-        codes = {f.name: sorted({float(v) for v in f.missing if _is_number(v)}) for f in valued}
+        codes = {f.name: sorted({float(v) for v in f.missing if is_number(v)}) for f in valued}
         declared = [[f.name, float(c), m] for f in valued for c, m in f.sentinels.items()]
         pre = cls(
             numeric=numeric,
@@ -55,7 +55,7 @@ class Preprocessor:
             sentinels=[s for s in declared if (frame[s[0]].to_numpy() == s[1]).any()],
         )
         levels = np.linspace(0.0, 1.0, max(2, min(n_quantiles, len(frame))))
-        values = {c: pre._values(frame, c) for c in numeric + binary}
+        values = {c: pre._values(frame, c) for c in numeric}
         pre.levels = levels.tolist()
         pre.quantiles = [
             np.nanquantile(values[c], levels).tolist()
@@ -118,7 +118,8 @@ class Preprocessor:
         return asdict(self)
 
 
-def _is_number(v) -> bool:
+def is_number(v) -> bool:
+    """True for a value that reads as a number (a code such as -7 or "-7", not a token like "n/a")."""
     try:
         float(v)
     except (TypeError, ValueError):
