@@ -191,6 +191,12 @@ class DataConfig:
                 "must be -1, 0 or 1",
             )
             check(
+                f.monotone == 0 or f.kind != Kind.categorical,
+                f"data.features[{i}].monotone",
+                f.monotone,
+                "applies to numeric and binary columns (categories have no order): set it to 0",
+            )
+            check(
                 not f.sentinels or f.kind != Kind.categorical,
                 f"data.features[{i}].sentinels",
                 f.sentinels,

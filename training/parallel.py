@@ -87,4 +87,5 @@ def network(cfg: TrainConfig, data, bins: list[torch.Tensor] | None) -> nn.Modul
         cat_cardinalities=data.pre.cat_cardinalities,
         bins=bins,
         base_rate=float(data.train_sample[data.dataset.schema.target].mean()),
+        directions=data.pre.directions(data.dataset.schema),
     )

@@ -88,6 +88,13 @@ class Preprocessor:
     def cat_cardinalities(self) -> list[int]:
         return [len(self.vocab[c]) + 1 for c in self.categorical]  # +1: the unknown bucket
 
+    def directions(self, schema: Schema) -> list[int]:
+        """Each x_num column's declared monotone direction: the feature's for its value column
+        (the quantile map keeps order), 0 for missing indicators and sentinels."""
+        declared = {f.name: f.monotone for f in schema.features}
+        values = [declared[c] for c in self.numeric + self.binary]
+        return values + [0] * (len(self.indicators) + len(self.sentinels))
+
     def transform(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Shape: (n, n_num_features) float32 and (n, n_categorical) int64."""
         n = len(frame)

@@ -11,6 +11,7 @@ from torch import nn
 from training.models.config import MLPConfig, ModelConfig, ModelName, TabMConfig
 from training.models.embeddings import make_num_embeddings
 from training.models.mlp import MLP
+from training.models.monotone import Monotone
 
 
 def _build_mlp(
@@ -45,13 +46,22 @@ def build_model(
     cat_cardinalities: list[int],
     bins: list[torch.Tensor] | None = None,
     base_rate: float | None = None,
+    directions: list[int] | None = None,
 ) -> nn.Module:
     """Every model maps (x_num, x_cat) to logits of shape (batch, k): k ensemble members, 1 for the MLP.
 
     ``base_rate`` (the training default rate) starts the output bias at its log-odds, so the first
     steps learn the features rather than the 5 % prior (an untrained net predicts 50 %).
+    ``directions`` (each x_num column's declared monotone direction, 0 = none) makes the model
+    monotone in those columns by construction when ``cfg.monotone`` is on (``Monotone``).
     """
-    model = BUILDERS[cfg.name](cfg, n_num, cat_cardinalities, bins)
+    if cfg.monotone and directions is not None and any(directions):
+        free = [j for j, d in enumerate(directions) if d == 0]
+        free_bins = [bins[j] for j in free] if bins is not None else None
+        base = BUILDERS[cfg.name](cfg, len(free), cat_cardinalities, free_bins)
+        model = Monotone(base, directions, cat_cardinalities)
+    else:
+        model = BUILDERS[cfg.name](cfg, n_num, cat_cardinalities, bins)
     if base_rate is not None:
         with torch.no_grad():
             _output_bias(model).fill_(math.log(base_rate / (1 - base_rate)))
@@ -59,6 +69,7 @@ def build_model(
 
 
 def _output_bias(model: nn.Module) -> torch.Tensor:
+    model = model.base if isinstance(model, Monotone) else model
     return model.head.bias if isinstance(model, MLP) else model.tabm.output.bias
 
 

@@ -29,7 +29,8 @@ class NumEmbeddings(StrEnum):
 
 @dataclass(kw_only=True)
 class ModelConfig:
-    """What every architecture shares: block width and depth, dropout, numeric embeddings."""
+    """What every architecture shares: block width and depth, dropout, numeric embeddings, and
+    whether the data config's monotone directions are enforced (``training/models/monotone.py``)."""
 
     name: ModelName
     d_block: int = 256
@@ -38,6 +39,7 @@ class ModelConfig:
     num_embeddings: NumEmbeddings = NumEmbeddings.none
     d_embedding: int = 16
     n_bins: int = 32
+    monotone: bool = True
 
     def __post_init__(self) -> None:
         # Plain strings arrive from Python callers and from a bundle's JSON.
@@ -76,8 +78,9 @@ MODEL_CONFIGS: dict[ModelName, type[ModelConfig]] = {
 
 
 def model_config_from_dict(values: dict[str, Any]) -> ModelConfig:
-    """The inverse of ``asdict``: the option's class is chosen by ``name``."""
-    return MODEL_CONFIGS[ModelName(values["name"])](**values)
+    """The inverse of ``asdict``: the option's class is chosen by ``name``. Bundles written before
+    monotone constraints existed have no ``monotone`` key: their networks are unconstrained."""
+    return MODEL_CONFIGS[ModelName(values["name"])](**{"monotone": False} | values)
 
 
 def model_config_to_dict(cfg: ModelConfig) -> dict[str, Any]:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from training.models.dense import DenseInput
 
-class MLP(nn.Module):
+
+class MLP(DenseInput):
     """Numeric features (optionally embedded) and one-hot categoricals, concatenated.
 
     Shape:
         x_num: (batch, n_num) float32; x_cat: (batch, n_cat) int64 -> logits (batch, 1)
+        (``forward_dense``: x_cat as one-hots, (batch, sum(cat_cardinalities)))
     """
 
     def __init__(
@@ -39,13 +41,10 @@ class MLP(nn.Module):
         self.backbone = nn.Sequential(*layers)
         self.head = nn.Linear(d_block, 1)
 
-    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
+    def forward_dense(self, x_num: torch.Tensor, x_onehot: torch.Tensor) -> torch.Tensor:
         if self.num_embeddings is not None:
             x_num = self.num_embeddings(x_num).flatten(1)  # (B, n_num, d) -> (B, n_num * d)
-        parts = [x_num] + [
-            F.one_hot(x_cat[:, j], c).to(x_num.dtype) for j, c in enumerate(self.cat_cardinalities)
-        ]
-        return self.head(self.backbone(torch.cat(parts, dim=1)))
+        return self.head(self.backbone(torch.cat([x_num, x_onehot], dim=1)))
 
 
 def _embedded_width(module: nn.Module, n_num: int) -> int:

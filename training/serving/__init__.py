@@ -102,7 +102,11 @@ class Scorer:
             )
             for m in bundle["members"]
         ]
-        shape = {"n_num": self.pre.n_num_features, "cat_cardinalities": self.pre.cat_cardinalities}
+        shape = {
+            "n_num": self.pre.n_num_features,
+            "cat_cardinalities": self.pre.cat_cardinalities,
+            "directions": self.pre.directions(self.schema),
+        }
         networks = [build_model(cfg, **shape, bins=bins) for cfg, bins in self.members]
         self.model = networks[0] if len(networks) == 1 else Ensemble(networks)
         self.model.load_state_dict(load_file(Path(bundle_dir) / WEIGHTS))
