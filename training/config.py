@@ -21,6 +21,8 @@ from training.constants import STOP_SIGNAL
 from training.data.schema import FeatureSpec, Kind
 from training.errors import ConfigError, check, check_option
 from training.models.config import MODEL_CONFIGS, ModelConfig
+from training.serving.explain import ExplainConfig
+from training.serving.scorecard import ScoreScale
 
 __all__ = ["ConfigError", "ModelConfig", "TrainConfig", "to_config", "to_dict"]
 
@@ -167,6 +169,7 @@ class DataConfig:
     column_names: list[str] = field(default_factory=list)  # csv without a header row: its columns
     encoding: str = "utf-8-sig"  # csv: the text encoding (utf-8-sig also reads plain UTF-8)
     features: list[FeatureSpec] = field(default_factory=list)
+    protected: list[str] = field(default_factory=list)  # columns never used as inputs or reasons
     n_rows: int = 100_000
     seed: int = 0
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -201,6 +204,15 @@ class DataConfig:
                 f"data.features[{i}].sentinels",
                 f.sentinels,
                 "applies to numeric and binary columns (a categorical code is already a category)",
+            )
+        inputs = [f.name for f in self.features]
+        for i, name in enumerate(self.protected):
+            check(
+                name not in inputs,
+                f"data.protected[{i}]",
+                name,
+                f"is also data.features[{inputs.index(name) if name in inputs else -1}]: a "
+                "protected attribute is never a model input; remove one of the two",
             )
         check(
             self.positive_label is None or not self.target_map,
@@ -550,6 +562,8 @@ class TrainConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    score: ScoreScale = field(default_factory=ScoreScale)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 0
 

@@ -21,6 +21,7 @@ import torch
 from training import metrics
 from training.benchmark import gbdt_benchmark
 from training.checkpoint import Checkpointer, load_latest
+from training.checks import completeness, monotonicity
 from training.config import TrainConfig, training_dict
 from training.data.prepare import Prepared, prepare
 from training.data.split import summary
@@ -34,7 +35,8 @@ from training.plots import save_evaluation_plots
 from training.preemption import StopFlag
 from training.progress import EpochProgress
 from training.run_dir import RunDir
-from training.serving import save_bundle
+from training.serving import make_decision, save_bundle
+from training.serving.explain import Explainer
 from training.state import TrainState
 from training.tracking import Tracker, flatten, git_commit, open_run
 
@@ -155,6 +157,7 @@ class Evaluation:
     report: dict  # evaluation.json
     test_y: np.ndarray  # every test row's label and PD, in global order (for the plots)
     test_p: np.ndarray
+    decision: dict  # what the bundle stores to turn a PD into a score and reasons
 
 
 def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContext) -> Evaluation:
@@ -174,6 +177,8 @@ def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContex
     if data.dataset.pd_true is not None:
         pd_true = ctx.allgather_array(data.dataset.pd_true[data.rows["test"]])
         report["bayes_auc_test"] = metrics.auc(y["test"], pd_true)
+    decision, checks = decision_parts(cfg, data, model, p_train, ctx)
+    report |= checks
     report["training"] = trained.result.summary() | {"world_size": trained.world_size}
     if trained.ensemble:  # one line per member: its seed and how its training went
         report["ensemble"] = trained.ensemble
@@ -185,6 +190,7 @@ def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContex
         "source": data.dataset.source,
         "rows": len(data.labels),
         "unused_columns": list(data.dataset.unused),
+        "protected": list(data.dataset.schema.protected),
     }
     report["data_fingerprint"] = data.fingerprint
     if ctx.is_main:
@@ -197,7 +203,29 @@ def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContex
             if gbdt
             else "",
         )
-    return Evaluation(report, y["test"], p["test"])
+    return Evaluation(report, y["test"], p["test"], decision)
+
+
+def decision_parts(
+    cfg: TrainConfig, data: Prepared, model: torch.nn.Module, p_train: np.ndarray, ctx: DistContext
+) -> tuple[dict, dict]:
+    """What the bundle stores to turn a PD into a decision (the score scale, the reasons'
+    settings and reference rows, the training scores' deciles), and the report's checks of it:
+    monotone directions on test rows, and the reasons' completeness (rank 0)."""
+    schema, test = data.dataset.schema, data.tensors["test"]
+    decision = make_decision(cfg.score, cfg.explain, *data.sample_x, p_train, cfg.seed)
+    checks: dict = {"monotonicity": monotonicity(model, test, data.pre, schema, ctx)}
+    if ctx.is_main:
+        explainer = Explainer(model, data.pre, schema, decision["reference"], cfg.explain)
+        checks["explain"] = completeness(explainer, test)
+        wrong = sum(m["violations"] for m in checks["monotonicity"].values())
+        log.info(
+            "monotone features: %d, rows moved the wrong way: %d; reasons' completeness error "
+            "max %.2g logits (tolerance %g)",
+            len(checks["monotonicity"]), wrong, checks["explain"]["max_abs_error"],
+            cfg.explain.tolerance,
+        )  # fmt: skip
+    return decision, checks
 
 
 # What a registered version is tagged with (and so can be compared by) besides the run's tags.
@@ -208,6 +236,12 @@ def final_metrics(report: dict) -> dict[str, float]:
     """The report's numbers as flat MLflow metrics: test_*, benchmark_test_*, lift_*, PSI, Bayes."""
     out = {f"test_{k}": v for k, v in report["test"].items()}
     out |= {k: v for k, v in report.items() if isinstance(v, float)}
+    if "monotonicity" in report:
+        out["monotone_violations"] = float(
+            sum(m["violations"] for m in report["monotonicity"].values())
+        )
+    if "explain" in report:
+        out["reasons_completeness_max_error"] = report["explain"]["max_abs_error"]
     if "benchmark" in report:
         out |= {f"benchmark_test_{k}": v for k, v in report["benchmark"]["test"].items()}
         out |= {f"lift_{k}": v for k, v in report["lift"].items()}
@@ -230,7 +264,8 @@ def publish(
     title = f"{cfg.data.name} / {cfg.model.name}"
     save_evaluation_plots(evaluation.test_y, evaluation.test_p, run_dir.plots, title=title)
     model, extra = trained.model, {"metrics": report["test"], **tags}
-    bundle = {"model": model, "members": trained.members, "pre": data.pre, "schema": schema}
+    bundle = {"model": model, "members": trained.members, "pre": data.pre, "schema": schema,
+              "decision": evaluation.decision}  # fmt: skip
     run_dir.write_folder(run_dir.bundle, lambda tmp: save_bundle(tmp, **bundle, extra=extra))
     example = data.frames["test"][schema.names()].head(5)
     x_num, x_cat = (torch.from_numpy(x) for x in data.pre.transform(example))

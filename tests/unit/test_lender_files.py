@@ -60,6 +60,7 @@ def _config(
         f"data.root={tmp_path}",
         f"data.path={name}",
         "data.target=loan_status",
+        "data.protected=[]",
         *[f"data.{k}={v}" for k, v in overrides.items()],
     ).data
     cfg.features = [

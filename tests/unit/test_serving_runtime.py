@@ -22,9 +22,10 @@ import torch
 
 from training.data.preprocess import Preprocessor, _quantile_normal
 from training.data.schema import FeatureSpec, Kind, Schema
-from training.models import build_model
+from training.models import build_model, predict_pd
 from training.models.config import MLPConfig, ModelConfig, TabMConfig
-from training.serving import Scorer, save_bundle
+from training.serving import Scorer, make_decision, save_bundle
+from training.serving.explain import ExplainConfig
 from training.serving.package import (
     RUNTIME_DISTRIBUTIONS,
     RUNTIME_MODULES,
@@ -33,6 +34,7 @@ from training.serving.package import (
     pyfunc_model,
     stage_runtime,
 )
+from training.serving.scorecard import ScoreScale
 
 SERVING_PACKAGES = {
     "torch",
@@ -230,7 +232,12 @@ def _bundle(path: Path, cfg: ModelConfig, schema: Schema, train: pd.DataFrame) -
     pre = Preprocessor.fit(train, schema)
     torch.manual_seed(0)
     model = build_model(cfg, n_num=pre.n_num_features, cat_cardinalities=pre.cat_cardinalities)
-    return save_bundle(path, model=model, members=[(cfg, None)], pre=pre, schema=schema)
+    x_num, x_cat = (torch.from_numpy(x) for x in pre.transform(train))
+    decision = make_decision(
+        ScoreScale(), ExplainConfig(), x_num, x_cat, predict_pd(model, x_num, x_cat)
+    )
+    return save_bundle(path, model=model, members=[(cfg, None)], pre=pre, schema=schema,
+                       decision=decision)  # fmt: skip
 
 
 def test_pyfunc_model_gives_log_model_its_arguments(tmp_path):

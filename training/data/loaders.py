@@ -87,7 +87,10 @@ class Shard:
             self.read = f"rows {self.lo}-{self.hi - 1} of {self.n_rows} (generated)"
             return
         self.schema = Schema(
-            features=list(cfg.features), target=cfg.target, period=cfg.split.period_column
+            features=list(cfg.features),
+            target=cfg.target,
+            period=cfg.split.period_column,
+            protected=list(cfg.protected),
         )
         path = self._path()
         self.source = str(path)
@@ -105,14 +108,15 @@ class Shard:
             self.read = self._book.describe(self.lo, self.hi)
         if self.n_rows == 0:
             raise DataError(f"{path}: no data rows")
-        missing = [c for c in wanted_columns(self.schema) if c not in columns]
+        named = wanted_columns(self.schema) + self.schema.protected
+        missing = [c for c in named if c not in columns]
         if missing:
             more = " ..." if len(columns) > 20 else ""
             raise DataError(
                 f"{path}: missing columns {missing} (named in data.features / data.target / "
-                f"data.split.period_column; the file has {columns[:20]}{more})"
+                f"data.split.period_column / data.protected; the file has {columns[:20]}{more})"
             )
-        self.unused = tuple(c for c in columns if c not in wanted_columns(self.schema))
+        self.unused = tuple(c for c in columns if c not in named)
 
     def _path(self) -> Path:
         cfg, path = self.cfg, data_path(self.cfg)

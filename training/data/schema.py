@@ -42,8 +42,8 @@ class FeatureSpec:
     """One input column.
 
     ``monotone`` is +1 where risk must not fall as the feature rises, -1 where it must not
-    rise, 0 where no direction is imposed. It is recorded with the model (in its schema); nothing
-    enforces it in training or checks it in the evaluation report yet.
+    rise, 0 where no direction is imposed. The network holds it by construction
+    (``training/models/monotone.py``) and every evaluation report checks it on test rows.
 
     ``missing`` lists values that mean "no value" in this column (tokens such as ``"n/a"`` or
     codes such as ``-1``). ``sentinels`` maps special codes to what they mean (FICO's HELOC file:
@@ -69,6 +69,7 @@ class Schema:
     features: list[FeatureSpec]
     target: str
     period: str | None = None  # a column used only to split out-of-time, never as an input
+    protected: list[str] = field(default_factory=list)  # never an input or a reason; for fairness
 
     def __post_init__(self) -> None:
         names = [f.name for f in self.features]
@@ -77,6 +78,11 @@ class Schema:
             raise ValueError(f"schema: duplicate feature names {dupes}")
         if self.target in names:
             raise ValueError(f"schema: target {self.target!r} is also listed as a feature")
+        if clash := sorted(set(self.protected) & set(names)):
+            raise ValueError(
+                f"schema: protected columns {clash} are also features: a protected attribute is "
+                "never a model input (remove it from data.features or from data.protected)"
+            )
         if not self.features:
             raise ValueError("schema: no features")
 

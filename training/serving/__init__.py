@@ -1,8 +1,10 @@
-"""The served model: preprocessing and network together as an MLflow pyfunc, weights as safetensors."""
+"""The served model: preprocessing, network, score scale and reason codes together as an MLflow
+pyfunc; weights as safetensors, everything else as JSON."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +16,33 @@ from torch import nn
 from training.data.preprocess import Preprocessor
 from training.data.schema import FeatureSpec, Kind, Schema, Source
 from training.models.config import ModelConfig, model_config_from_dict, model_config_to_dict
+from training.serving.explain import ExplainConfig, Explainer, reference_sample
+from training.serving.scorecard import ScoreScale, score_bins
 
 WEIGHTS, BUNDLE = "weights.safetensors", "bundle.json"
 
 
 Member = tuple[ModelConfig, list[torch.Tensor] | None]  # a network's config and embedding bins
+
+
+def make_decision(
+    scale: ScoreScale,
+    explain: ExplainConfig,
+    x_num: torch.Tensor,
+    x_cat: torch.Tensor,
+    train_pd: np.ndarray,
+    seed: int = 0,
+) -> dict:
+    """What turns a PD into a decision, for ``save_bundle``: the score scale, the reasons'
+    settings and reference rows (drawn from the preprocessed training rows ``x_num, x_cat``), and
+    the deciles of the training rows' scores (``train_pd``), which scored portfolios' PSI is
+    measured against."""
+    return {
+        "score": asdict(scale),
+        "explain": asdict(explain),
+        "reference": reference_sample(x_num, x_cat, explain.reference_rows, seed),
+        "score_reference": score_bins(scale.score(train_pd)),
+    }
 
 
 def save_bundle(
@@ -28,12 +52,14 @@ def save_bundle(
     members: list[Member],
     pre: Preprocessor,
     schema: Schema,
+    decision: dict | None = None,
     extra: dict | None = None,
 ) -> Path:
     """Everything needed to rebuild the model, as tensors and JSON: no pickle anywhere.
 
     ``model`` is one network (one member) or an ``Ensemble`` of the ``members``, which share the
-    preprocessing and the schema.
+    preprocessing and the schema. ``decision`` comes from ``make_decision``; without one the model
+    scores on the default scale and gives no reasons (as bundles older than reason codes do).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -47,8 +73,10 @@ def save_bundle(
             for cfg, bins in members
         ],
         "preprocessor": pre.state(),
+        "decision": decision or {},
         "schema": {
             "target": schema.target,
+            "protected": list(schema.protected),
             "features": [
                 {
                     "name": f.name,
@@ -73,7 +101,8 @@ def load_model_configs(bundle_dir: Path) -> list[ModelConfig]:
 
 
 class Scorer:
-    """Raw applicant rows in, PDs out: preprocessing and network applied exactly as in training."""
+    """Raw applicant rows in; PD, score and reasons out: preprocessing and network applied
+    exactly as in training."""
 
     def __init__(self, bundle_dir: Path) -> None:
         from training.models import build_model
@@ -82,6 +111,7 @@ class Scorer:
         bundle = json.loads((Path(bundle_dir) / BUNDLE).read_text())
         self.schema = Schema(
             target=bundle["schema"]["target"],
+            protected=bundle["schema"].get("protected", []),
             features=[
                 FeatureSpec(
                     name=f["name"],
@@ -111,6 +141,15 @@ class Scorer:
         self.model = networks[0] if len(networks) == 1 else Ensemble(networks)
         self.model.load_state_dict(load_file(Path(bundle_dir) / WEIGHTS))
         self.model.eval()
+        decision = bundle.get("decision", {})  # absent from bundles older than reason codes
+        self.scale = ScoreScale(**decision.get("score", {}))
+        self.score_reference: dict | None = decision.get("score_reference")
+        self.explainer = (
+            Explainer(self.model, self.pre, self.schema, decision["reference"],
+                      ExplainConfig(**decision["explain"]))
+            if "reference" in decision
+            else None
+        )  # fmt: skip
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         from training.models import predict_pd
@@ -118,17 +157,40 @@ class Scorer:
         x_num, x_cat = self.pre.transform(frame)
         return predict_pd(self.model, torch.from_numpy(x_num), torch.from_numpy(x_cat))
 
+    def decide(self, frame: pd.DataFrame, reasons: int | None = None) -> pd.DataFrame:
+        """pd, score and, for ``reasons`` > 0 (default: the model's ``explain.reasons``), the
+        reason columns of ``Explainer.reasons``, one row per input row."""
+        from training.models import predict_pd
 
-def signature(schema: Schema):
-    """Named, typed inputs (double for numeric and binary, string for categorical) and one PD output."""
+        x_num, x_cat = (torch.from_numpy(x) for x in self.pre.transform(frame))
+        p = predict_pd(self.model, x_num, x_cat)
+        out = pd.DataFrame({"pd": p, "score": self.scale.score(p)}, index=frame.index)
+        k = self.explainer.cfg.reasons if reasons is None and self.explainer else (reasons or 0)
+        if k > 0 and self.explainer is not None:
+            contributions, _ = self.explainer.contributions(x_num, x_cat)
+            out = out.join(self.explainer.reasons(frame, contributions, k))
+        return out.reset_index(drop=True)
+
+
+def signature(schema: Schema, reasons: int):
+    """Named, typed inputs (double for numeric and binary, string for categorical); outputs pd,
+    score and ``reasons`` reason columns; one parameter, ``reasons`` (per request)."""
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec
     from mlflow.types import Schema as MlflowSchema
 
     inputs = [
         ColSpec("string" if f.kind == Kind.categorical else "double", f.name)
         for f in schema.features
     ]
+    outputs = [ColSpec("double", "pd"), ColSpec("double", "score")]
+    for i in range(1, reasons + 1):
+        outputs += [
+            ColSpec("string", f"reason_{i}{part}") for part in ("", "_value", "_description")
+        ]
+        outputs.append(ColSpec("double", f"reason_{i}_contribution"))
     return ModelSignature(
-        inputs=MlflowSchema(inputs), outputs=MlflowSchema([ColSpec("double", "pd")])
+        inputs=MlflowSchema(inputs),
+        outputs=MlflowSchema(outputs),
+        params=ParamSchema([ParamSpec("reasons", "long", reasons)]),
     )

@@ -36,6 +36,8 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "training/models/monotone.py",
     "training/models/tabm.py",
     "training/serving/__init__.py",
+    "training/serving/explain.py",
+    "training/serving/scorecard.py",
     "training/serving/package.py",
     "training/serving/pyfunc_model.py",
 )
@@ -95,7 +97,12 @@ def pyfunc_model(
     The runtime package is staged under ``workdir``, which must outlive the ``log_model`` call
     (MLflow copies it into the model there).
     """
-    from training.serving import load_model_configs, signature
+    import json
+
+    from training.serving import BUNDLE, load_model_configs, signature
+
+    decision = json.loads((Path(bundle_dir) / BUNDLE).read_text())["decision"]
+    reasons = decision["explain"]["reasons"] if "reference" in decision else 0
 
     return {
         "python_model": str(PYFUNC_FILE),
@@ -103,7 +110,7 @@ def pyfunc_model(
         # MLflow copies each code path into the model's code/ folder and puts that folder on
         # sys.path when loading, so the staged `training` package itself is the code path.
         "code_paths": [str(stage_runtime(Path(workdir) / "code"))],
-        "signature": signature(schema),
+        "signature": signature(schema, reasons),
         "input_example": example,
         "pip_requirements": pip_requirements(load_model_configs(bundle_dir)),
     }

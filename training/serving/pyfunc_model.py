@@ -16,7 +16,9 @@ class CreditRiskModel(PythonModel):
         self.scorer = Scorer(Path(context.artifacts["bundle"]))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return pd.DataFrame({"pd": self.scorer.predict(model_input)})
+        """pd, score and reason_1..k per row; ``params={"reasons": k}`` sets k (0: none)."""
+        reasons = (params or {}).get("reasons")
+        return self.scorer.decide(model_input, None if reasons is None else int(reasons))
 
 
 mlflow.models.set_model(CreditRiskModel())

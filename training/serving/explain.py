@@ -1,0 +1,167 @@
+"""Reason codes: which features raised a row's risk, by how much, validated for completeness.
+
+Method: integrated gradients (Sundararajan et al., 2017) of the model's PD logit, from each row
+of a reference population (a fixed sample of training rows, stored with the model) to the row,
+averaged over the references; the path integral by Gauss-Legendre quadrature, as captum's
+``IntegratedGradients`` does by default. Written out here (one batched forward and backward
+pass) because captum differentiates each output element apart (``torch.unbind``), a third of
+the time of a serving call, and it would add captum and matplotlib to every served model;
+tests/unit/test_explain.py checks the contributions equal captum's on the same rows. Categoricals are integrated in one-hot space (``forward_dense``); a feature's
+contribution is the sum over its columns: its value, its missing indicator and its sentinel
+indicators, or its one-hot block. So a missing value or "no record" code gets a contribution
+like any other value. Completeness: the contributions of a row add up to its logit minus the
+references' mean logit, up to the integration error (``ExplainConfig.tolerance``, checked in
+every evaluation report and in the tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from training.data.preprocess import Preprocessor
+from training.data.schema import Schema
+from training.errors import check
+from training.models.dense import DenseInput, one_hot
+
+METHOD = "integrated gradients (Gauss-Legendre) from each reference row, averaged"
+
+
+@dataclass(kw_only=True)
+class ExplainConfig:
+    """How reasons are computed; stored with the model."""
+
+    reasons: int = 4  # reasons per row (a request's params {"reasons": k} overrides; 0 = none)
+    reference_rows: int = 16  # training rows the contributions are measured from
+    steps: int = 16  # integration points per reference row
+    tolerance: float = 0.02  # the completeness error the report and the tests accept, in logits
+
+    def __post_init__(self) -> None:
+        for key in ("reference_rows", "steps"):
+            check(getattr(self, key) > 0, f"explain.{key}", getattr(self, key), "must be > 0")
+        check(self.reasons >= 0, "explain.reasons", self.reasons, "must be >= 0")
+
+
+def reference_sample(x_num: torch.Tensor, x_cat: torch.Tensor, n: int, seed: int = 0) -> dict:
+    """``n`` training rows drawn with a fixed seed, as the bundle stores them."""
+    pick = torch.randperm(len(x_num), generator=torch.Generator().manual_seed(seed))[:n]
+    return {"x_num": x_num[pick].tolist(), "x_cat": x_cat[pick].tolist()}
+
+
+class Explainer:
+    """Per-feature contributions to the PD logit of preprocessed rows, and their reason codes."""
+
+    def __init__(
+        self,
+        model: DenseInput,
+        pre: Preprocessor,
+        schema: Schema,
+        reference: dict,
+        cfg: ExplainConfig,
+    ) -> None:
+        self.model, self.pre, self.schema, self.cfg = model, pre, schema, cfg
+        cards = pre.cat_cardinalities
+        ref_num = torch.tensor(reference["x_num"], dtype=torch.float32).reshape(
+            -1, pre.n_num_features
+        )
+        ref_cat = torch.tensor(reference["x_cat"], dtype=torch.int64).reshape(-1, len(cards))
+        self.ref = (ref_num, one_hot(ref_cat, cards, torch.float32))
+        self.features, self.groups = _feature_groups(pre, schema)
+        nodes, weights = np.polynomial.legendre.leggauss(cfg.steps)  # on [-1, 1]
+        self.alphas = torch.tensor((nodes + 1) / 2, dtype=torch.float32)
+        self.weights = torch.tensor(weights / 2, dtype=torch.float32)
+        with torch.no_grad():
+            self.ref_logit = self._logit(*self.ref).mean()
+
+    def _logit(self, x_num: torch.Tensor, x_onehot: torch.Tensor) -> torch.Tensor:
+        """The logit of the model's PD (its members' mean PD). Shape: (batch,)."""
+        return torch.logit(
+            torch.sigmoid(self.model.forward_dense(x_num, x_onehot).double()).mean(1)
+        )
+
+    def contributions(
+        self, x_num: torch.Tensor, x_cat: torch.Tensor, block: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's contribution per feature, and its completeness error (contributions' sum
+        minus (logit - mean reference logit)). Shape: (n, n_features), (n,)."""
+        self.model.eval()
+        x = torch.cat([x_num, one_hot(x_cat, self.pre.cat_cardinalities, torch.float32)], 1)
+        parts, errors = [], []
+        for i in range(0, len(x), block):
+            dense = self._integrated_gradients(x[i : i + block])
+            parts.append(dense @ self.groups)
+            with torch.no_grad():
+                logit = self._logit(*self._split(x[i : i + block]))
+            errors.append(dense.sum(1) - (logit - self.ref_logit))
+        if not parts:
+            return np.empty((0, len(self.features))), np.empty(0)
+        return torch.cat(parts).numpy(), torch.cat(errors).numpy()
+
+    def _integrated_gradients(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: (n, d) dense rows -> (n, d) attributions, float64, averaged over references."""
+        ref = torch.cat(self.ref, 1)
+        start = ref.repeat(len(x), 1)  # (n * r, d): every row paired with every reference
+        diff = x.repeat_interleave(len(ref), 0) - start
+        path = start + self.alphas.view(-1, 1, 1) * diff  # (steps, n * r, d)
+        path = path.reshape(-1, x.shape[1]).requires_grad_()
+        (grad,) = torch.autograd.grad(self._logit(*self._split(path)).sum(), path)
+        mean_grad = (grad.view(len(self.alphas), -1, x.shape[1]) * self.weights.view(-1, 1, 1)).sum(
+            0
+        )
+        return (diff * mean_grad).double().view(len(x), len(ref), -1).mean(1)
+
+    def _split(self, dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n_num = self.pre.n_num_features
+        return dense[:, :n_num], dense[:, n_num:]
+
+    def reasons(self, frame: pd.DataFrame, contributions: np.ndarray, k: int) -> pd.DataFrame:
+        """The ``k`` largest positive contributions per row, as reason_i (feature name),
+        reason_i_value (the row's value, or what its absence means), reason_i_description and
+        reason_i_contribution (logits); blank where a row has fewer risk-raising features."""
+        order = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
+        described = {f.name: f.description or f.name for f in self.schema.features}
+        out: dict[str, list] = {}
+        for i in range(k):
+            j = order[:, i] if i < contributions.shape[1] else np.zeros(len(frame), dtype=int)
+            c = contributions[np.arange(len(frame)), j] if len(frame) else np.empty(0)
+            raises = c > 0
+            names = [self.features[f] if ok else "" for f, ok in zip(j, raises, strict=True)]
+            out[f"reason_{i + 1}"] = names
+            out[f"reason_{i + 1}_value"] = [
+                self._value(frame, row, name) if name else "" for row, name in enumerate(names)
+            ]
+            out[f"reason_{i + 1}_description"] = [described.get(n, "") for n in names]
+            out[f"reason_{i + 1}_contribution"] = np.where(raises, c, np.nan)
+        return pd.DataFrame(out, index=frame.index)
+
+    def _value(self, frame: pd.DataFrame, row: int, name: str) -> str:
+        """A row's value as a person reads it: the number or category, or why it has none."""
+        v = frame[name].iloc[row]
+        if pd.isna(v):
+            return "missing"
+        if name in self.pre.vocab:
+            return str(v) if str(v) in self.pre.vocab[name] else f"{v} (not seen in training)"
+        x = float(v)
+        meaning = [m for c, code, m in self.pre.sentinels if c == name and code == x]
+        if meaning:
+            return meaning[0]
+        return "missing" if x in self.pre.missing_codes.get(name, []) else f"{x:g}"
+
+    def describe(self) -> dict:
+        return {"method": METHOD, "reference_rows": len(self.ref[0])} | asdict(self.cfg)
+
+
+def _feature_groups(pre: Preprocessor, schema: Schema) -> tuple[list[str], torch.Tensor]:
+    """Which dense input columns (x_num, then the one-hot blocks) belong to which feature.
+    Shape of the matrix: (n_num_features + sum(cat_cardinalities), n_features), 0/1."""
+    features = schema.names()
+    owner = pre.numeric + pre.binary + pre.indicators + [s[0] for s in pre.sentinels]
+    for c, card in zip(pre.categorical, pre.cat_cardinalities, strict=True):
+        owner += [c] * card
+    groups = torch.zeros(len(owner), len(features), dtype=torch.float64)
+    for col, name in enumerate(owner):
+        groups[col, features.index(name)] = 1.0
+    return features, groups
