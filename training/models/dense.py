@@ -29,3 +29,10 @@ class DenseInput(nn.Module):
 
     def forward_dense(self, x_num: torch.Tensor, x_onehot: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+
+def mean_pd_logit(logits: torch.Tensor) -> torch.Tensor:
+    """The logit of the mean of sigmoid(logits) over the heads, in log space (finite even where
+    a PD rounds to 0 or 1). Shape: (batch, k) -> (batch,)."""
+    log_pd, log_not = F.logsigmoid(logits), F.logsigmoid(-logits)
+    return torch.logsumexp(log_pd, 1) - torch.logsumexp(log_not, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.models.dense import DenseInput
+from training.models.dense import DenseInput, mean_pd_logit
 
 
 class Ensemble(DenseInput):
@@ -21,8 +21,6 @@ class Ensemble(DenseInput):
         self.cat_cardinalities = members[0].cat_cardinalities
 
     def forward_dense(self, x_num: torch.Tensor, x_onehot: torch.Tensor) -> torch.Tensor:
-        # float64 keeps logit(sigmoid(.)) exact to ~1e-12 for PDs far from 0 and 1
-        pds = [
-            torch.sigmoid(m.forward_dense(x_num, x_onehot).double()).mean(1) for m in self.members
-        ]
-        return torch.logit(torch.stack(pds, 1)).to(x_num.dtype)
+        # float64: sigmoid of the result gives each member's mean PD to ~1e-12
+        logits = [mean_pd_logit(m.forward_dense(x_num, x_onehot).double()) for m in self.members]
+        return torch.stack(logits, 1).to(x_num.dtype)

@@ -25,7 +25,7 @@ import torch
 from training.data.preprocess import Preprocessor
 from training.data.schema import Schema
 from training.errors import check
-from training.models.dense import DenseInput, one_hot
+from training.models.dense import DenseInput, mean_pd_logit, one_hot
 
 METHOD = "integrated gradients (Gauss-Legendre) from each reference row, averaged"
 
@@ -78,9 +78,7 @@ class Explainer:
 
     def _logit(self, x_num: torch.Tensor, x_onehot: torch.Tensor) -> torch.Tensor:
         """The logit of the model's PD (its members' mean PD). Shape: (batch,)."""
-        return torch.logit(
-            torch.sigmoid(self.model.forward_dense(x_num, x_onehot).double()).mean(1)
-        )
+        return mean_pd_logit(self.model.forward_dense(x_num, x_onehot).double())
 
     def contributions(
         self, x_num: torch.Tensor, x_cat: torch.Tensor, block: int = 64
