@@ -229,7 +229,10 @@ def decision_parts(
 
 
 # What a registered version is tagged with (and so can be compared by) besides the run's tags.
-VERSION_METRICS = ("test_auc", "test_ks", "benchmark_test_auc", "lift_auc")
+VERSION_METRICS = (
+    "test_auc", "test_ks", "benchmark_test_auc", "lift_auc", "monotone_violations",
+    "reasons_completeness_max_error",
+)  # fmt: skip
 
 
 def final_metrics(report: dict) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -133,7 +134,11 @@ def test_registered_with_alias_signature_and_evidence(job, client):
     info = mlflow.models.get_model_info(f"models:/{MODEL}@challenger")
     inputs = {c.name: c.type.name for c in info.signature.inputs.inputs}
     assert inputs["revenue"] == "double" and inputs["industry"] == "string"
-    assert [c.name for c in info.signature.outputs.inputs] == ["pd"]
+    outputs = [c.name for c in info.signature.outputs.inputs]
+    assert outputs[:3] == ["pd", "score", "reason_1"] and outputs[-1] == "reason_4_contribution"
+    assert info.signature.params.to_dict() == [
+        {"name": "reasons", "type": "long", "default": 4, "shape": None}
+    ]
 
 
 def test_fresh_process_loads_the_same_pds(job, tmp_path):
@@ -187,17 +192,39 @@ def served(job, tmp_path_factory):
         stop(proc)
 
 
-def _post(url: str, frame: pd.DataFrame) -> requests.Response:
+def _post(url: str, frame: pd.DataFrame, params: dict | None = None) -> requests.Response:
     body = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
-    return requests.post(url, json=body, timeout=60)
+    return requests.post(url, json=body | ({"params": params} if params else {}), timeout=60)
 
 
-def test_served_model_answers_a_pd_per_row(job, served):
+def test_served_model_answers_pd_score_and_reasons_per_row(job, served):
     frame, expected = _example(job[1])
     r = _post(served, frame)
     assert r.status_code == 200, r.text
-    pds = [row["pd"] if isinstance(row, dict) else row for row in r.json()["predictions"]]
-    assert pds == pytest.approx(expected, abs=1e-6)
+    rows = r.json()["predictions"]
+    assert [row["pd"] for row in rows] == pytest.approx(expected, abs=1e-6)
+    odds = [(1 - p) / p for p in expected]  # good:bad; 600 points at 50:1, 20 to double
+    assert [row["score"] for row in rows] == pytest.approx(
+        [600 + 20 * math.log2(o / 50) for o in odds], abs=1e-6
+    )
+    features = set(frame.columns)
+    for row in rows:  # default: 4 reasons, each a feature, its value and description, ranked
+        named = [row[f"reason_{i}"] for i in range(1, 5) if row[f"reason_{i}"]]
+        assert named and set(named) <= features and len(set(named)) == len(named)
+        pushes = [row[f"reason_{i}_contribution"] for i in range(1, len(named) + 1)]
+        assert all(c > 0 for c in pushes) and pushes == sorted(pushes, reverse=True)
+        assert all(row[f"reason_{i}_value"] for i in range(1, len(named) + 1))
+    two = _post(served, frame, params={"reasons": 2}).json()["predictions"]
+    assert "reason_2" in two[0] and "reason_3" not in two[0]
+    assert [row["reason_1"] for row in two] == [row["reason_1"] for row in rows]
+
+
+def test_report_checks_monotone_directions_and_reasons(job):
+    report = job[2]
+    assert report["monotonicity"] and all(
+        m["violations"] == 0 for m in report["monotonicity"].values()
+    )
+    assert report["explain"]["passed"] and report["explain"]["rows_checked"] > 0
 
 
 def test_served_model_names_a_missing_column(job, served):

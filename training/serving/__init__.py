@@ -16,7 +16,7 @@ from torch import nn
 from training.data.preprocess import Preprocessor
 from training.data.schema import FeatureSpec, Kind, Schema, Source
 from training.models.config import ModelConfig, model_config_from_dict, model_config_to_dict
-from training.serving.explain import ExplainConfig, Explainer, reference_sample
+from training.serving.explain import METHOD, ExplainConfig, Explainer, reference_sample
 from training.serving.scorecard import ScoreScale, score_bins
 
 WEIGHTS, BUNDLE = "weights.safetensors", "bundle.json"
@@ -40,6 +40,7 @@ def make_decision(
     return {
         "score": asdict(scale),
         "explain": asdict(explain),
+        "reasons_method": METHOD,
         "reference": reference_sample(x_num, x_cat, explain.reference_rows, seed),
         "score_reference": score_bins(scale.score(train_pd)),
     }
