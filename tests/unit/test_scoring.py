@@ -327,3 +327,18 @@ def test_a_failure_on_any_rank_fails_every_rank():
     # this rank succeeded, the other did not: this one fails too, with the other's message
     with pytest.raises(Agreed, match="rank 1 says no"):
         agree(_Others(("rank 1 says no", 2)), lambda: 7)
+
+
+def test_score_options_are_checked():
+    from jobs.score import ScoreConfig
+    from training.config import from_options
+
+    base = ["model=models:/m@a", "input=a.csv", "output=o"]
+    cfg = from_options(ScoreConfig, [*base, "keep=[id,branch]"])
+    assert cfg.keep == ["id", "branch"] and cfg.reasons == 4 and cfg.launcher == "local"
+    assert cfg.paths()["rejects"].name == "o.rejects"
+    for bad in ("launcher=ray", "reasons=-1", "chunk_rows=0"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            from_options(ScoreConfig, [*base, bad])
+    with pytest.raises(ConfigError, match="output"):
+        from_options(ScoreConfig, base[:2])
