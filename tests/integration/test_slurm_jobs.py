@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import ROOT
@@ -19,6 +20,7 @@ from tests.integration.slurm import (
     wait_output,
     wait_state,
 )
+from training.data import synthetic
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
 
@@ -92,9 +94,34 @@ def test_sbatch_trains_logs_and_registers(tmp_path, script, launcher, sbatch_arg
         f"riskbrain: job {job_id}" in text
         and "registered credit-risk-synthetic_sme version 1 as @challenger" in text
     )
+    if launcher == "mpi":  # the version it registered scores a portfolio from sbatch too
+        _sbatch_scores_a_portfolio(tmp_path)
     if launcher == "ray":  # only this job's Ray processes were stopped, and none are left
         leftover = subprocess.run(["pgrep", "-f", f"ray-{job_id}"], capture_output=True, text=True)
         assert leftover.stdout.strip() == ""
+
+
+def _sbatch_scores_a_portfolio(tmp_path: Path) -> None:
+    """slurm/score_mpi.sbatch: 2 ranks, each its own chunks; the parts read in input order."""
+    book = tmp_path / "book.csv"
+    synthetic.generate(300, seed=5).frame.drop(columns="default_flag").to_csv(book, index=False)
+    env = {**os.environ, "RISKBRAIN_ENV": str(VENV)}
+    cmd = [
+        "sbatch", "--parsable", f"--output={tmp_path}/score-%j.out", "slurm/score_mpi.sbatch",
+        "model=models:/credit-risk-synthetic_sme@challenger", f"input={book}",
+        f"output={tmp_path}/scores", f"tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        "chunk_rows=100", "reasons=2",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.strip().split(";")[0]
+    fields = wait_done(job_id, timeout=300)
+    assert fields["JobState"] == "COMPLETED", (tmp_path / f"score-{job_id}.out").read_text()[-4000:]
+    scored = pd.read_parquet(tmp_path / "scores")
+    assert scored["row"].tolist() == list(range(300))
+    assert {"pd", "score", "reason_2"} <= set(scored.columns) and "reason_3" not in scored
+    summary = json.loads((tmp_path / "scores.summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["rows_scored"] == 300
 
 
 LONG = (
