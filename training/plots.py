@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,10 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
 from training import metrics
+
+# matplotlib looks up its mathtext fonts (STIX, Computer Modern) once and logs a WARNING line per
+# missing family: twenty lines of noise in every train.log on a machine without them.
+logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 
 DPI = 110
 FIGSIZE = (5.0, 4.0)
