@@ -82,8 +82,11 @@ def _sample(
     return pd.concat(frames, ignore_index=True), labels
 
 
-def search(cfg: BenchmarkConfig, train, valid, threads: int) -> tuple[Any, dict[str, Any]]:
-    """Train each setting with early stopping on the validation rows; keep the best by valid AUC."""
+def search(
+    cfg: BenchmarkConfig, train, valid, threads: int, monotone: list[int] | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """Train each setting with early stopping on the validation rows; keep the best by valid AUC.
+    ``monotone``: each column's direction (LightGBM's ``monotone_constraints``), or None."""
     import lightgbm as lgb
 
     # One binned dataset for every setting (min_child_samples varies, so no pre-filtering).
@@ -94,6 +97,8 @@ def search(cfg: BenchmarkConfig, train, valid, threads: int) -> tuple[Any, dict[
     for setting in settings(cfg.n_trials, cfg.seed):
         params = {"objective": "binary", "metric": "auc", "verbosity": -1, "seed": cfg.seed,
                   "num_threads": threads, "bagging_fraction": 0.8, "bagging_freq": 1, **setting}  # fmt: skip
+        if monotone and any(monotone):
+            params |= {"monotone_constraints": monotone, "monotone_constraints_method": "advanced"}
         booster = lgb.train(
             params,
             dtrain,
@@ -119,7 +124,9 @@ def gbdt_benchmark(cfg: BenchmarkConfig, data: Prepared, ctx: DistContext) -> di
     payload = None
     if ctx.is_main:
         t0 = time.perf_counter()
-        booster, info = search(cfg, train, valid, torch.get_num_threads())
+        directions = [f.monotone for f in data.dataset.schema.features] if cfg.monotone else None
+        booster, info = search(cfg, train, valid, torch.get_num_threads(), directions)
+        info["monotone"] = bool(directions and any(directions))
         info |= {"train_rows": len(train[1]), "valid_rows": len(valid[1])}
         info["seconds"] = time.perf_counter() - t0
         payload = booster.model_to_string(num_iteration=booster.best_iteration), info

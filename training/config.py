@@ -305,6 +305,7 @@ class BenchmarkConfig:
     max_rounds: int = 2000  # boosting rounds at most; early stopping on the validation rows
     early_stopping: int = 50  # rounds without a better validation AUC
     max_rows: int = 200_000  # training (and validation) rows it sees at most, evenly spaced
+    monotone: bool = True  # hold the data config's monotone directions, as the network does
     seed: int = 0
 
     def __post_init__(self) -> None:
