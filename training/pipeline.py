@@ -213,7 +213,9 @@ def decision_parts(
     settings and reference rows, the training scores' deciles), and the report's checks of it:
     monotone directions on test rows, and the reasons' completeness (rank 0)."""
     schema, test = data.dataset.schema, data.tensors["test"]
-    decision = make_decision(cfg.score, cfg.explain, *data.sample_x, p_train, cfg.seed)
+    decision = make_decision(
+        cfg.score, cfg.explain, *data.sample_x, p_train, data.train_sample, schema, cfg.seed
+    )
     checks: dict = {"monotonicity": monotonicity(model, test, data.pre, schema, ctx)}
     if ctx.is_main:
         explainer = Explainer(model, data.pre, schema, decision["reference"], cfg.explain)

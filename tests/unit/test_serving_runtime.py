@@ -233,9 +233,8 @@ def _bundle(path: Path, cfg: ModelConfig, schema: Schema, train: pd.DataFrame) -
     torch.manual_seed(0)
     model = build_model(cfg, n_num=pre.n_num_features, cat_cardinalities=pre.cat_cardinalities)
     x_num, x_cat = (torch.from_numpy(x) for x in pre.transform(train))
-    decision = make_decision(
-        ScoreScale(), ExplainConfig(), x_num, x_cat, predict_pd(model, x_num, x_cat)
-    )
+    p = predict_pd(model, x_num, x_cat)
+    decision = make_decision(ScoreScale(), ExplainConfig(), x_num, x_cat, p, train, schema)
     return save_bundle(path, model=model, members=[(cfg, None)], pre=pre, schema=schema,
                        decision=decision)  # fmt: skip
 
