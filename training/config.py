@@ -170,6 +170,7 @@ class DataConfig:
     encoding: str = "utf-8-sig"  # csv: the text encoding (utf-8-sig also reads plain UTF-8)
     features: list[FeatureSpec] = field(default_factory=list)
     protected: list[str] = field(default_factory=list)  # columns never used as inputs or reasons
+    protected_bands: dict[str, Any] = field(default_factory=dict)  # {age: [25, 50]}: 3 age bands
     n_rows: int = 100_000
     seed: int = 0
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -205,15 +206,7 @@ class DataConfig:
                 f.sentinels,
                 "applies to numeric and binary columns (a categorical code is already a category)",
             )
-        inputs = [f.name for f in self.features]
-        for i, name in enumerate(self.protected):
-            check(
-                name not in inputs,
-                f"data.protected[{i}]",
-                name,
-                f"is also data.features[{inputs.index(name) if name in inputs else -1}]: a "
-                "protected attribute is never a model input; remove one of the two",
-            )
+        self._check_protected()
         check(
             self.positive_label is None or not self.target_map,
             "data.positive_label",
@@ -226,6 +219,27 @@ class DataConfig:
             dict(self.target_map),
             "must map each target value to 0 or 1 (1 = default)",
         )
+
+    def _check_protected(self) -> None:
+        """A protected column is never an input; its bands are numbers in ascending order."""
+        inputs = [f.name for f in self.features]
+        for i, name in enumerate(self.protected):
+            check(
+                name not in inputs,
+                f"data.protected[{i}]",
+                name,
+                f"is also data.features[{inputs.index(name) if name in inputs else -1}]: a "
+                "protected attribute is never a model input; remove one of the two",
+            )
+        for name, edges in self.protected_bands.items():
+            check(
+                len(edges) > 0
+                and all(isinstance(e, int | float) for e in edges)
+                and list(edges) == sorted(edges),
+                f"data.protected_bands.{name}",
+                list(edges),
+                "must list the band edges of a data.protected column, numbers in ascending order",
+            )
 
     @property
     def positive_labels(self) -> list[Any]:
@@ -311,6 +325,23 @@ class BenchmarkConfig:
     def __post_init__(self) -> None:
         for key in ("n_trials", "max_rounds", "early_stopping", "max_rows"):
             check(getattr(self, key) > 0, f"benchmark.{key}", getattr(self, key), "must be > 0")
+
+
+@dataclass(kw_only=True)
+class FairnessConfig:
+    """The fairness report per protected column (``training/fairness.py``)."""
+
+    approve_rate: float = 0.8  # the cut-off approves this share of rows, lowest PD first
+    min_rows: int = 30  # smaller groups are listed but left out of the approval-rate ratio
+
+    def __post_init__(self) -> None:
+        check(
+            0 < self.approve_rate < 1,
+            "fairness.approve_rate",
+            self.approve_rate,
+            "must be in (0, 1)",
+        )
+        check(self.min_rows > 0, "fairness.min_rows", self.min_rows, "must be > 0")
 
 
 @dataclass(kw_only=True)
@@ -565,6 +596,7 @@ class TrainConfig:
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     score: ScoreScale = field(default_factory=ScoreScale)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
+    fairness: FairnessConfig = field(default_factory=FairnessConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 0
 

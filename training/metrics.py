@@ -184,3 +184,26 @@ def evaluate(y: ArrayLike, p: ArrayLike) -> dict[str, float]:
         "default_rate": float(y.mean()),
         "mean_pd": float(p.mean()),
     }
+
+
+def bootstrap_ci(
+    y: ArrayLike, p: ArrayLike, resamples: int = 200, level: float = 0.95, seed: int = 0,
+    max_rows: int = 100_000,
+) -> dict:  # fmt: skip
+    """Percentile bootstrap intervals of AUC, KS, Brier and ECE: rows drawn with replacement
+    ``resamples`` times (from an evenly spaced subset of at most ``max_rows``, for speed)."""
+    y, p = _check_inputs(y, p)
+    if len(y) > max_rows:
+        keep = np.linspace(0, len(y) - 1, max_rows).astype(np.int64)
+        y, p = y[keep], p[keep]
+    rng = np.random.default_rng(seed)
+    names = {"auc": auc, "ks": ks, "brier": brier, "ece": ece}
+    draws: dict[str, list[float]] = {k: [] for k in names}
+    for _ in range(resamples):
+        pick = rng.integers(0, len(y), len(y))
+        if 0 < y[pick].sum() < len(pick):  # AUC and KS need both classes
+            for k, f in names.items():
+                draws[k].append(f(y[pick], p[pick]))
+    tails = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    out: dict = {k: np.percentile(v, tails).tolist() for k, v in draws.items() if v}
+    return out | {"level": level, "resamples": len(draws["auc"]), "rows": len(y)}

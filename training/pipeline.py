@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ import torch
 
 from training import metrics
 from training.benchmark import gbdt_benchmark
+from training.card import write_card
 from training.checkpoint import Checkpointer, load_latest
 from training.checks import completeness, monotonicity
 from training.config import TrainConfig, training_dict
@@ -27,6 +31,7 @@ from training.data.prepare import Prepared, prepare
 from training.data.split import summary
 from training.dist import DistContext
 from training.errors import ConfigError
+from training.fairness import fairness_table
 from training.loop import Hooks, fit
 from training.models import predict_pd
 from training.models.embeddings import fit_bins
@@ -171,6 +176,7 @@ def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContex
     p_train = predict_pd(model, *data.sample_x, batch)
     report: dict = {
         "test": metrics.evaluate(y["test"], p["test"]),
+        "test_ci": metrics.bootstrap_ci(y["test"], p["test"], seed=cfg.seed) if ctx.is_main else {},
         "valid": metrics.evaluate(y["valid"], p["valid"]),
         "psi_train_test": metrics.psi(p_train, p["test"]),
     }
@@ -179,6 +185,12 @@ def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContex
         report["bayes_auc_test"] = metrics.auc(y["test"], pd_true)
     decision, checks = decision_parts(cfg, data, model, p_train, ctx)
     report |= checks
+    if data.groups:  # every rank's test rows' groups, in global order as the PDs are
+        groups = {c: ctx.allgather_array(g) for c, g in data.groups.items()}
+        fair = cfg.fairness
+        report["fairness"] = fairness_table(
+            y["test"], p["test"], groups, fair.approve_rate, fair.min_rows
+        )
     report["training"] = trained.result.summary() | {"world_size": trained.world_size}
     if trained.ensemble:  # one line per member: its seed and how its training went
         report["ensemble"] = trained.ensemble
@@ -305,4 +317,17 @@ def publish(
             f"as @{alias}" if alias else f"(@{cfg.registry.alias} not moved: {why})",
         )
     tracker.log_artifact(run_dir.write_report(report | out))
+    for path in model_card(report | out, run_dir, title, tags["git_commit"]):
+        tracker.log_artifact(path)
     return out
+
+
+def model_card(report: dict, run_dir: RunDir, title: str, commit: str) -> tuple[Path, Path]:
+    """The run's model card, Markdown and self-contained HTML (``training/card.py``), in the run
+    folder; MLflow gets them beside ``plots/``, so a registered version's run carries its card."""
+    return write_card(
+        report, run_dir.plots, run_dir.path,
+        config_text=(run_dir.path / "config.yaml").read_text(),
+        command=shlex.join(["python", "-m", "jobs.train", *sys.argv[1:]]),
+        title=title, commit=commit, date=datetime.now().strftime("%Y-%m-%d %H:%M"),
+    )  # fmt: skip

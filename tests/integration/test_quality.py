@@ -38,8 +38,15 @@ def test_taiwan_reaches_077_with_reasons_that_add_up_and_protected_columns_unuse
     explain = report["explain"]  # checked on the job's own test rows
     assert explain["rows_checked"] == 100 and explain["passed"], explain
     assert explain["max_abs_error"] <= explain["tolerance"]
-    assert report["data"]["protected"] == ["SEX", "MARRIAGE"]
-    assert not {"SEX", "MARRIAGE"} & set(report["data"]["unused_columns"])
+    assert report["data"]["protected"] == ["SEX", "MARRIAGE", "AGE"]
+    assert not {"SEX", "MARRIAGE", "AGE"} & set(report["data"]["unused_columns"])
+    fairness = report["fairness"]["attributes"]  # per group, at the cut-off approving 80 %
+    assert {g["group"] for g in fairness["SEX"]["groups"]} == {"1", "2"}
+    assert {g["group"] for g in fairness["AGE"]["groups"]} == {"<25", "25-35", "35-50", ">=50"}
+    assert all(0.5 < a["approval_ratio"] <= 1 for a in fairness.values())
+    card = (tmp_path / "outputs" / "run" / "model_card.md").read_text()
+    fairness_section = card[card.index("## Fairness") : card.index("## Limitations")]
+    assert "SEX" in fairness_section and "35-50" in fairness_section
 
     import mlflow
 
@@ -49,7 +56,7 @@ def test_taiwan_reaches_077_with_reasons_that_add_up_and_protected_columns_unuse
         client.get_model_version_download_uri("credit-risk-taiwan", version)
     )
     inputs = model.metadata.get_input_schema().input_names()
-    assert "SEX" not in inputs and "MARRIAGE" not in inputs
+    assert not {"SEX", "MARRIAGE", "AGE"} & set(inputs)
     categorical = ["EDUCATION"] + [f"PAY_{i}" for i in (0, 2, 3, 4, 5, 6)]
     rows = pd.read_csv(
         DATA_ROOT / "taiwan_default/UCI_Credit_Card.csv",
@@ -59,6 +66,8 @@ def test_taiwan_reaches_077_with_reasons_that_add_up_and_protected_columns_unuse
     rows = rows.astype({c: "float64" for c in rows.columns if c not in categorical})
     out = model.predict(rows, params={"reasons": 4})
     reasons = out[[f"reason_{i}" for i in range(1, 5)]].to_numpy().ravel()
-    assert not {"SEX", "MARRIAGE"} & set(reasons) and (out["reason_1"] != "").mean() > 0.5
-    flipped = rows.assign(SEX=3 - rows["SEX"], MARRIAGE=(rows["MARRIAGE"] % 3) + 1)
+    assert not {"SEX", "MARRIAGE", "AGE"} & set(reasons) and (out["reason_1"] != "").mean() > 0.5
+    flipped = rows.assign(
+        SEX=3 - rows["SEX"], MARRIAGE=(rows["MARRIAGE"] % 3) + 1, AGE=rows["AGE"] + 20
+    )
     np.testing.assert_array_equal(model.predict(flipped, params={"reasons": 0})["pd"], out["pd"])

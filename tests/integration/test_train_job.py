@@ -128,6 +128,8 @@ def test_registered_with_alias_signature_and_evidence(job, client):
     mv = client.get_model_version_by_alias(MODEL, "challenger")
     assert mv.run_id == report["run_id"] and mv.version == report["registered"]["version"]
     assert mv.tags["data_fingerprint"] == report["data_fingerprint"] and "test_auc" in mv.tags
+    artifacts = {a.path for a in client.list_artifacts(mv.run_id)}  # the version's model card
+    assert {"model_card.md", "model_card.html", "plots", "evaluation.json"} <= artifacts
     import mlflow
 
     mlflow.set_tracking_uri(job[0])

@@ -108,7 +108,7 @@ class Shard:
             self.read = self._book.describe(self.lo, self.hi)
         if self.n_rows == 0:
             raise DataError(f"{path}: no data rows")
-        named = wanted_columns(self.schema) + self.schema.protected
+        named = wanted_columns(self.schema)
         missing = [c for c in named if c not in columns]
         if missing:
             more = " ..." if len(columns) > 20 else ""
@@ -154,7 +154,7 @@ class Shard:
         ``visit(first_row, typed_chunk)``; then the ranks agree on the first error, if any."""
         names = wanted_columns(self.schema)
         if not features:
-            names = [c for c in names if c not in self.schema.names()]
+            names = [c for c in names if c not in self.schema.names() + self.schema.protected]
         error = None
         try:
             for first, raw in self.chunks(names):
@@ -177,7 +177,8 @@ def load_dataset(cfg: DataConfig, ctx: DistContext | None = None) -> Dataset:
 
 
 def wanted_columns(schema: Schema) -> list[str]:
-    return [*schema.names(), schema.target] + ([schema.period] if schema.period else [])
+    period = [schema.period] if schema.period else []
+    return [*schema.names(), schema.target, *period, *schema.protected]
 
 
 def read_file(path: Path, cfg: DataConfig, schema: Schema) -> pd.DataFrame:
@@ -256,8 +257,9 @@ def validate(
     features: bool = True,
 ) -> pd.DataFrame:
     """Type every column as its config says (``training/data/columns.py``): the features (unless
-    not ``features``), the period and the target. ``first_row`` is the global number of ``raw``'s
-    first row, for errors."""
+    not ``features``), the period and the target; protected columns pass as read (missing tokens
+    marked), for the fairness report only. ``first_row`` is the global number of ``raw``'s first
+    row, for errors."""
     out = {}
     for i, f in enumerate(schema.features if features else []):
         key = f"data.features[{i}]"
@@ -271,6 +273,8 @@ def validate(
     if schema.period:
         out[schema.period] = columns.period(raw[schema.period], cfg.split, source, first_row)
     out[schema.target] = columns.target(raw[schema.target], cfg, source, first_row)
+    for name in schema.protected if features else []:
+        out[name] = columns.mark_missing(raw[name], cfg.missing_values)
     return pd.DataFrame(out)
 
 

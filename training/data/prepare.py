@@ -26,6 +26,7 @@ from training.data.loaders import Shard, check_whole
 from training.data.preprocess import Preprocessor
 from training.data.split import Split, make_split
 from training.dist import DistContext, every_kth
+from training.fairness import groups_of
 from training.loop import Tensors
 from training.process import peak_rss_mib, seconds_since_start
 
@@ -53,6 +54,7 @@ class Prepared:
     labels: np.ndarray  # every row's label, in global order
     fingerprint: str
     rows: dict[str, np.ndarray]  # this shard's rows of each part, as positions in the shard
+    groups: dict[str, np.ndarray]  # protected column -> group label of this shard's test rows
 
     @property
     def train(self) -> Tensors:
@@ -100,8 +102,9 @@ def prepare(cfg: TrainConfig, ctx: DistContext | None = None) -> Prepared:
         sample,
         tuple(torch.from_numpy(x) for x in pre.transform(sample)),
         labels,
-        _digest(mixed, sample.columns, ctx),
+        _digest(mixed, sample.columns.drop(shard.schema.protected), ctx),
         {name: part.rows - shard.lo for name, part in parts.items()},
+        _groups(parts["test"], cfg),
     )
 
 
@@ -114,6 +117,7 @@ class _Part:
     tensors: Tensors
     keep: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     kept: list[pd.DataFrame] = field(default_factory=list)
+    protected: list[pd.DataFrame] = field(default_factory=list)  # every row's protected values
 
     @classmethod
     def empty(cls, part_rows: np.ndarray, shard: Shard, pre: Preprocessor) -> _Part:
@@ -144,6 +148,17 @@ def _kept(cfg: TrainConfig, part: str, t: Tensors) -> np.ndarray:
     return np.arange(min(EXAMPLE_ROWS, len(t))) if part == "test" else np.empty(0, np.int64)
 
 
+def _groups(test: _Part, cfg: TrainConfig) -> dict[str, np.ndarray]:
+    """Each protected column's group per test row on this shard (numbers banded as configured)."""
+    if not test.protected:
+        return {name: np.empty(0, dtype=object) for name in cfg.data.protected}
+    values = pd.concat(test.protected, ignore_index=True)
+    bands = cfg.data.protected_bands
+    return {
+        name: groups_of(values[name].to_numpy(), bands.get(name)) for name in cfg.data.protected
+    }
+
+
 def _rows_and_presence(shard: Shard, rows: np.ndarray) -> tuple[pd.DataFrame, pd.Series]:
     """This shard's rows among global ``rows`` (validated), and which columns have any value."""
     picked: list[pd.DataFrame] = []
@@ -161,7 +176,7 @@ def _rows_and_presence(shard: Shard, rows: np.ndarray) -> tuple[pd.DataFrame, pd
 
 def _fill(shard: Shard, parts: dict[str, _Part], pre: Preprocessor) -> int:
     """Transform each chunk into its parts' tensors; returns the training rows' mixed hash."""
-    target, mixed = shard.schema.target, 0
+    target, protected, mixed = shard.schema.target, shard.schema.protected, 0
 
     def visit(first: int, chunk: pd.DataFrame) -> None:
         nonlocal mixed
@@ -177,8 +192,10 @@ def _fill(shard: Shard, parts: dict[str, _Part], pre: Preprocessor) -> int:
             keep = part.keep[(part.keep >= a) & (part.keep < b)]
             if len(keep):
                 part.kept.append(piece.iloc[keep - a])
-            if name == "train":
-                mixed = (mixed + _mix(piece, part.rows[a:b])) % 2**64
+            if protected:
+                part.protected.append(piece[protected])
+            if name == "train":  # the fingerprint is of what the model learns from
+                mixed = (mixed + _mix(piece.drop(columns=protected), part.rows[a:b])) % 2**64
 
     shard.scan(visit)
     return mixed
