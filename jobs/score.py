@@ -239,9 +239,9 @@ def load_model(ref: ModelRef, store: str, reasons: int) -> ScoringModel:
             f"the model declares no `reasons` param: scored without reasons ({reasons} asked)"
         )
     try:
-        reference = getattr(model.unwrap_python_model().scorer, "score_reference", None)
-    except Exception:  # not a Python model, or one without a scorer: no reference
-        reference = None
+        scorer = model.unwrap_python_model().scorer
+    except Exception:  # not a Python model, or one without a scorer: no references
+        scorer = None
 
     def predict(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(model.predict(frame, params=params))
@@ -251,7 +251,8 @@ def load_model(ref: ModelRef, store: str, reasons: int) -> ScoringModel:
         inputs=inputs,
         outputs=outputs,
         ref=ref,
-        score_reference=reference,
+        score_reference=getattr(scorer, "score_reference", None),
+        feature_reference=getattr(scorer, "feature_reference", None),
         notes=notes,
     )
 

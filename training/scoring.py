@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections import Counter
@@ -67,6 +68,7 @@ class ScoringModel:
     outputs: list[str]  # the signature's output columns (pd; score and reasons when it has them)
     ref: ModelRef
     score_reference: dict | None = None  # {"edges", "shares"} of the training scores, for PSI
+    feature_reference: dict | None = None  # each feature's training bins and shares (drift)
     notes: list[str] = field(default_factory=list)  # what the summary should say about it
 
     @property
@@ -309,6 +311,11 @@ class Tally:
     seconds: float = 0.0
     rejected_by_column: Counter = field(default_factory=Counter)
     values: list[np.ndarray] = field(default_factory=list)
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # scored rows per training bin
+
+    def add_features(self, counts: dict[str, np.ndarray]) -> None:
+        for name, c in counts.items():
+            self.features[name] = self.features.get(name, 0) + c
 
     def add(self, out: pd.DataFrame, rejects: pd.DataFrame, column: str) -> None:
         self.rows_scored += len(out)
@@ -341,6 +348,9 @@ def score_shard(
         t_chunk, outs, bads, start = time.perf_counter(), [], [], chunk.start
         for frame in chunk.frames:
             out, bad = score_batch(frame, start, model, keep)
+            if model.feature_reference and len(out):
+                scored = frame.iloc[out[ROW].to_numpy() - start]
+                tally.add_features(feature_counts(scored, model.feature_reference))
             start += len(frame)
             outs.append(out)
             bads.append(bad)
@@ -458,6 +468,41 @@ def psi_against(reference: dict, scores: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
+# Drift: each feature's PSI against its training distribution (characteristic stability)
+
+
+def feature_counts(frame: pd.DataFrame, reference: dict[str, dict]) -> dict[str, np.ndarray]:
+    """Rows per training bin of each feature: a number's deciles, then missing; a category's
+    training categories, then any other."""
+    out = {}
+    for name, ref in reference.items():
+        if name not in frame:
+            continue
+        if ref["kind"] == "categorical":
+            cats = ref["categories"]
+            index = pd.Index(cats).get_indexer(frame[name].astype("string").fillna("missing"))
+            out[name] = np.bincount(np.where(index < 0, len(cats), index), minlength=len(cats) + 1)
+            continue
+        x = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64)
+        missing = np.isnan(x)
+        present = bin_counts(np.asarray(ref["edges"], dtype=np.float64), x[~missing])
+        out[name] = np.append(present, missing.sum())
+    return out
+
+
+def feature_psi(reference: dict[str, dict], counts: dict[str, np.ndarray]) -> dict[str, dict]:
+    """PSI per feature with its band: < 0.10 stable, 0.10-0.25 some shift, >= 0.25 major."""
+    out = {}
+    for name, c in counts.items():
+        ref = reference[name]
+        tail = 0.0 if ref["kind"] == "categorical" else ref["missing_share"]
+        value = psi_from_counts(np.append(ref["shares"], tail), np.asarray(c, dtype=np.float64))
+        band = "stable" if value < 0.10 else "some shift" if value < 0.25 else "major shift"
+        out[name] = {"psi": value, "band": band}
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["psi"]))
+
+
+# ---------------------------------------------------------------------------------------------
 # The summary: gathered to rank 0, the same for any number of ranks
 
 
@@ -492,6 +537,7 @@ def rank_counts(tally: Tally, model: ScoringModel, bounds: tuple[float, float]) 
         "hist": hist,
         "ref_counts": ref_counts,
         "sum": float(scores.sum()),
+        "features": tally.features,
     }
 
 
@@ -538,8 +584,19 @@ def summarize(ranks: list[dict], model: ScoringModel, bounds: tuple[float, float
         "rejected_by_column": dict(sorted(by_column.items())),
         "distribution": {"column": column, **distribution},
         "psi": psi,
+        "feature_psi": _feature_psi(ranks, model),
         "notes": notes,
     }
+
+
+def _feature_psi(ranks: list[dict], model: ScoringModel) -> dict[str, dict]:
+    if not model.feature_reference:
+        return {}
+    counts = {
+        n: sum(r["features"][n] for r in ranks if n in r["features"])
+        for n in model.feature_reference
+    }
+    return feature_psi(model.feature_reference, {n: c for n, c in counts.items() if np.sum(c) > 0})
 
 
 def _distribution(hist: np.ndarray, bounds: tuple[float, float], total: float, n: int) -> dict:
@@ -598,6 +655,8 @@ def log_scoring_run(summary: dict, *, tracking_uri: str | None, experiment: str)
         metrics = {k: summary[k] for k in ("rows_scored", "rows_rejected", "rows_per_s")}
         if summary["psi"]["value"] is not None:
             metrics[f"psi_{summary['psi']['column']}"] = summary["psi"]["value"]
+        for name, drift in summary.get("feature_psi", {}).items():  # characteristic stability
+            metrics[f"psi_feature.{re.sub(r'[^0-9A-Za-z_.-]+', '_', name)}"] = drift["psi"]
         tracker.log_metrics(metrics)
         tags = {
             "kind": "scoring",

@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import run_job
 from tests.integration.conftest import BIN
+from training.data import synthetic
 
 pytestmark = pytest.mark.slow
 
@@ -144,6 +145,12 @@ def test_each_scoring_is_a_run_linked_to_the_model_version(scored, store):
         assert psi["column"] == "score" and psi["note"] is None
         assert run.data.metrics["psi_score"] == pytest.approx(psi["value"]) and psi["value"] >= 0
         assert sum(summary["distribution"]["histogram"]["counts"]) == N_ROWS - len(BAD)
+        drift = summary["feature_psi"]  # each feature against its training distribution
+        assert set(drift) == set(synthetic.SCHEMA.names()) and all(
+            run.data.metrics[f"psi_feature.{name}"] == pytest.approx(d["psi"])
+            for name, d in drift.items()
+        )
+        assert all(d["band"] in ("stable", "some shift", "major shift") for d in drift.values())
         assert "summary.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 

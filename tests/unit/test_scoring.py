@@ -342,3 +342,22 @@ def test_score_options_are_checked():
             from_options(ScoreConfig, [*base, bad])
     with pytest.raises(ConfigError, match="output"):
         from_options(ScoreConfig, base[:2])
+
+
+def test_feature_psi_is_small_for_the_training_population_and_flags_a_shift():
+    from training.data import synthetic
+    from training.scoring import feature_counts, feature_psi
+    from training.serving.scorecard import feature_bins
+
+    train = synthetic.generate(20_000, seed=1).frame
+    reference = feature_bins(train, synthetic.SCHEMA)
+    same = synthetic.generate(20_000, seed=2).frame
+    drift = feature_psi(reference, feature_counts(same, reference))
+    assert set(drift) == set(synthetic.SCHEMA.names())
+    assert all(d["psi"] < 0.02 and d["band"] == "stable" for d in drift.values()), drift
+    shifted = same.assign(revenue=same["revenue"] * 5, region="nowhere")
+    shifted.loc[::2, "vat_paid"] = np.nan  # half the rows lose their tax record
+    moved = feature_psi(reference, feature_counts(shifted, reference))
+    assert moved["revenue"]["band"] == moved["region"]["band"] == "major shift"
+    assert moved["vat_paid"]["psi"] > 0.1
+    assert list(moved)[:3] != list(drift)[:3] and moved["employees"]["band"] == "stable"

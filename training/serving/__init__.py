@@ -148,6 +148,7 @@ class Scorer:
         decision = bundle.get("decision", {})  # absent from bundles older than reason codes
         self.scale = ScoreScale(**decision.get("score", {}))
         self.score_reference: dict | None = decision.get("score_reference")
+        self.feature_reference: dict | None = decision.get("feature_reference")
         self.explainer = (
             Explainer(self.model, self.pre, self.schema, decision["reference"],
                       ExplainConfig(**decision["explain"]))
