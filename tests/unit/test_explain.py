@@ -193,6 +193,6 @@ def test_score_points_follow_the_scale():
 
 def test_config_refuses_a_protected_input_and_a_monotone_category():
     with pytest.raises(ConfigError, match=r"data.protected\[0\].*never a model input"):
-        compose_config("data=taiwan", "data.protected=[AGE]")
+        compose_config("data=taiwan", "data.protected=[LIMIT_BAL]")
     with pytest.raises(ConfigError, match=r"data.features\[1\].monotone.*categories have no order"):
         compose_config("data=taiwan", "data.features.1.monotone=1")
