@@ -1,0 +1,323 @@
+"""Move ``@champion`` only when a candidate passes the gate: ``python -m jobs.promote name=...``.
+
+    python -m jobs.promote name=credit-risk-synthetic_sme                  # @challenger vs @champion
+    python -m jobs.promote name=credit-risk-synthetic_sme candidate=7 --dry-run
+    python -m jobs.promote name=credit-risk-synthetic_sme promotion.auc_margin=0.01
+    python -m jobs.promote --history credit-risk-synthetic_sme
+    python -m jobs.promote name=credit-risk-synthetic_sme rollback=true reason="PSI alert on May book"
+
+The candidate and the champion are re-scored on the hold-out rows of the candidate's own data
+config and split (recomputed from the data; both must carry the same data fingerprint) and
+checked against the ``promotion.*`` thresholds (``training/promotion.py``). Every decision but a
+dry run is recorded: tags on the versions, and a run in the experiment ``promotions`` with
+``promotion.json``. This file owns the options, the registry and MLflow calls, and exit codes.
+
+Options (``key=value``): name, candidate (alias or version; default challenger), dry_run
+(or --dry-run), history (or --history <name>), rollback, reason, tracking_uri, experiment
+(default promotions), threads, promotion.<threshold>.
+
+Exit codes: 0 promoted (or a dry run that would promote; history; rollback done), 1 refused
+(the table says which checks failed), 2 bad input (the line names the option).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import MISSING
+
+from training.config import TrackingConfig, from_options
+from training.constants import EXIT_OK, EXIT_USER_ERROR
+from training.errors import ConfigError, RiskbrainError, check
+from training.process import setup_process
+from training.promotion import (
+    CHAMPION,
+    PROMOTED,
+    Decision,
+    PromotionConfig,
+    Version,
+    auc_difference,
+    config_from_yaml,
+    describe,
+    fingerprint_check,
+    fingerprint_message,
+    format_checks,
+    format_history,
+    gate,
+    holdout,
+    measure,
+    promotion_decision,
+    rollback_decision,
+    rollback_target,
+)
+from training.tracking import tracking_uri
+
+EXIT_REFUSED = 1  # the gate refused the candidate (the same number as EXIT_FAILED: a non-zero end)
+
+
+@dataclass(kw_only=True)
+class PromoteConfig:
+    name: str = MISSING  # the registered model
+    candidate: str = "challenger"  # an alias or a version number
+    dry_run: bool = False  # print the decision; record and move nothing
+    history: bool = False  # print who held @champion when, and every decision
+    rollback: bool = False  # move @champion back to the champion before the current one...
+    reason: str = ""  # ...for this reason (required)
+    tracking_uri: str | None = None
+    experiment: str = "promotions"
+    threads: int = 0
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
+
+    def __post_init__(self) -> None:
+        check(bool(self.name), "name", self.name, "must name a registered model")
+        check(bool(self.candidate), "candidate", self.candidate, "must be an alias or a version")
+        check(
+            not (self.history and self.rollback),
+            "history",
+            self.history,
+            "and rollback=true: choose one",
+        )
+        check(
+            not self.rollback or bool(self.reason.strip()),
+            "reason",
+            self.reason,
+            "is required with rollback=true: say why, it is recorded",
+        )
+
+
+def options(argv: list[str]) -> list[str]:
+    """``--dry-run``, ``--history [<name>]`` and ``--rollback`` as their ``key=value`` forms."""
+    out, args = [], list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--dry-run":
+            out.append("dry_run=true")
+        elif arg == "--rollback":
+            out.append("rollback=true")
+        elif arg == "--history":
+            out.append("history=true")
+            if args and "=" not in args[0] and not args[0].startswith("-"):
+                out.append(f"name={args.pop(0)}")
+        else:
+            out.append(arg)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
+        return EXIT_OK
+    try:
+        cfg: PromoteConfig = from_options(PromoteConfig, options(argv))
+        setup_process(cfg.threads)
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        store = tracking_uri(TrackingConfig(uri=cfg.tracking_uri, experiment=cfg.experiment))
+        registry = Registry(store, cfg.name)
+        if cfg.history:
+            return show_history(cfg, registry)
+        if cfg.rollback:
+            return rollback(cfg, registry)
+        return promote(cfg, registry)
+    except RiskbrainError as e:
+        print(f"promote: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def promote(cfg: PromoteConfig, registry: Registry) -> int:
+    """Gate the candidate against @champion; record the decision and move the alias if it passed."""
+    cand = registry.version(cfg.candidate, "candidate")
+    champ = registry.champion()
+    if champ is not None and champ.version == cand.version:
+        raise ConfigError(
+            f"config candidate={cfg.candidate}: version {cand.version} already holds @{CHAMPION}"
+        )
+    decision = judge(cfg, registry, cand, champ)
+    print(format_checks(decision.checks))
+    if decision.result != PROMOTED:
+        print(
+            "\nfailed checks:\n" + format_checks([c for c in decision.checks if c.passed is False])
+        )
+    print(describe(decision, cfg.dry_run))
+    if cfg.dry_run:
+        print("(dry run: nothing recorded, no alias moved)")
+    else:
+        registry.record(decision, cfg.experiment)
+    return EXIT_OK if decision.result == PROMOTED else EXIT_REFUSED
+
+
+def judge(cfg: PromoteConfig, registry: Registry, cand: Version, champ: Version | None) -> Decision:
+    """The data fingerprints first (no scoring across data sets), then both models on the
+    candidate's hold-out rows, then the gate."""
+    gate_cfg = cfg.promotion
+    if champ is not None and champ.fingerprint != cand.fingerprint:
+        why = fingerprint_message(cand, champ, None)
+        return promotion_decision(
+            cfg.name, cand, champ, [fingerprint_check(cand, champ, None)], gate_cfg, why_data=why
+        )
+    rows = holdout(config_from_yaml(registry.config_yaml(cand)), gate_cfg.benchmark)
+    data = fingerprint_check(cand, champ, rows.fingerprint)
+    if not data.passed:
+        why = fingerprint_message(cand, champ, rows.fingerprint)
+        return promotion_decision(cfg.name, cand, champ, [data], gate_cfg, why_data=why)
+    cand_m, p_cand = measure(registry.load(cand), rows, gate_cfg)
+    champ_m, diff = None, None
+    if champ is not None:
+        champ_m, p_champ = measure(registry.load(champ), rows, gate_cfg)
+        diff = auc_difference(rows.y, p_cand, p_champ, gate_cfg)
+    checks = [data, *gate(cand_m, champ_m, diff, gate_cfg)]
+    both = {"candidate": cand_m} | ({"champion": champ_m} if champ_m else {})
+    return promotion_decision(cfg.name, cand, champ, checks, gate_cfg, metrics_of=both, diff=diff)
+
+
+def rollback(cfg: PromoteConfig, registry: Registry) -> int:
+    """@champion back to the champion before the current one, with the reason recorded."""
+    current = registry.champion()
+    records = registry.history(cfg.experiment)
+    target = rollback_target(records, current.version if current else None)
+    decision = rollback_decision(
+        cfg.name, registry.version(target, "rollback"), current, cfg.reason.strip()
+    )
+    print(describe(decision, cfg.dry_run))
+    if cfg.dry_run:
+        print("(dry run: nothing recorded, no alias moved)")
+    else:
+        registry.record(decision, cfg.experiment)
+    return EXIT_OK
+
+
+def show_history(cfg: PromoteConfig, registry: Registry) -> int:
+    registry.model()  # an unknown name is bad input, not an empty history
+    current = registry.champion()
+    records = registry.history(cfg.experiment)
+    print(format_history(cfg.name, records, current.version if current else None))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# MLflow: the registry's versions and aliases, the decision runs
+
+
+class Registry:
+    """One registered model in one store: its versions, @champion, and the promotion runs."""
+
+    def __init__(self, store: str, name: str) -> None:
+        from mlflow import MlflowClient
+
+        self.store, self.name = store, name
+        self.client = MlflowClient(tracking_uri=store, registry_uri=store)
+
+    def model(self):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_registered_model(self.name)
+        except MlflowException:
+            raise ConfigError(
+                f"config name={self.name}: no registered model of that name in {self.store}"
+            ) from None
+
+    def version(self, ref: str, option: str) -> Version:
+        """A version by number or alias; a ConfigError naming ``option`` when there is none."""
+        from mlflow.exceptions import MlflowException
+
+        self.model()
+        try:
+            if ref.isdigit():
+                mv = self.client.get_model_version(self.name, ref)
+            else:
+                mv = self.client.get_model_version_by_alias(self.name, ref)
+        except MlflowException:
+            what = "version" if ref.isdigit() else "alias"
+            raise ConfigError(
+                f"config {option}={ref}: {self.name} has no {what} {ref} (store {self.store})"
+            ) from None
+        return Version(str(mv.version), mv.run_id or "", mv.tags.get("data_fingerprint", ""))
+
+    def champion(self) -> Version | None:
+        if CHAMPION not in self.model().aliases:
+            return None
+        return self.version(CHAMPION, "champion")
+
+    def config_yaml(self, v: Version) -> str:
+        """The training run's resolved config (its ``config.yaml`` artifact)."""
+        from mlflow.exceptions import MlflowException
+
+        with tempfile.TemporaryDirectory(prefix="riskbrain-promote-") as tmp:
+            try:
+                path = self.client.download_artifacts(v.run_id, "config.yaml", tmp)
+            except MlflowException:
+                raise ConfigError(
+                    f"config candidate: version {v.version}'s run {v.run_id} has no config.yaml "
+                    "artifact (not registered by jobs.train): its data cannot be read again"
+                ) from None
+            return Path(path).read_text()
+
+    def load(self, v: Version):
+        """The version as a ``ScoringModel`` (PD and score, no reasons)."""
+        from jobs.score import load_model
+        from training.scoring import ModelRef
+
+        pinned = f"models:/{self.name}/{v.version}"
+        ref = ModelRef(
+            uri=pinned, pinned=pinned, name=self.name, version=v.version, run_id=v.run_id
+        )
+        return load_model(ref, self.store, reasons=0)
+
+    def record(self, d: Decision, experiment: str) -> None:
+        """The decision as a run (tags, metrics, ``promotion.json``), its tags on the versions,
+        then the alias: a failure on the way leaves the run FAILED, and so out of the history."""
+        from training.tracking import open_run
+
+        tracking = TrackingConfig(uri=self.store, experiment=experiment)
+        name = f"{d.kind} {self.name} v{d.candidate.version}"
+        with open_run(tracking, name=name) as tracker:
+            tracker.set_tags(d.run_tags())
+            tracker.log_metrics(run_metrics(d))
+            tracker.log_dict(d.record(), "promotion.json")
+            for version, tags in d.version_tags().items():
+                for key, value in (tags | {"promotion_run_id": tracker.run_id}).items():
+                    self.client.set_model_version_tag(self.name, version, key, value)
+            if d.result != "refused":
+                self.client.set_registered_model_alias(self.name, CHAMPION, d.candidate.version)
+
+    def history(self, experiment: str) -> list[dict]:
+        """The finished decision runs of this model, oldest first, as their tags."""
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        runs = self.client.search_runs(
+            [found.experiment_id],
+            filter_string=f"tags.registered_model = '{self.name}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time ASC"],
+            max_results=10_000,
+        )
+        keys = (
+            "time",
+            "kind",
+            "result",
+            "candidate_version",
+            "previous_champion",
+            "champion",
+            "user",
+            "host",
+            "reason",
+        )
+        return [{k: r.data.tags.get(k, "") for k in keys} | {"run_id": r.info.run_id} for r in runs]
+
+
+def run_metrics(d: Decision) -> dict[str, float]:
+    """The numbers of both models as run metrics (``candidate_auc``, ``champion_auc``, ...)."""
+    out = {}
+    for who, m in d.metrics.items():
+        out |= {f"{who}_{k}": float(v) for k, v in m.items() if isinstance(v, int | float)}
+    if d.auc_difference:
+        out |= {f"auc_difference_{k}": d.auc_difference[k] for k in ("delta", "low", "high")}
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
