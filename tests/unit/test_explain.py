@@ -6,6 +6,7 @@ guarantees must hold for any weights, not just for the ones a good run happens t
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -17,6 +18,7 @@ from tests.conftest import compose_config
 from training.checks import monotonicity
 from training.data import synthetic
 from training.data.preprocess import Preprocessor
+from training.data.schema import Kind
 from training.dist import DistContext
 from training.errors import ConfigError
 from training.loop import Tensors
@@ -196,3 +198,21 @@ def test_config_refuses_a_protected_input_and_a_monotone_category():
         compose_config("data=taiwan", "data.protected=[LIMIT_BAL]")
     with pytest.raises(ConfigError, match=r"data.features\[1\].monotone.*categories have no order"):
         compose_config("data=taiwan", "data.features.1.monotone=1")
+
+
+@pytest.mark.parametrize("kinds", ["numeric only", "categorical only"])
+def test_reasons_for_a_data_set_with_one_kind_of_column(kinds):
+    """Polish has no categorical column: the stored reference rows have empty x_cat rows."""
+    frame = synthetic.generate(400, seed=6).frame
+    keep = Kind.categorical if kinds == "categorical only" else Kind.numeric
+    schema = replace(SCHEMA, features=[f for f in SCHEMA.features if f.kind == keep])
+    pre = Preprocessor.fit(frame, schema)
+    x_num, x_cat = (torch.from_numpy(x) for x in pre.transform(frame))
+    model = build_model(
+        CONFIGS["mlp"], n_num=pre.n_num_features, cat_cardinalities=pre.cat_cardinalities
+    )
+    reference = json.loads(json.dumps(reference_sample(x_num, x_cat, 8)))  # as the bundle stores it
+    explainer = Explainer(model, pre, schema, reference, ExplainConfig(reference_rows=8))
+    contributions, errors = explainer.contributions(x_num[:20], x_cat[:20])
+    assert contributions.shape == (20, len(schema.features))
+    assert np.abs(errors).max() <= explainer.cfg.tolerance

@@ -64,10 +64,11 @@ class Explainer:
     ) -> None:
         self.model, self.pre, self.schema, self.cfg = model, pre, schema, cfg
         cards = pre.cat_cardinalities
+        n = len(reference["x_num"])  # rows; a data set without categoricals has x_cat rows []
         ref_num = torch.tensor(reference["x_num"], dtype=torch.float32).reshape(
-            -1, pre.n_num_features
+            n, pre.n_num_features
         )
-        ref_cat = torch.tensor(reference["x_cat"], dtype=torch.int64).reshape(-1, len(cards))
+        ref_cat = torch.tensor(reference["x_cat"], dtype=torch.int64).reshape(n, len(cards))
         self.ref = (ref_num, one_hot(ref_cat, cards, torch.float32))
         self.features, self.groups = _feature_groups(pre, schema)
         nodes, weights = np.polynomial.legendre.leggauss(cfg.steps)  # on [-1, 1]
