@@ -2,6 +2,10 @@
 
 Tracking store reachable, checkpoint folder writable, data present, MPI and Ray usable, Slurm
 variables consistent with the config. Prints a table; exits 1 if any check fails.
+
+``python -m jobs.doctor --repair [overrides]`` also ends FAILED every RUNNING run of the experiment
+whose job is dead (its run folder's lock is free: the job was killed, or its node died), with the
+reason, and sends what the run's journal still held.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def main(argv: list[str]) -> int:
+    repair = "--repair" in argv  # also end FAILED the RUNNING runs whose job is dead
+    argv = [a for a in argv if a != "--repair"]
     register_configs()
     console = Console()
     try:
@@ -39,7 +45,25 @@ def main(argv: list[str]) -> int:
     for status, name, detail in results:
         table.add_row(f"[{style.get(status, 'yellow')}]{status}[/]", name, detail)
     console.print(table)
-    return 1 if any(status == FAIL for status, _, _ in results) else 0
+    failed = any(status == FAIL for status, _, _ in results)
+    if repair and not failed:
+        repair_stale_runs(cfg, console)
+    return 1 if failed else 0
+
+
+def repair_stale_runs(cfg, console: Console) -> None:
+    """End FAILED each RUNNING run of the experiment whose job is dead (its run folder's lock is
+    free), through the folder's journal, so the record says why; then send what the journal holds."""
+    from training.journal import Journal
+    from training.tracking import stale_runs_in_store, sync_folder
+
+    stale = stale_runs_in_store(cfg.tracking)
+    if not stale:
+        console.print("repair: no RUNNING run of a dead job")
+    for run_id, folder in stale:
+        reason = "the job died without ending the run (found by jobs.doctor --repair)"
+        result = sync_folder(Journal(Path(folder)), None, 0, reason)
+        console.print(f"repair: run {run_id} ({folder}): marked FAILED: {result['outcome']}")
 
 
 if __name__ == "__main__":

@@ -198,16 +198,16 @@ def _section_of(cfg: dict, key: str) -> dict:
 
 
 def _model(report: dict, cfg: dict, commit: str, date: str) -> list[Block]:
-    reg = report.get("registered")
+    reg, pending = report.get("registered"), "pending: not in the tracking store yet (jobs.sync)"
     if reg:
         alias = f"@{reg['alias']}" if reg.get("alias") else "none moved (see the run's log)"
         registered = [("registered model", str(reg.get("name", "n/a"))),
-                      ("version", str(reg.get("version", "n/a"))), ("alias", alias)]  # fmt: skip
+                      ("version", str(reg.get("version") or pending)), ("alias", alias)]  # fmt: skip
     else:
         registered = [("registered model", "not registered (registry.register=false)")]
     pairs = registered + [
-        ("MLflow run", str(report.get("run_id", "n/a"))),
-        ("model URI", str(report.get("model_uri", "n/a"))),
+        ("MLflow run", str(report.get("run_id") or pending)),
+        ("model URI", str(report.get("model_uri") or pending)),
         ("data set", str(_section_of(cfg, "data").get("name", "n/a"))),
         ("model", str(_section_of(cfg, "model").get("name", "n/a"))),
         ("date", date or "not given"),

@@ -398,7 +398,11 @@ class MPILauncherConfig(LauncherConfig):
 
     name: LauncherName = LauncherName.mpi
     grad_sync: GradSync = GradSync.mpi
-    timeout_s: int = 300  # collective timeout: a rank that stops answering fails the job after this
+    # A rank that stops answering fails the job after this many seconds in a collective: the
+    # mpi4py collectives through a watchdog (training/watchdog.py; a rank busy alone, such as
+    # rank 0 writing the model, is waited for), the gradient all_reduce with grad_sync=torch or
+    # on GPUs through the torch process group's timeout.
+    timeout_s: int = 300
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -416,10 +420,12 @@ class RayLauncherConfig(LauncherConfig):
     use_gpu: bool = False  # one GPU per worker
     address: str | None = None  # cluster to join; null = $RAY_ADDRESS, else start a local one
     timeout_s: int = 300  # the process group's collective timeout
+    max_failures: int = 0  # worker-group restarts from the latest checkpoint; 0 = fail fast
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.timeout_s > 0, "launcher.timeout_s", self.timeout_s, "must be > 0")
+        check(self.max_failures >= 0, "launcher.max_failures", self.max_failures, "must be >= 0")
         check(self.num_workers > 0, "launcher.num_workers", self.num_workers, "must be > 0")
         check(
             self.cpus_per_worker > 0,
@@ -542,15 +548,34 @@ class SweepConfig:
             check(not p.log or p.low > 0, f"{key}.low", p.low, "must be > 0 on a log scale")
 
 
+TRACKING_MODES = ("online", "offline")
+
+
 @dataclass(kw_only=True)
 class TrackingConfig:
     """MLflow tracking: ``uri`` null means env ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` here."""
 
     uri: str | None = None
     experiment: str = "riskbrain"
+    # Every call is written to <run folder>/tracking/ first (training/journal.py). online: applied
+    # to the store at once when it answers, retried with back-off when not; offline: nothing is
+    # sent (compute nodes without a route to the server): `python -m jobs.sync <folder>` later.
+    mode: str = "online"
+    sync_timeout_s: int = 60  # online: at the end, how long to keep retrying a store that is down
+    request_timeout_s: int = (
+        30  # online: one request to a tracking server, before it counts as down
+    )
 
     def __post_init__(self) -> None:
         check(bool(self.experiment), "tracking.experiment", self.experiment, "must not be empty")
+        check(
+            self.mode in TRACKING_MODES,
+            "tracking.mode",
+            self.mode,
+            f"must be one of {TRACKING_MODES}",
+        )
+        for key in ("sync_timeout_s", "request_timeout_s"):
+            check(getattr(self, key) >= 0, f"tracking.{key}", getattr(self, key), "must be >= 0")
 
 
 @dataclass(kw_only=True)

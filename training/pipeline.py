@@ -43,7 +43,7 @@ from training.run_dir import RunDir
 from training.serving import make_decision, save_bundle
 from training.serving.explain import Explainer
 from training.state import TrainState
-from training.tracking import Tracker, flatten, git_commit, open_run
+from training.tracking import Tracker, flatten, git_commit, open_job_run
 
 log = logging.getLogger("riskbrain")
 
@@ -65,14 +65,14 @@ def run(
     stop.install(cfg.checkpoint.signal)
     data = prepare(cfg, role.ctx)
 
-    name, resume_id = f"{cfg.data.name}-{cfg.model.name}", resume and resume["run_id"]
-    with open_run(
-        cfg.tracking, name=name, resume_id=resume_id, parent_id=parent_run_id, enabled=ctx.is_main
-    ) as tracker:
-        tags = run_tags(cfg, data, ctx)
+    name, tags = f"{cfg.data.name}-{cfg.model.name}", run_tags(cfg, data, ctx)
+    with open_job_run(
+        cfg.tracking, run_dir.path, name=name, tags=tags | {"output_dir": str(run_dir.path.resolve())},
+        resume=resume, parent_id=parent_run_id, enabled=ctx.is_main,
+    ) as tracker:  # fmt: skip
         if resume is None:
-            tracker.set_tags(tags | {"output_dir": str(run_dir.path.resolve())})
             tracker.log_params(flatten(training_dict(cfg)))
+        ctx.abort_hooks.append(tracker.fail)  # a watchdog about to end the job: the run says why
         state, bins = build(cfg, data, role, resume)
         hooks = make_hooks(cfg, role, tracker, stop, on_epoch)
         train, valid = data.train.to(role.ctx.device), data.valid.to(role.ctx.device)
@@ -85,7 +85,7 @@ def run(
                 publish(cfg, run_dir, data, evaluation, tracker, trained, tags)
             )
     if ctx.is_main:  # the MLflow run has ended FINISHED
-        run_dir.mark_done(evaluation.report["run_id"])
+        run_dir.mark_done(evaluation.report["run_id"] or evaluation.report["run_key"])
     ctx.barrier()
     return evaluation.report if evaluation else {}
 
@@ -118,7 +118,7 @@ def find_resume(cfg: TrainConfig, role: Role) -> dict | None:
             found[1].name,
             state["epoch"],
             state["step"],
-            state["run_id"],
+            state.get("run_key") or state["run_id"],
         )
     return state
 
@@ -151,7 +151,7 @@ def build(
 
 def make_hooks(cfg: TrainConfig, role: Role, tracker: Tracker, stop, on_epoch) -> Hooks:
     """What fit reports to: MLflow (rank 0), the progress display (rank 0), checkpoints."""
-    meta = {"run_id": tracker.run_id or "", "config": training_dict(cfg)}
+    meta = {"run_key": tracker.key, "run_id": tracker.run_id or "", "config": training_dict(cfg)}
     checkpointer = Checkpointer(role.checkpoints, cfg.checkpoint, role.ctx, meta)
     progress = EpochProgress(cfg.trainer.max_epochs) if role.job.is_main else None
     return Hooks(tracker, progress, checkpointer, stop, on_epoch)
@@ -295,25 +295,20 @@ def publish(
     tracker.log_artifact(run_dir.path / "config.yaml")
     tracker.log_artifact(run_dir.plots, "plots")
 
-    out = {
-        "run_id": tracker.run_id,
-        "model_uri": tracker.log_model(run_dir.bundle, schema, example),
-    }
+    model_uri = tracker.log_model(run_dir.bundle, schema, example)
+    out = {"run_key": tracker.key, "run_id": tracker.run_id, "model_uri": model_uri}
     if cfg.registry.register:
-        version_tags = (
-            tags
-            | {"run_id": tracker.run_id}
-            | {k: f"{v:.4f}" for k, v in final_metrics(report).items() if k in VERSION_METRICS}
-        )
+        version_tags = tags | {
+            k: f"{v:.4f}" for k, v in final_metrics(report).items() if k in VERSION_METRICS
+        }  # the store's run id is added when the version is made
         name = cfg.registry.name
         alias, why = cfg.registry.alias_after(report["training"]["epochs_run"])
-        version = tracker.register(out["model_uri"], name, alias, version_tags)
-        tracker.set_tags({"registered_model": f"{name}/{version}"})
+        version = tracker.register(model_uri, name, alias, version_tags)
         out["registered"] = {"name": name, "version": version, "alias": alias}
         log.info(
             "registered %s version %s %s",
             name,
-            version,
+            version or "(pending: sent when the tracking store answers)",
             f"as @{alias}" if alias else f"(@{cfg.registry.alias} not moved: {why})",
         )
     tracker.log_artifact(run_dir.write_report(report | out))

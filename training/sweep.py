@@ -34,7 +34,7 @@ from training.config import (
     to_dict,
 )
 from training.preemption import Preempted
-from training.tracking import Tracker, ensure_experiment, open_run
+from training.tracking import Tracker, ensure_experiment, open_job_run, open_run
 
 log = logging.getLogger("riskbrain")
 
@@ -339,12 +339,14 @@ def register_ensemble(cfg: TrainConfig, top: list[dict], sweep_dir: Path, parent
     result = FitResult(epochs_run=min(t["epochs"] for t in top))
     trained = Trained(model, members, result, world_size=1, ensemble=listed)
     name = f"sweep-{cfg.sweep.name}-top{len(top)}"
-    with open_run(cfg.tracking, name=name, parent_id=parent.run_id) as tracker:
-        tags = run_tags(cfg, data, ctx) | {"sweep": cfg.sweep.name, "ensemble_of": str(len(top))}
-        tracker.set_tags(tags | {"output_dir": str(run_dir.path)})
+    tags = run_tags(cfg, data, ctx) | {"sweep": cfg.sweep.name, "ensemble_of": str(len(top))}
+    with open_job_run(
+        cfg.tracking, run_dir.path, name=name, tags=tags | {"output_dir": str(run_dir.path)},
+        parent_id=parent.run_id,
+    ) as tracker:  # fmt: skip
         evaluation = evaluate(trained, data, cfg, ctx)
         evaluation.report.update(publish(cfg, run_dir, data, evaluation, tracker, trained, tags))
-    run_dir.mark_done(evaluation.report["run_id"])
+    run_dir.mark_done(evaluation.report["run_id"] or evaluation.report["run_key"])
     log.info(
         "ensemble of the best %d trials: test auc %.4f (best trial alone: see its run %s)",
         len(top),

@@ -1,11 +1,19 @@
 """Experiment tracking, the one owner of MLflow: the store, runs, metrics, artifacts, the
 logged model and the registry. Opened from ``cfg.tracking`` on the process that logs; every
 other process gets the null ``Tracker``, which accepts each call and drops it.
+
+A training job's run goes through its run folder's journal (``training/journal.py``): each call is
+written there first and ``replay`` applies it to the store, at once when the store answers
+(``tracking.mode: online``), later otherwise (``python -m jobs.sync``), so an outage of the
+tracking server, or a compute node with no route to it, never stops training or loses a record.
+Sweeps' parent runs and scoring runs talk to the store directly (``open_run``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import logging
 import os
 import subprocess
@@ -16,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.config import TrackingConfig
+from training.journal import Journal
 from training.preemption import Preempted
 
 if TYPE_CHECKING:
@@ -43,6 +52,39 @@ def tracking_uri(cfg: TrackingConfig) -> str:
     return uri
 
 
+_PREPARED: set[str] = set()
+
+
+def prepare_store(uri: str) -> None:
+    """Create and migrate a new SQLite store once, under a file lock beside it.
+
+    Jobs started together on a new store (a Slurm array, several users) would each create and
+    migrate it at the same time, and most fail (``duplicate column name``); a server store needs
+    nothing here.
+    """
+    prefix = "sqlite:///"
+    if uri in _PREPARED or not uri.startswith(prefix):
+        return
+    from mlflow import MlflowClient
+
+    db = Path(uri[len(prefix) :])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)  # the tracking tables
+        client.search_registered_models(max_results=1)  # the registry's
+    _PREPARED.add(uri)
+
+
+def client_for(uri: str):
+    """A client for the tracking store and registry at ``uri`` (a new SQLite store is made first)."""
+    from mlflow import MlflowClient
+
+    prepare_store(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def ensure_experiment(cfg: TrackingConfig) -> str:
     """Create the experiment once, from the driver, against the store itself; returns the store's URI.
 
@@ -50,28 +92,37 @@ def ensure_experiment(cfg: TrackingConfig) -> str:
     collide, and a new experiment's artifact folder is resolved against the creating process's
     working directory (a Ray worker's is temporary) or routed through whatever server it used.
     """
-    from mlflow import MlflowClient
-
     uri = tracking_uri(cfg)
-    client = MlflowClient(tracking_uri=uri)
-    if client.get_experiment_by_name(cfg.experiment) is None:
-        client.create_experiment(cfg.experiment)
+    if cfg.mode == "offline":  # nothing is sent: jobs.sync creates it
+        return uri
+    _experiment_id(client_for(uri), cfg.experiment)
     return uri
+
+
+def _experiment_id(client, name: str) -> str:
+    """The experiment's id, created if missing (by whichever of several processes gets there first)."""
+    if (found := client.get_experiment_by_name(name)) is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name)
+    except Exception:  # noqa: BLE001 - created meanwhile by another job: read it back
+        if (found := client.get_experiment_by_name(name)) is None:
+            raise
+        return found.experiment_id
 
 
 def check_store(cfg: TrackingConfig) -> str:
     """Ask the store for one experiment (raises if it does not answer); returns its URI."""
-    from mlflow import MlflowClient
-
     uri = tracking_uri(cfg)
-    MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    client_for(uri).search_experiments(max_results=1)
     return uri
 
 
 class Tracker:
     """The null tracker: every call is accepted and dropped (ranks other than 0, tests)."""
 
-    run_id: str | None = None
+    run_id: str | None = None  # the store's id of the run
+    key: str | None = None  # a journaled run's own name, known before the store is reached
 
     def log_params(self, params: dict[str, Any]) -> None: ...
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
@@ -93,6 +144,9 @@ class Tracker:
 
     def end_child(self, run_id: str, status: str, tags: dict[str, str]) -> None:
         """Tag a nested run and set its final status (a sweep marks pruned trials)."""
+
+    def fail(self, reason: str) -> None:
+        """End the run FAILED now, from outside the block (a watchdog about to end the process)."""
 
 
 @contextlib.contextmanager
@@ -116,6 +170,7 @@ def open_run(
     import mlflow
 
     uri = tracking_uri(cfg)
+    prepare_store(uri)
     # log_model and register_model act on the globals: point both at this run's store (an
     # unset registry URI would follow $MLFLOW_TRACKING_URI, which may be relative to elsewhere).
     mlflow.set_tracking_uri(uri)
@@ -156,10 +211,12 @@ class MlflowTracker(Tracker):
         for i in range(0, len(items), _PARAM_BATCH):
             self.client.log_batch(self.run_id, params=items[i : i + _PARAM_BATCH], synchronous=True)
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+    def log_metrics(
+        self, metrics: dict[str, float], step: int | None = None, ts: int | None = None
+    ) -> None:
         from mlflow.entities import Metric
 
-        ts = int(time.time() * 1000)
+        ts = ts or int(time.time() * 1000)
         batch = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items()]
         self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
 
@@ -185,17 +242,31 @@ class MlflowTracker(Tracker):
 
         from training.serving.package import pyfunc_model
 
+        active = mlflow.active_run()
+        reopen = active is None or active.info.run_id != self.run_id  # a replay: not the active run
         with tempfile.TemporaryDirectory(prefix="riskbrain-model-") as workdir:
             kwargs = pyfunc_model(bundle_dir, schema, example, Path(workdir))
-            return mlflow.pyfunc.log_model(name="model", **kwargs).model_uri
+            if not reopen:
+                return mlflow.pyfunc.log_model(name="model", **kwargs).model_uri
+            with mlflow.start_run(run_id=self.run_id, nested=True):
+                uri = mlflow.pyfunc.log_model(name="model", **kwargs).model_uri
+        self.client.update_run(
+            self.run_id, "RUNNING"
+        )  # leaving start_run ended it; its end record will
+        return uri
 
     def register(self, model_uri: str, name: str, alias: str | None, tags: dict[str, str]) -> str:
+        """A new version of ``name`` from this run, or the one it already has (a replay registers once)."""
         import mlflow
 
-        version = mlflow.register_model(model_uri, name, tags=tags).version
+        mine = self.client.search_model_versions(f"name = '{name}' and run_id = '{self.run_id}'")
+        if mine:
+            version = mine[0].version
+        else:
+            version = mlflow.register_model(model_uri, name, tags=tags).version
         if alias:
             self.client.set_registered_model_alias(name, alias, version)
-        return version
+        return str(version)
 
     def children(self) -> list[tuple[str, dict[str, str]]]:
         experiment = self.client.get_run(self.run_id).info.experiment_id
@@ -208,6 +279,322 @@ class MlflowTracker(Tracker):
         for key, value in tags.items():
             self.client.set_tag(run_id, key, value)
         self.client.set_terminated(run_id, status)
+
+
+BACKOFF_FIRST_S, BACKOFF_MAX_S = 5.0, 300.0
+
+
+class JournalTracker(Tracker):
+    """A training job's tracker (rank 0): each call is a journal record (``training/journal.py``),
+    applied to the store at once when it answers (``tracking.mode: online``); when it does not,
+    training goes on and the next call tries again after a back-off (5 s, doubling to 5 min).
+    ``run_id`` is the store's id, once known; ``key`` names the run before that."""
+
+    def __init__(self, journal: Journal, key: str, cfg: TrackingConfig, uri: str) -> None:
+        self.journal, self.key, self.uri = journal, key, uri
+        self.online = cfg.mode == "online"
+        self._next_try, self._backoff, self._down = 0.0, BACKOFF_FIRST_S, False
+
+    @property
+    def run_id(self) -> str | None:
+        return self.synced().get("run_id")
+
+    def synced(self) -> dict:
+        """What the store has of this run: ``run_id``, ``model_uri``, ``version``."""
+        return self.journal.state()["runs"].get(self.key, {})
+
+    def _append(self, op: str, **fields: Any) -> None:
+        self.journal.append(op, self.key, **fields)
+        self.flush()
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self._append("params", params={k: str(v)[:_PARAM_MAX_CHARS] for k, v in params.items()})
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self._append("metrics", metrics={k: float(v) for k, v in metrics.items()}, step=step or 0,
+                     ts=int(time.time() * 1000))  # fmt: skip
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        path = Path(path).resolve()
+        if not path.is_relative_to(self.journal.run_folder):  # may be gone by the time of a sync
+            path = self.journal.keep_file(path, path.name)
+        self._append("artifact", path=str(path.relative_to(self.journal.run_folder)),
+                     artifact_path=artifact_path)  # fmt: skip
+
+    def log_dict(self, obj: dict, artifact_file: str) -> None:
+        self.journal.files.mkdir(parents=True, exist_ok=True)
+        path = self.journal.files / Path(artifact_file).name
+        path.write_text(json.dumps(obj, indent=2, default=str))
+        self.log_artifact(path, str(Path(artifact_file).parent) if "/" in artifact_file else None)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._append("tags", tags={k: str(v) for k, v in tags.items()})
+
+    def log_model(self, bundle_dir: Path, schema: Schema, example: pd.DataFrame) -> str | None:
+        """The served model, built from the bundle in the run folder when the record is applied."""
+        self.journal.files.mkdir(parents=True, exist_ok=True)
+        example.to_pickle(self.journal.files / "input_example.pkl")
+        self._append(
+            "model", bundle=str(Path(bundle_dir).resolve().relative_to(self.journal.run_folder))
+        )
+        return self.synced().get("model_uri")
+
+    def register(
+        self, model_uri: str | None, name: str, alias: str | None, tags: dict[str, str]
+    ) -> str | None:
+        self._append("register", name=name, alias=alias, tags=tags)
+        return self.synced().get("version")
+
+    def end(self, status: str, reason: str | None = None) -> None:
+        self.journal.append("end", self.key, status=status, reason=reason)
+
+    def fail(self, reason: str) -> None:
+        """End the run FAILED now, from outside the block (a watchdog about to end the process)."""
+        self.end("FAILED", reason)
+        self.flush()
+
+    def flush(self, wait_s: float = 0.0) -> bool:
+        """Apply what the store lacks; True once it has everything. Offline: nothing is sent."""
+        if not self.online:
+            return False
+        deadline = time.monotonic() + wait_s
+        while True:
+            now = time.monotonic()
+            if now >= self._next_try:
+                try:
+                    replay(self.journal, self.uri)
+                except Exception as e:  # noqa: BLE001 - any failure: the store is down for now
+                    self._failed(e)
+                else:
+                    if self._down:
+                        log.info("tracking store %s answers again: journal applied", self.uri)
+                    self._down, self._backoff = False, BACKOFF_FIRST_S
+                    return True
+            if self._next_try >= deadline:
+                return False
+            time.sleep(max(0.0, self._next_try - time.monotonic()))
+
+    def _failed(self, e: Exception) -> None:
+        if not self._down:
+            log.warning(
+                "tracking store %s did not answer (%s: %s); training goes on, records kept in %s",
+                self.uri, type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "",
+                self.journal.path,
+            )  # fmt: skip
+        self._down = True
+        self._next_try = time.monotonic() + self._backoff
+        self._backoff = min(2 * self._backoff, BACKOFF_MAX_S)
+
+
+@contextlib.contextmanager
+def open_job_run(
+    cfg: TrackingConfig, folder: Path, *, name: str, tags: dict[str, str],
+    resume: dict | None = None, parent_id: str | None = None, enabled: bool = True,
+) -> Iterator[Tracker]:  # fmt: skip
+    """A training job's run, journaled in ``folder`` (the null tracker when not ``enabled``).
+
+    A new run, or ``resume``'s (a checkpoint's ``run_key``, or the ``run_id`` of a checkpoint from
+    before the journal). Runs a dead job left open in the folder are ended FAILED first. The run
+    ends FAILED (with the error) if the block raises, KILLED if it stopped on request (``Preempted``:
+    it is reopened on resume), FINISHED otherwise; at a FINISHED end an online job waits up to
+    ``tracking.sync_timeout_s`` for a store that is down, then leaves the rest to ``jobs.sync``.
+    """
+    if not enabled:
+        yield Tracker()
+        return
+    journal, uri = Journal(folder), tracking_uri(cfg)
+    journal.lock()
+    try:
+        if cfg.mode == "online":  # a down server fails a request now, not after minutes of retries
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(cfg.request_timeout_s))
+        end_stale_runs(
+            journal, f"the job died without ending the run (found by the next job in {folder})"
+        )
+        tracker = JournalTracker(
+            journal, _start(journal, cfg, uri, name, tags, resume, parent_id), cfg, uri
+        )
+        tracker.flush()
+        run = tracker.run_id or f"(not in the store yet; key {tracker.key})"
+        log.info("mlflow run %s at %s (%s; journal %s)", run, uri, cfg.mode, journal.path)
+        yield from _run_to_end(tracker, cfg)
+    finally:
+        journal.unlock()
+
+
+def _start(
+    journal: Journal, cfg: TrackingConfig, uri: str, name: str, tags: dict[str, str],
+    resume: dict | None, parent_id: str | None,
+) -> str:  # fmt: skip
+    """The run's key: ``resume``'s run reopened, else a new run's start record."""
+    key = resume and resume.get("run_key")
+    if key and journal.knows(key):
+        journal.append("resume", key)
+        return key
+    key = Journal.new_key()
+    adopt = (
+        resume and not resume.get("run_key") and resume.get("run_id")
+    )  # a pre-journal checkpoint
+    journal.append("start", key, uri=uri, experiment=cfg.experiment, name=name, tags=tags,
+                   parent_id=parent_id, run_id=adopt or None)  # fmt: skip
+    return key
+
+
+def _run_to_end(tracker: JournalTracker, cfg: TrackingConfig) -> Iterator[Tracker]:
+    try:
+        yield tracker
+    except Preempted:
+        tracker.end("KILLED")
+        tracker.flush()
+        raise
+    except BaseException as e:
+        tracker.end("FAILED", f"{type(e).__name__}: {e}"[:500])
+        tracker.flush()
+        raise
+    tracker.end("FINISHED")
+    if not tracker.flush(wait_s=cfg.sync_timeout_s if tracker.online else 0):
+        log.warning(
+            "%d tracking records not in %s yet (%s): they are kept in %s; send them with: "
+            "python -m jobs.sync %s", tracker.journal.pending(), tracker.uri,
+            "offline" if not tracker.online else "store down", tracker.journal.path,
+            tracker.journal.run_folder,
+        )  # fmt: skip
+
+
+def end_stale_runs(journal: Journal, reason: str) -> list[str]:
+    """End FAILED every run a dead job left open in the journal (call with the lock held)."""
+    stale = journal.stale_runs()
+    for key in stale:
+        journal.append("end", key, status="FAILED", reason=reason)
+        log.warning("run %s was left open by a job that died: marked FAILED", key)
+    return stale
+
+
+def replay(journal: Journal, uri: str | None = None) -> dict:
+    """Apply the journal's records the store lacks, in order, saving progress after each; returns
+    what has been applied (``Journal.state``). Raises when the store fails: the next replay goes
+    on from there. ``uri``: the store (default: the one the job was configured with)."""
+    records, state = journal.records(), journal.state()
+    if state["applied"] >= len(records):
+        return state
+    uri = uri or state.get("uri") or records[0]["uri"]
+    if state.get("uri", uri) != uri:
+        raise ValueError(f"{journal.path} was synced to {state['uri']}, not {uri}")
+    import mlflow
+
+    client = client_for(uri)
+    mlflow.set_tracking_uri(uri)  # log_model and register_model act on the globals
+    mlflow.set_registry_uri(uri)
+    state["uri"] = uri
+    for i in range(state["applied"], len(records)):
+        record = records[i]
+        run = state["runs"].setdefault(record["run"], {})
+        _apply(client, uri, journal, record, run)
+        state["applied"] = i + 1
+        journal.save_state(state)
+    return state
+
+
+def _apply(client, uri: str, journal: Journal, r: dict, run: dict) -> None:
+    """One record. Each is safe to apply twice (a crash between applying and saving progress)."""
+    op = r["op"]
+    if op == "start":
+        run["run_id"] = run.get("run_id") or r["run_id"] or _create_run(client, r)
+        return
+    t = MlflowTracker(uri, run["run_id"])
+    if op == "resume":
+        client.update_run(t.run_id, "RUNNING")
+    elif op == "params":
+        t.log_params(r["params"])
+    elif op == "metrics":
+        t.log_metrics(r["metrics"], r["step"], r["ts"])
+    elif op == "tags":
+        t.set_tags(r["tags"])
+    elif op == "artifact":
+        t.log_artifact(journal.run_folder / r["path"], r["artifact_path"])
+    elif op == "model" and "model_uri" not in run:
+        run["model_uri"] = _log_model(t, journal, r)
+    elif op == "register" and "version" not in run:
+        run["version"] = t.register(
+            run["model_uri"], r["name"], r["alias"], r["tags"] | {"run_id": t.run_id}
+        )
+        t.set_tags({"registered_model": f"{r['name']}/{run['version']}"})
+    elif op == "end":
+        if r.get("reason"):
+            t.set_tags({"last_failure": r["reason"]})
+        client.set_terminated(t.run_id, r["status"], end_time=int(r["time"] * 1000))
+
+
+def _create_run(client, r: dict) -> str:
+    """The store's run for a start record: found by its key if a replay created it before."""
+    experiment = _experiment_id(client, r["experiment"])
+    found = client.search_runs([experiment], filter_string=f"tags.run_key = '{r['run']}'")
+    if found:
+        return found[0].info.run_id
+    tags = r["tags"] | {"run_key": r["run"]}
+    if r.get("parent_id"):
+        tags["mlflow.parentRunId"] = r["parent_id"]
+    run = client.create_run(
+        experiment, start_time=int(r["time"] * 1000), tags=tags, run_name=r["name"]
+    )
+    return run.info.run_id
+
+
+def _log_model(t: MlflowTracker, journal: Journal, r: dict) -> str:
+    import pandas as pd
+
+    from training.serving import BUNDLE, schema_from_bundle
+
+    bundle = journal.run_folder / r["bundle"]
+    schema = schema_from_bundle(json.loads((bundle / BUNDLE).read_text()))
+    example = pd.read_pickle(journal.files / "input_example.pkl")
+    return t.log_model(bundle, schema, example)
+
+
+def sync_folder(journal: Journal, uri: str | None, wait_s: float, reason: str) -> dict:
+    """Send one run folder's journal to the store (``jobs.sync``, ``jobs.doctor --repair``).
+
+    A folder whose job is alive (its lock is held) is left to that job. Runs its dead job left
+    open are ended FAILED with ``reason`` first. Retries with back-off for ``wait_s``. Returns
+    {"folder", "outcome": synced | running | failed, "runs": [...], "sent": records, "error"}.
+    """
+    out: dict[str, Any] = {"folder": str(journal.run_folder), "runs": [], "sent": 0}
+    if not journal.try_lock():
+        return out | {"outcome": "running"}
+    try:
+        end_stale_runs(journal, reason)
+        before = journal.state()["applied"]
+        deadline, backoff = time.monotonic() + wait_s, 2.0
+        while True:
+            try:
+                state = replay(journal, uri)
+                break
+            except Exception as e:  # noqa: BLE001 - reported per folder; the next sync goes on
+                if time.monotonic() + backoff > deadline:
+                    return out | {"outcome": "failed", "error": f"{type(e).__name__}: {e}"[:300]}
+                time.sleep(backoff)
+                backoff = min(2 * backoff, BACKOFF_MAX_S)
+    finally:
+        journal.unlock()
+    runs = list(state["runs"].values())
+    return out | {"outcome": "synced", "runs": runs, "sent": state["applied"] - before}
+
+
+def stale_runs_in_store(cfg: TrackingConfig) -> list[tuple[str, str | None]]:
+    """(run id, run folder) of each RUNNING run of ``tracking.experiment`` whose job is not alive:
+    its run folder's lock is free. Runs of folders not readable here are left out."""
+    client = client_for(tracking_uri(cfg))
+    experiment = client.get_experiment_by_name(cfg.experiment)
+    if experiment is None:
+        return []
+    out = []
+    for run in client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'"):
+        folder = run.data.tags.get("output_dir")
+        journal = Journal(Path(folder)) if folder else None
+        if journal is not None and journal.exists() and journal.try_lock():
+            journal.unlock()
+            out.append((run.info.run_id, folder))
+    return out
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -104,6 +104,24 @@ def load_model_configs(bundle_dir: Path) -> list[ModelConfig]:
     return [model_config_from_dict(m["model"]) for m in bundle["members"]]
 
 
+def schema_from_bundle(bundle: dict) -> Schema:
+    """The data schema a bundle (``bundle.json``, parsed) was trained on."""
+    return Schema(
+        target=bundle["schema"]["target"],
+        protected=bundle["schema"].get("protected", []),
+        features=[
+            FeatureSpec(
+                name=f["name"],
+                kind=Kind(f["kind"]),
+                source=Source(f["source"]),
+                monotone=f["monotone"],
+                description=f["description"],
+            )
+            for f in bundle["schema"]["features"]
+        ],
+    )
+
+
 class Scorer:
     """Raw applicant rows in; PD, score and reasons out: preprocessing and network applied
     exactly as in training."""
@@ -113,20 +131,7 @@ class Scorer:
         from training.models.ensemble import Ensemble
 
         bundle = json.loads((Path(bundle_dir) / BUNDLE).read_text())
-        self.schema = Schema(
-            target=bundle["schema"]["target"],
-            protected=bundle["schema"].get("protected", []),
-            features=[
-                FeatureSpec(
-                    name=f["name"],
-                    kind=Kind(f["kind"]),
-                    source=Source(f["source"]),
-                    monotone=f["monotone"],
-                    description=f["description"],
-                )
-                for f in bundle["schema"]["features"]
-            ],
-        )
+        self.schema = schema_from_bundle(bundle)
         self.pre = Preprocessor(**bundle["preprocessor"])
         # Each network's config and embedding bins, as save_bundle took them.
         self.members: list[Member] = [

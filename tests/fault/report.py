@@ -1,0 +1,42 @@
+"""The fault table: each fault test records what it injected and what it measured.
+
+``record`` appends one row to ``$RISKBRAIN_FAULT_TABLE`` (default: a file in /tmp named after the
+pytest process); ``conftest.py`` prints every row as a table at the end of the session, the
+figures ``docs/reliability.md`` quotes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+# One file per pytest session (tests record from the pytest process), unless set.
+_FILE = Path(
+    os.environ.get("RISKBRAIN_FAULT_TABLE", f"/tmp/riskbrain_fault_table.{os.getpid()}.jsonl")
+)
+
+
+def record(fault: str, happened: str, detect_s: float | None, work_lost: str) -> None:
+    """One row: the fault injected, what the system did, seconds until it was detected (None:
+    not applicable), and the work lost (e.g. "0 epochs", "1 checkpoint interval")."""
+    row = {
+        "fault": fault,
+        "happened": happened,
+        "detect_s": None if detect_s is None else round(detect_s, 1),
+        "work_lost": work_lost,
+        "at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    with _FILE.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def rows() -> list[dict]:
+    if not _FILE.is_file():
+        return []
+    return [json.loads(line) for line in _FILE.read_text().splitlines() if line.strip()]
+
+
+def reset() -> None:
+    _FILE.unlink(missing_ok=True)
