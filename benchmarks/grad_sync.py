@@ -1,6 +1,8 @@
 """Gradient sync on 2 ranks: GradSync through MPIContext vs raw mpi4py, gloo all_reduce and DDP.
 
 Run by ``benchmarks.run`` as ``mpirun -n 2 python -m benchmarks.grad_sync``; rank 0 prints JSON.
+With ``--watchdog``: what the watchdog over the collectives (``training/watchdog.py``) adds to a
+``GradSync`` step of the default MLP, the same step with and without it, interleaved.
 """
 
 from __future__ import annotations
@@ -8,8 +10,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -30,6 +34,7 @@ from benchmarks.common import (
 from training.dist import GradSync
 from training.launch.mpi import MPIContext
 from training.loop import Tensors, loss_fn
+from training.watchdog import Watchdog
 
 GOAL_VS_MPI4PY = "<= 1.2"
 
@@ -96,15 +101,41 @@ def measure_size(size: str, comm, iters: int, repeats: int) -> dict:
     return {"params": n_params(model), "bytes": 4 * n, "seconds_per_call": times}
 
 
+def measure_watchdog(comm, iters: int, repeats: int) -> dict:
+    """Seconds per ``GradSync`` step of the default MLP with and without the watchdog."""
+    model, batch = build_mlp(), synthetic_tensors(BATCH, seed=1 + comm.Get_rank())
+    watched = copy.deepcopy(model)  # each GradSync owns its model's .grad views
+    cpu, rank, size = torch.device("cpu"), comm.Get_rank(), comm.Get_size()
+    dog = Watchdog(
+        Path(tempfile.mkdtemp()), rank=rank, world_size=size, timeout_s=300, end=comm.Abort
+    ).start()
+    plain = GradSync(model, MPIContext(comm, "mpi", cpu, rank))
+    guarded = GradSync(watched, MPIContext(comm, "mpi", cpu, rank, watchdog=dog))
+    backward(model, batch)
+    backward(watched, batch)
+    times = interleave(
+        {"without": per_call(plain, iters, comm), "with": per_call(guarded, iters, comm)}, repeats
+    )
+    dog.close()
+    ratio = paired_ratio(times["with"], times["without"])
+    return {"params": n_params(model), "seconds_per_call": times, "ratio_with_without": ratio}
+
+
 def main() -> None:
     from mpi4py import MPI
 
     p = argparse.ArgumentParser()
     p.add_argument("--iters", type=int, default=50)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--watchdog", action="store_true", help="only the watchdog's cost per step")
     args = p.parse_args()
     torch.set_num_threads(1)
     comm = MPI.COMM_WORLD
+    if args.watchdog:
+        out = measure_watchdog(comm, args.iters, args.repeats)
+        if comm.Get_rank() == 0:
+            print(json.dumps(out), flush=True)
+        return
     init_gloo(comm)
     out = {size: measure_size(size, comm, args.iters, args.repeats) for size in MODEL_SIZES}
     if comm.Get_rank() == 0:

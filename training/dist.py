@@ -24,6 +24,9 @@ class DistContext:
     world_size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     sync_seconds: float = 0.0  # time spent in gradient synchronisation, for the logs
+    where: str = ""  # set around a collective to say where the job is (a watchdog's message)
+    # Called with the reason before a watchdog ends the job (rank 0 ends its MLflow run FAILED).
+    abort_hooks: list = field(default_factory=list)
 
     @property
     def is_main(self) -> bool:
@@ -85,6 +88,7 @@ class GradSync:
                 p.grad = view
         self.stop_requested = False  # set by the loop before the step: this rank wants to stop
         self.stop_agreed = False  # after the step: some rank wanted to stop, so all stop here
+        self.steps = 0  # calls so far in this process, to say where a stuck job waits
 
     def __call__(self) -> None:
         """Sum gradients (and stop requests) over ranks."""
@@ -99,7 +103,10 @@ class GradSync:
                 view.copy_(p.grad if p.grad is not None else torch.zeros_like(view))
                 p.grad = view
         self.flat[-1] = float(self.stop_requested)
+        self.steps += 1
+        self.ctx.where = f"gradient sync at step {self.steps}"
         self.ctx.allreduce_sum_(self.flat)
+        self.ctx.where = ""
         self.ctx.sync_seconds += time.perf_counter() - t0
         self.stop_agreed = bool(self.flat[-1] > 0)
 

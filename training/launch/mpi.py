@@ -3,7 +3,9 @@
 Collectives go through mpi4py (Open MPI's shared memory on a node is faster than gloo for the
 flat gradient buffer); a ``torch.distributed`` process group is also set up, its rendezvous port
 picked free by rank 0 and broadcast over MPI, for ``launcher.grad_sync=torch`` and NCCL on GPUs.
-An exception on any rank is logged with the rank's number and aborts every rank.
+An exception on any rank is logged with the rank's number and aborts every rank; a rank that
+stops answering does the same after ``launcher.timeout_s``, through a watchdog over the mpi4py
+collectives (``training/watchdog.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import socket
 import sys
 import traceback
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,33 +29,61 @@ from training.dist import DistContext, pick_device
 from training.errors import RiskbrainError
 from training.preemption import Preempted
 from training.process import free_port, setup_process
+from training.watchdog import Watchdog
 
 log = logging.getLogger("riskbrain")
 
 
 class MPIContext(DistContext):
-    def __init__(self, comm, grad_sync: str, device: torch.device, local_rank: int) -> None:
+    """Collectives through mpi4py on ``comm``; with a ``watchdog``, each one is watched, so a rank
+    that stops answering ends the job after ``launcher.timeout_s`` (``training/watchdog.py``)."""
+
+    def __init__(
+        self,
+        comm,
+        grad_sync: str,
+        device: torch.device,
+        local_rank: int,
+        watchdog: Watchdog | None = None,
+    ) -> None:
         super().__init__(
             rank=comm.Get_rank(), local_rank=local_rank, world_size=comm.Get_size(), device=device
         )
-        self.comm = comm
+        self.comm, self.watchdog = comm, watchdog
         self.use_mpi = grad_sync == "mpi" and device.type == "cpu"
+
+    def _watched(self, what: str, call: Callable[..., Any], *args: Any) -> Any:
+        """``call(*args)``, a collective, with the watchdog told where this rank waits."""
+        if self.watchdog is None:
+            return call(*args)
+        if not self.where:  # named by the caller's code line (gradient sync names its step)
+            caller = sys._getframe(2).f_code
+            what = f"{what} in {Path(caller.co_filename).name}:{caller.co_name}"
+        self.watchdog.enter(self.where or what)
+        try:
+            return call(*args)
+        finally:
+            self.watchdog.leave()
 
     def allreduce_sum_(self, t: torch.Tensor) -> None:
         if self.use_mpi:
             from mpi4py import MPI
 
             assert t.is_contiguous(), "allreduce_sum_ sums in place: the tensor must be contiguous"
-            self.comm.Allreduce(MPI.IN_PLACE, t.detach().numpy().reshape(-1), op=MPI.SUM)
-        else:
+            buf = t.detach().numpy().reshape(-1)
+            self._watched("allreduce", self.comm.Allreduce, MPI.IN_PLACE, buf, MPI.SUM)
+        else:  # gloo / NCCL: the process group's own timeout (launcher.timeout_s)
             torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
 
     def allgather(self, obj: Any) -> list[Any]:
-        return self.comm.allgather(obj)
+        return self._watched("allgather", self.comm.allgather, obj)
 
     def allgather_array(self, a: np.ndarray) -> np.ndarray:
         if a.dtype.hasobject:
             return super().allgather_array(a)
+        return self._watched("allgather_array", self._allgather_array, a)
+
+    def _allgather_array(self, a: np.ndarray) -> np.ndarray:
         a = np.ascontiguousarray(a)
         counts = self.comm.allgather(len(a))
         out = np.empty(sum(counts), dtype=a.dtype)
@@ -60,12 +91,14 @@ class MPIContext(DistContext):
         return out
 
     def broadcast(self, obj: Any) -> Any:
-        return self.comm.bcast(obj, root=0)
+        return self._watched("broadcast", self.comm.bcast, obj, 0)
 
     def barrier(self) -> None:
-        self.comm.Barrier()
+        self._watched("barrier", self.comm.Barrier)
 
     def close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.close()
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
@@ -87,8 +120,9 @@ def _local_rank_and_size() -> tuple[int, int]:
     return 0, 1
 
 
-def init_context(cfg: TrainConfig) -> MPIContext:
-    """Threads, device, and the torch process group at a rendezvous chosen by rank 0."""
+def init_context(cfg: TrainConfig, out_dir: Path) -> MPIContext:
+    """Threads, device, the torch process group at a rendezvous chosen by rank 0, and the watchdog
+    over the MPI collectives (its files go to the run folder, ``out_dir``)."""
     comm = _comm()
     local_rank, local_size = _local_rank_and_size()
     threads = setup_process(cfg.launcher.threads, local_size)
@@ -106,7 +140,18 @@ def init_context(cfg: TrainConfig) -> MPIContext:
         world_size=comm.Get_size(),
         timeout=timedelta(seconds=cfg.launcher.timeout_s),
     )
-    ctx = MPIContext(comm, cfg.launcher.grad_sync, device, local_rank)
+    watchdog = None
+    if comm.Get_size() > 1:
+        watchdog = Watchdog(
+            out_dir,
+            rank=comm.Get_rank(),
+            world_size=comm.Get_size(),
+            timeout_s=cfg.launcher.timeout_s,
+            end=comm.Abort,
+        ).start()
+    ctx = MPIContext(comm, cfg.launcher.grad_sync, device, local_rank, watchdog)
+    if watchdog is not None:
+        watchdog.before_end = ctx.abort_hooks
     if ctx.is_main:
         log.info(
             "mpi: %d ranks, %d torch threads each, device %s, rendezvous %s:%d, grad_sync=%s",
@@ -147,7 +192,7 @@ def _run_rank(cfg: TrainConfig, out_dir: Path) -> dict:
     comm = _comm()
     ctx = None
     try:
-        ctx = init_context(cfg)
+        ctx = init_context(cfg, out_dir)
         from training.pipeline import run
 
         return run(cfg, out_dir, ctx)
