@@ -1,14 +1,24 @@
 """Test-only fault injection, loaded by Python at start-up when this folder is on PYTHONPATH.
 
 With ``RISKBRAIN_FAIL_RANK=r``, rank r raises in its third training step, so the tests can check
-that one failing rank ends the whole job (MPI ranks and Ray workers alike) without a hang. The
-library itself has no such hook.
+that one failing rank ends the whole job (MPI ranks and Ray workers alike) without a hang.
+
+With ``RISKBRAIN_KILL_RANK=r`` and ``RISKBRAIN_KILL_AT_STEP=k``, rank r sends itself SIGKILL at
+the start of its k-th training step (counted in this process): no exception and no clean-up, as
+after the OOM killer or a lost node. It happens once per ``RISKBRAIN_KILL_MARKER`` (a path): the
+marker is written first (JSON: the time, pid, rank and step), and a process that finds it, such as
+a restarted worker, trains on.
+
+The library itself has no such hook.
 """
 
 import importlib.abc
 import importlib.util
+import json
 import os
+import signal
 import sys
+import time
 
 
 def _rank() -> int:
@@ -19,13 +29,28 @@ def _rank() -> int:
     return ray.train.get_context().get_world_rank()
 
 
+def _kill_once(step: int) -> None:
+    try:
+        with open(os.environ["RISKBRAIN_KILL_MARKER"], "x") as f:
+            row = {"time": time.time(), "pid": os.getpid(), "rank": _rank(), "step": step}
+            f.write(json.dumps(row))
+    except FileExistsError:  # killed before: this is the restarted attempt
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _patch(loop) -> None:
     original, calls = loop.train_step, [0]
+    fail_rank = os.environ.get("RISKBRAIN_FAIL_RANK")
+    kill_rank = os.environ.get("RISKBRAIN_KILL_RANK")
+    kill_step = int(os.environ.get("RISKBRAIN_KILL_AT_STEP", "0"))
 
     def train_step(*args, **kwargs):
         calls[0] += 1
-        if calls[0] == 3 and _rank() == int(os.environ["RISKBRAIN_FAIL_RANK"]):
+        if fail_rank and calls[0] == 3 and _rank() == int(fail_rank):
             raise RuntimeError("injected fault in step 3")
+        if kill_rank and calls[0] == kill_step and _rank() == int(kill_rank):
+            _kill_once(calls[0])
         return original(*args, **kwargs)
 
     loop.train_step = train_step
@@ -47,5 +72,5 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-if os.environ.get("RISKBRAIN_FAIL_RANK"):
+if os.environ.get("RISKBRAIN_FAIL_RANK") or os.environ.get("RISKBRAIN_KILL_RANK"):
     sys.meta_path.insert(0, _PatchOnImport())

@@ -3,14 +3,22 @@
 The driver composes the config; workers receive the resolved config, build a ``DistContext``
 from Ray Train's context (Ray has already set up the torch process group: gloo on CPU, NCCL on
 GPUs) and call ``pipeline.run``. Rank 0 logs to MLflow. There are no Ray calls in the training step.
+
+With ``launcher.max_failures=N`` Ray Train restarts a failed worker group (all workers, on a
+worker's error or death) up to N times; each new group calls ``pipeline.run`` again, which
+resumes from the latest checkpoint in the run folder into the MLflow run that checkpoint names.
+Rank 0 appends one line per group start to ``ray_attempts.jsonl`` in the run folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import signal
+import socket
+import time
 from pathlib import Path
 
 from training.config import RayLauncherConfig, TrainConfig
@@ -21,13 +29,16 @@ from training.tracking import ensure_experiment, tracking_uri
 
 log = logging.getLogger("riskbrain")
 
+ATTEMPTS_FILE = "ray_attempts.jsonl"  # in the run folder: one line per worker-group start
+
 
 class RayJobFailed(RiskbrainError):
     """A Ray worker raised: the message names the worker's rank and its error."""
 
 
-def _worker(config: dict) -> dict:
-    """One rank: the pipeline on Ray Train's process group; rank 0's report is the job's result."""
+def _worker(config: dict) -> dict | None:
+    """One rank: the pipeline on Ray Train's process group; rank 0's report is the job's result,
+    None when the group found a stop request before it started (a restart after ``Preempted``)."""
     import ray.train
     import ray.train.torch
 
@@ -44,8 +55,15 @@ def _worker(config: dict) -> dict:
         world_size=rt.get_world_size(),
         device=ray.train.torch.get_device(),
     )
+    out_dir = Path(config["out_dir"])
     try:
-        return run(cfg, Path(config["out_dir"]), ctx)
+        # Rank 0 decides for all, before the pipeline drops the request: after a stop, the
+        # checkpoint is written and Ray's restart must not train on.
+        if ctx.broadcast((out_dir / STOP_FILE).exists() if ctx.is_main else None):
+            return None
+        if ctx.is_main:
+            _record_attempt(out_dir, cfg.launcher.max_failures)
+        return run(cfg, out_dir, ctx)
     except Preempted:
         raise
     except BaseException as e:
@@ -65,20 +83,25 @@ def launch(cfg: TrainConfig, out_dir: Path) -> dict:
     )
     ensure_experiment(cfg.tracking)
     started_here = _connect(cfg.launcher)
-    stop_file = out_dir / STOP_FILE
+    stop_file, stopped = out_dir / STOP_FILE, f"ray workers stopped on SIG{cfg.checkpoint.signal}"
+    for stale in (stop_file, out_dir / ATTEMPTS_FILE):  # left by an earlier job in this folder
+        stale.unlink(missing_ok=True)
     previous = _forward_stop_signal(cfg.checkpoint.signal, stop_file)
     try:
-        return _trainer(cfg, out_dir).fit().return_value
+        report = _trainer(cfg, out_dir).fit().return_value
     except Exception as e:
         if stop_file.exists():  # the workers checkpointed and stopped on request
-            raise Preempted(
-                f"ray workers stopped on SIG{cfg.checkpoint.signal}; checkpoint written"
-            ) from e
-        raise RayJobFailed(f"ray job failed: {_root_message(e)}") from e
+            raise Preempted(f"{stopped}; checkpoint written") from e
+        raise RayJobFailed(f"ray job failed{_attempts_note(out_dir)}: {_root_message(e)}") from e
     finally:
         signal.signal(getattr(signal, f"SIG{cfg.checkpoint.signal}"), previous)
         if started_here:
             ray.shutdown()
+    if note := _attempts_note(out_dir):
+        log.warning("ray: the job finished%s", note)
+    if report is None:  # a group restarted after the stop found the request and did not train
+        raise Preempted(f"{stopped}; checkpoint written before the restart")
+    return report
 
 
 def _connect(launcher: RayLauncherConfig) -> bool:
@@ -122,9 +145,35 @@ def _trainer(cfg: TrainConfig, out_dir: Path):
         run_config=RunConfig(
             name="riskbrain",
             storage_path=str(out_dir / "ray"),
-            failure_config=FailureConfig(max_failures=0),
+            # Counts worker-group failures (an error or a dead worker); Ray's own node-preemption
+            # retries (max_preemption_failures) are counted apart and left at Ray's default.
+            failure_config=FailureConfig(max_failures=launcher.max_failures),
         ),
     )
+
+
+def _record_attempt(out_dir: Path, max_failures: int) -> int:
+    """Rank 0, at each worker-group start: one line in the run folder; returns the attempt number."""
+    path = out_dir / ATTEMPTS_FILE
+    attempt = 1 + (len(path.read_text().splitlines()) if path.is_file() else 0)
+    row = {"attempt": attempt, "started": time.time(), "node": socket.gethostname(),
+           "pid": os.getpid()}  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    if attempt > 1:
+        log.warning(
+            "ray: worker group restarted, attempt %d of at most %d: resuming from the latest "
+            "checkpoint", attempt, max_failures + 1,
+        )  # fmt: skip
+    return attempt
+
+
+def _attempts_note(out_dir: Path) -> str:
+    """' after N attempts' when Ray restarted the worker group, else ''."""
+    path = out_dir / ATTEMPTS_FILE
+    n = len(path.read_text().splitlines()) if path.is_file() else 0
+    return f" after {n} attempts" if n > 1 else ""
 
 
 def _forward_stop_signal(name: str, stop_file: Path):
@@ -133,7 +182,15 @@ def _forward_stop_signal(name: str, stop_file: Path):
 
 
 def _root_message(e: BaseException) -> str:
-    """The first line naming a rank in Ray's (long, nested) error, else Ray's own first line."""
+    """The rank whose process died, if one did (the others' errors follow from it: a collective
+    with a dead peer fails), else the first line naming a rank in Ray's (long, nested) error,
+    else Ray's own first line."""
+    failures = getattr(e, "worker_failures", None) or {}  # Ray Train V2's WorkerGroupError
+    for rank, error in sorted(failures.items()):
+        cause = getattr(error, "health_check_failure", None)  # Ray lost the worker's process
+        if cause is not None:
+            first = (str(cause).strip().splitlines() or [""])[0]
+            return f"rank {rank} failed Ray's health check ({type(cause).__name__}: {first})"
     text = str(e)
     for line in text.splitlines():
         if "rank " in line and " failed: " in line:
