@@ -17,12 +17,14 @@ Options (``key=value``): name, candidate (alias or version; default challenger),
 (default promotions), threads, promotion.<threshold>.
 
 Exit codes: 0 promoted (or a dry run that would promote; history; rollback done), 1 refused
-(the table says which checks failed), 2 bad input (the line names the option).
+(the table says which checks failed), 2 bad input (the line names the option) or not allowed by
+the tracking server (the line names the user and the permission it lacks; nothing moved).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -54,9 +56,12 @@ from training.promotion import (
     rollback_decision,
     rollback_target,
 )
+from training.secrets import PASSWORD, USERNAME, login, redact
 from training.tracking import tracking_uri
 
 EXIT_REFUSED = 1  # the gate refused the candidate (the same number as EXIT_FAILED: a non-zero end)
+# MLflow's error codes for a login refused (401) and a permission missing (403, basic-auth app)
+DENIED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
 
 
 @dataclass(kw_only=True)
@@ -125,6 +130,35 @@ def main(argv: list[str]) -> int:
     except RiskbrainError as e:
         print(f"promote: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Exception as e:
+        if getattr(e, "error_code", None) not in DENIED:
+            raise
+        print(f"promote: {denied_message(str(e), e.error_code, store, cfg)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def denied_message(error: str, code: str, store: str, cfg: PromoteConfig) -> str:
+    """One line for a login refused or a permission missing: who, what it lacks, and that
+    nothing moved (``Registry.record`` moves the alias last, after every other write)."""
+    user = login()
+    who = f"user {user[0]!r}" if user else f"no user ({USERNAME} not set)"
+    if code == "UNAUTHENTICATED":
+        return (
+            f"{redact(store)} refused the login of {who}: wrong username or password "
+            f"({USERNAME} / {PASSWORD}); nothing was moved"
+        )
+    found = re.search(r"endpoint (\S+)", error)
+    endpoint = found.group(1) if found else "?"
+    if "/runs/" in endpoint or "/experiments/" in endpoint:
+        lacks = f"USE or EDIT on experiment {cfg.experiment!r}, where decisions are recorded"
+    elif re.search(r"/registered-models/alias|/model-versions/(set-tag|update)", endpoint):
+        lacks = f"EDIT on registered model {cfg.name!r}, to tag its versions and move @{CHAMPION}"
+    else:
+        lacks = f"READ on registered model {cfg.name!r}"
+    return (
+        f"{who} was refused by {redact(store)}: permission denied on {endpoint}; "
+        f"it needs {lacks} (ask the server's admin). @{CHAMPION} was not moved"
+    )
 
 
 def promote(cfg: PromoteConfig, registry: Registry) -> int:
@@ -215,9 +249,11 @@ class Registry:
 
         try:
             return self.client.get_registered_model(self.name)
-        except MlflowException:
+        except MlflowException as e:
+            if e.error_code in DENIED:
+                raise
             raise ConfigError(
-                f"config name={self.name}: no registered model of that name in {self.store}"
+                f"config name={self.name}: no registered model of that name in {redact(self.store)}"
             ) from None
 
     def version(self, ref: str, option: str) -> Version:
@@ -230,10 +266,12 @@ class Registry:
                 mv = self.client.get_model_version(self.name, ref)
             else:
                 mv = self.client.get_model_version_by_alias(self.name, ref)
-        except MlflowException:
+        except MlflowException as e:
+            if e.error_code in DENIED:
+                raise
             what = "version" if ref.isdigit() else "alias"
             raise ConfigError(
-                f"config {option}={ref}: {self.name} has no {what} {ref} (store {self.store})"
+                f"config {option}={ref}: {self.name} has no {what} {ref} (store {redact(self.store)})"
             ) from None
         return Version(str(mv.version), mv.run_id or "", mv.tags.get("data_fingerprint", ""))
 
@@ -249,7 +287,9 @@ class Registry:
         with tempfile.TemporaryDirectory(prefix="riskbrain-promote-") as tmp:
             try:
                 path = self.client.download_artifacts(v.run_id, "config.yaml", tmp)
-            except MlflowException:
+            except MlflowException as e:
+                if e.error_code in DENIED:
+                    raise
                 raise ConfigError(
                     f"config candidate: version {v.version}'s run {v.run_id} has no config.yaml "
                     "artifact (not registered by jobs.train): its data cannot be read again"

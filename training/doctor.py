@@ -3,31 +3,102 @@ the Slurm allocation agree with the config? Each check returns (status, name, de
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from urllib.error import HTTPError
+from urllib.parse import urlencode
+from urllib.request import Request, urlopen
 
 from training.config import TrainConfig
+from training.errors import ConfigError
+from training.secrets import PASSWORD, USERNAME, basic_auth, login, redact
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 Check = tuple[str, str, str]
 
 
 def tracking(cfg: TrainConfig) -> Check:
+    """The store answers; on a server with logins (MLflow's basic-auth app), the user of
+    ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD`` gets in and may log runs to the experiment."""
     from training.tracking import check_store, tracking_uri
 
-    uri = tracking_uri(cfg.tracking)
+    try:
+        uri = tracking_uri(
+            cfg.tracking
+        )  # refuses a URI that holds a password ($MLFLOW_TRACKING_URI)
+    except ConfigError as e:
+        return FAIL, "tracking store", str(e)
+    shown = redact(uri)  # a password is never printed, even in a FAIL
     os.environ.setdefault(
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"
     )  # a down server fails now, not after minutes
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    user, note = login(), ""
+    if uri.startswith(("http://", "https://")):
+        problem, note = server_access(uri, cfg.tracking.experiment, user)
+        if problem:
+            return FAIL, "tracking store", f"{shown}: {problem}"
+        note = (f" as user {user[0]!r}" if user else "") + note
     try:
         check_store(cfg.tracking)
     except Exception as e:  # noqa: BLE001 - any failure means "not reachable"
-        return FAIL, "tracking store", f"{uri}: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
-    return OK, "tracking store", uri
+        first = redact(str(e).splitlines()[0][:200]) if str(e) else ""
+        return FAIL, "tracking store", f"{shown}: {type(e).__name__}: {first}"
+    return OK, "tracking store", shown + note
+
+
+def server_access(uri: str, experiment: str, user: tuple[str, str] | None) -> tuple[str, str]:
+    """(problem, note) for ``user`` on a tracking server: the login refused (401), the experiment
+    unreadable (403) or read-only to the user (the auth app's own permission query). ("", "")
+    when the server cannot be reached from here: the store check then says why."""
+    who = f"user {user[0]!r}" if user else "no user"
+    status, body = _get(
+        uri, "/api/2.0/mlflow/experiments/get-by-name", user, experiment_name=experiment
+    )
+    if status == 401 and user is None:
+        return f"the server asks for a login: set {USERNAME} / {PASSWORD}", ""
+    if status == 401:
+        return f"{who}: wrong username or password ({USERNAME} / {PASSWORD})", ""
+    if status == 403:
+        return f"{who} has no permission on experiment {experiment!r} (cannot read it)", ""
+    if status == 404:
+        return "", f"; experiment {experiment!r} does not exist yet: the job creates it"
+    if status != 200 or user is None:
+        return "", ""
+    status, grant = _get(
+        uri,
+        "/api/3.0/mlflow/users/permissions/get",  # the auth app's; a plain server answers 404
+        user,
+        username=user[0],
+        resource_type="experiment",
+        resource_id=body.get("experiment", {}).get("experiment_id", ""),
+    )
+    if status != 200:
+        return "", ""
+    level = grant.get("permission", "?")
+    if not grant.get("allowed", True):  # "allowed": the permission can use the experiment
+        return (
+            f"{who} has {level} permission on experiment {experiment!r}: logging runs needs "
+            "USE, EDIT or MANAGE (ask the server's admin)"
+        ), ""
+    return "", f" ({level} on experiment {experiment!r})"
+
+
+def _get(uri: str, path: str, user: tuple[str, str] | None, **query: str) -> tuple[int, dict]:
+    """(HTTP status, JSON body) of a GET; status 0 when the server cannot be reached."""
+    headers = {"Authorization": basic_auth(*user)} if user else {}
+    request = Request(f"{uri.rstrip('/')}{path}?{urlencode(query)}", headers=headers)
+    try:
+        with urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read() or b"{}")
+    except HTTPError as e:
+        return e.code, {}
+    except (OSError, ValueError):
+        return 0, {}
 
 
 def writable(folder: Path) -> Check:

@@ -1,61 +1,83 @@
-"""A local ``mlflow server`` over a SQLite store, for many concurrent writers (sweeps)."""
+"""A local ``mlflow server`` over a SQLite store, for many concurrent writers (sweeps); with
+``auth``, MLflow's basic-auth app in front of it (a shared server: users, passwords, permissions)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.request import urlopen
+from urllib.request import Request, urlopen
 
+from training.errors import check
 from training.process import free_port
+from training.secrets import PASSWORD, USERNAME, basic_auth
 
 log = logging.getLogger("riskbrain")
 
+# The auth app's settings: users and grants in their own SQLite file beside the store. No
+# password in it: the admin's comes from MLFLOW_AUTH_ADMIN_PASSWORD in the server's environment.
+AUTH_INI = """[mlflow]
+default_permission = {default_permission}
+database_uri = sqlite:///{database}
+admin_username = {admin}
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Auth:
+    """MLflow's basic-auth app: the admin it creates on first start, what other users get unasked."""
+
+    admin: str = "admin"
+    password: str  # the admin's: passed in the server's environment, never written to a file
+    default_permission: str = "READ"  # READ, USE, EDIT, MANAGE or NO_PERMISSIONS
+
+    def __post_init__(self) -> None:
+        # the auth app refuses to start with a shorter one, and says so only in its log
+        check(len(self.password) >= 12, "auth.password", "***", "must be at least 12 characters")
+
 
 @contextlib.contextmanager
-def serve(backend_uri: str, root: Path, timeout: float = 120) -> Iterator[str]:
-    """Serve ``backend_uri`` on a free local port until the block ends; yields the HTTP URI."""
+def serve(
+    backend_uri: str, root: Path, timeout: float = 120, auth: Auth | None = None
+) -> Iterator[str]:
+    """Serve ``backend_uri`` on a free local port until the block ends; yields the HTTP URI.
+
+    With ``auth``, every request needs a user's name and password (``add_user``)."""
     port = free_port()
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    command = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        backend_uri,
+        "--artifacts-destination",
+        str(root / "mlartifacts"),
+    ]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
+    if auth is not None:
+        command += ["--app-name", "basic-auth"]
+        env = {k: v for k, v in env.items() if k not in (USERNAME, PASSWORD)}  # not a client's
+        env |= auth_environment(auth, root)
     with open(root / "mlflow-server.log", "a") as out:
-        proc = subprocess.Popen(
-            [
-                str(mlflow_bin),
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-                "--backend-store-uri",
-                backend_uri,
-                "--artifacts-destination",
-                str(root / "mlartifacts"),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-        )
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urlopen(f"{uri}/health", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"mlflow server for {backend_uri} did not start; see {root / 'mlflow-server.log'}"
-                    ) from None
-                time.sleep(0.5)
-        log.info("tracking server %s over %s", uri, backend_uri)
+        _wait_healthy(uri, proc, timeout, f"mlflow server for {backend_uri}", root)
+        log.info("tracking server %s over %s%s", uri, backend_uri, " (basic-auth)" if auth else "")
         yield uri
     finally:
         proc.terminate()
@@ -63,3 +85,69 @@ def serve(backend_uri: str, root: Path, timeout: float = 120) -> Iterator[str]:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def auth_environment(auth: Auth, root: Path) -> dict[str, str]:
+    """The basic-auth app's environment: its ini (written to ``root``), the admin's password and
+    the static key Flask signs its CSRF tokens with."""
+    ini = root / "basic_auth.ini"
+    ini.write_text(
+        AUTH_INI.format(
+            default_permission=auth.default_permission,
+            database=root / "basic_auth.db",
+            admin=auth.admin,
+        )
+    )
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": auth.password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+    }
+
+
+def _wait_healthy(uri: str, proc: subprocess.Popen, timeout: float, what: str, root: Path) -> None:
+    """Until ``/health`` answers (it needs no login); raises if the server exits or times out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urlopen(f"{uri}/health", timeout=2):
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{what} did not start; see {root / 'mlflow-server.log'}"
+                ) from None
+            time.sleep(0.5)
+
+
+def add_user(
+    uri: str,
+    auth: Auth,
+    username: str,
+    password: str,
+    grants: dict[tuple[str, str], str] | None = None,
+) -> None:
+    """Create ``username`` as the admin, then grant it ``{(resource type, name or id): permission}``
+    (e.g. ``{("experiment", "7"): "EDIT", ("registered_model", "credit-risk"): "READ"}``)."""
+    admin = basic_auth(auth.admin, auth.password)
+    _post(uri, "/api/2.0/mlflow/users/create", {"username": username, "password": password}, admin)
+    for (resource_type, resource_id), permission in (grants or {}).items():
+        body = {
+            "username": username,
+            "resource_type": resource_type,
+            "resource_id": resource_id,
+            "permission": permission,
+        }
+        _post(uri, "/api/3.0/mlflow/users/permissions/grant", body, admin)
+
+
+def _post(uri: str, path: str, body: dict, authorization: str) -> dict:
+    request = Request(
+        uri + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": authorization},
+        method="POST",
+    )
+    with urlopen(request, timeout=30) as answer:
+        text = answer.read()
+    return json.loads(text) if text else {}
