@@ -21,6 +21,7 @@ from training.constants import STOP_SIGNAL
 from training.data.schema import FeatureSpec, Kind
 from training.errors import ConfigError, check, check_option
 from training.models.config import MODEL_CONFIGS, ModelConfig
+from training.secrets import PASSWORD, USERNAME, has_password, redact
 from training.serving.explain import ExplainConfig
 from training.serving.scorecard import ScoreScale
 
@@ -576,6 +577,17 @@ class TrackingConfig:
         )
         for key in ("sync_timeout_s", "request_timeout_s"):
             check(getattr(self, key) >= 0, f"tracking.{key}", getattr(self, key), "must be >= 0")
+        refuse_password(self.uri, "tracking.uri")
+
+
+def refuse_password(uri: str | None, key: str) -> None:
+    """A password in a tracking URI would be logged with every run (params, config.yaml, the
+    model card): credentials come from the environment only (``training/secrets.py``)."""
+    if uri and has_password(uri):
+        raise ConfigError(
+            f"config {key}={redact(uri)}: must not hold a password; "
+            f"set {USERNAME} and {PASSWORD} in the environment instead"
+        )
 
 
 @dataclass(kw_only=True)

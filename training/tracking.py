@@ -23,9 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.config import TrackingConfig
+from training.config import TrackingConfig, refuse_password
 from training.journal import Journal
 from training.preemption import Preempted
+from training.secrets import redact
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,6 +47,7 @@ def tracking_uri(cfg: TrackingConfig) -> str:
     folders (Ray, Slurm) write to the same store.
     """
     uri = cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    refuse_password(uri, "tracking.uri" if cfg.uri else "MLFLOW_TRACKING_URI")
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
         uri = prefix + str(Path(uri[len(prefix) :]).resolve())
@@ -135,7 +137,7 @@ class Tracker:
 
     def register(
         self, model_uri: str, name: str, alias: str | None, tags: dict[str, str]
-    ) -> str | None:
+    ) -> int | None:
         """A new version of ``name``, with ``alias`` moved onto it unless None; returns the version."""
 
     def children(self) -> list[tuple[str, dict[str, str]]]:
@@ -186,7 +188,10 @@ def open_run(
         nested=parent_id is not None,  # the parent may be this process's active run (a sweep)
     ) as active:
         log.info(
-            "mlflow run %s at %s%s", active.info.run_id, uri, " (resumed)" if resume_id else ""
+            "mlflow run %s at %s%s",
+            active.info.run_id,
+            redact(uri),
+            " (resumed)" if resume_id else "",
         )
         try:
             yield MlflowTracker(uri, active.info.run_id)
@@ -255,18 +260,18 @@ class MlflowTracker(Tracker):
         )  # leaving start_run ended it; its end record will
         return uri
 
-    def register(self, model_uri: str, name: str, alias: str | None, tags: dict[str, str]) -> str:
+    def register(self, model_uri: str, name: str, alias: str | None, tags: dict[str, str]) -> int:
         """A new version of ``name`` from this run, or the one it already has (a replay registers once)."""
         import mlflow
 
         mine = self.client.search_model_versions(f"name = '{name}' and run_id = '{self.run_id}'")
         if mine:
-            version = mine[0].version
+            version = int(mine[0].version)
         else:
             version = mlflow.register_model(model_uri, name, tags=tags).version
         if alias:
             self.client.set_registered_model_alias(name, alias, version)
-        return str(version)
+        return int(version)
 
     def children(self) -> list[tuple[str, dict[str, str]]]:
         experiment = self.client.get_run(self.run_id).info.experiment_id
@@ -341,7 +346,8 @@ class JournalTracker(Tracker):
 
     def register(
         self, model_uri: str | None, name: str, alias: str | None, tags: dict[str, str]
-    ) -> str | None:
+    ) -> int | None:
+        """The registration is sent after the model; the version once the store has made it."""
         self._append("register", name=name, alias=alias, tags=tags)
         return self.synced().get("version")
 
@@ -416,7 +422,7 @@ def open_job_run(
         )
         tracker.flush()
         run = tracker.run_id or f"(not in the store yet; key {tracker.key})"
-        log.info("mlflow run %s at %s (%s; journal %s)", run, uri, cfg.mode, journal.path)
+        log.info("mlflow run %s at %s (%s; journal %s)", run, redact(uri), cfg.mode, journal.path)
         yield from _run_to_end(tracker, cfg)
     finally:
         journal.unlock()
