@@ -137,7 +137,7 @@ class Tracker:
 
     def register(
         self, model_uri: str, name: str, alias: str | None, tags: dict[str, str]
-    ) -> int | None:
+    ) -> int | str | None:
         """A new version of ``name``, with ``alias`` moved onto it unless None; returns the version."""
 
     def children(self) -> list[tuple[str, dict[str, str]]]:
@@ -260,18 +260,20 @@ class MlflowTracker(Tracker):
         )  # leaving start_run ended it; its end record will
         return uri
 
-    def register(self, model_uri: str, name: str, alias: str | None, tags: dict[str, str]) -> int:
+    def register(
+        self, model_uri: str, name: str, alias: str | None, tags: dict[str, str]
+    ) -> int | str:
         """A new version of ``name`` from this run, or the one it already has (a replay registers once)."""
         import mlflow
 
         mine = self.client.search_model_versions(f"name = '{name}' and run_id = '{self.run_id}'")
         if mine:
-            version = int(mine[0].version)
+            version = mine[0].version
         else:
             version = mlflow.register_model(model_uri, name, tags=tags).version
         if alias:
             self.client.set_registered_model_alias(name, alias, version)
-        return int(version)
+        return version  # as the store gives it (a SQLite store: int; a server: str)
 
     def children(self) -> list[tuple[str, dict[str, str]]]:
         experiment = self.client.get_run(self.run_id).info.experiment_id
@@ -338,7 +340,7 @@ class JournalTracker(Tracker):
     def log_model(self, bundle_dir: Path, schema: Schema, example: pd.DataFrame) -> str | None:
         """The served model, built from the bundle in the run folder when the record is applied."""
         self.journal.files.mkdir(parents=True, exist_ok=True)
-        example.to_pickle(self.journal.files / "input_example.pkl")
+        example.to_parquet(self.journal.files / "input_example.parquet")  # dtypes kept, no pickle
         self._append(
             "model", bundle=str(Path(bundle_dir).resolve().relative_to(self.journal.run_folder))
         )
@@ -346,7 +348,7 @@ class JournalTracker(Tracker):
 
     def register(
         self, model_uri: str | None, name: str, alias: str | None, tags: dict[str, str]
-    ) -> int | None:
+    ) -> int | str | None:
         """The registration is sent after the model; the version once the store has made it."""
         self._append("register", name=name, alias=alias, tags=tags)
         return self.synced().get("version")
@@ -553,7 +555,7 @@ def _log_model(t: MlflowTracker, journal: Journal, r: dict) -> str:
 
     bundle = journal.run_folder / r["bundle"]
     schema = schema_from_bundle(json.loads((bundle / BUNDLE).read_text()))
-    example = pd.read_pickle(journal.files / "input_example.pkl")
+    example = pd.read_parquet(journal.files / "input_example.parquet")
     return t.log_model(bundle, schema, example)
 
 
