@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -72,19 +73,31 @@ def serve(
         command += ["--app-name", "basic-auth"]
         env = {k: v for k, v in env.items() if k not in (USERNAME, PASSWORD)}  # not a client's
         env |= auth_environment(auth, root)
-    with open(root / "mlflow-server.log", "a") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    with open(root / "mlflow-server.log", "a") as out:  # its own process group: see stop_group
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
     uri = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(uri, proc, timeout, f"mlflow server for {backend_uri}", root)
         log.info("tracking server %s over %s%s", uri, backend_uri, " (basic-auth)" if auth else "")
         yield uri
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen, grace_s: float = 20) -> None:
+    """End a process started with ``start_new_session=True`` and everything it started.
+
+    ``mlflow server`` runs uvicorn, a job runner and a dozen task consumers; ending only the
+    ``mlflow`` process leaves them running (about 2 GiB per server)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace_s)
+    with contextlib.suppress(ProcessLookupError):  # whatever outlived the grace period
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def auth_environment(auth: Auth, root: Path) -> dict[str, str]:

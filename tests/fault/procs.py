@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 from tests.integration.conftest import BIN
+from training.tracking_server import stop_group
 
 MPIRUN = [str(BIN / "mpirun"), "-n", "2", "--oversubscribe"] + (
     ["--allow-run-as-root"] if os.geteuid() == 0 else []
@@ -92,7 +93,7 @@ class Server:
              "--workers", "1", "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
              "--artifacts-destination", str(self.root / "mlartifacts")],
             stdout=open(self.root / "server.log", "a"), stderr=subprocess.STDOUT,  # noqa: SIM115
-            env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+            env={**os.environ, "MLFLOW_TRACKING_URI": ""}, start_new_session=True,
         )  # fmt: skip
 
         def up() -> bool:
@@ -105,11 +106,14 @@ class Server:
         wait_for("tracking server", up, timeout, self.proc)
 
     def kill(self) -> None:
-        """SIGKILL to the server and its workers: an outage, not a clean shutdown."""
-        for pid in [*descendants(self.proc.pid), self.proc.pid]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        """SIGKILL to the server and everything it started: an outage, not a clean shutdown."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_group(self.proc)
 
 
 def descendants(pid: int) -> list[int]:

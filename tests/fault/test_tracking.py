@@ -47,7 +47,7 @@ def server(tmp_path):
     srv = Server(tmp_path, free_port())
     srv.start()
     yield srv
-    stop_all(srv.proc)
+    srv.stop()
 
 
 def test_server_killed_mid_training_loses_nothing(server, tmp_path):
@@ -62,8 +62,10 @@ def test_server_killed_mid_training_loses_nothing(server, tmp_path):
         detect = wait_for("the job noticing", lambda: "did not answer" in output(run_dir), 120, job)
         # Training goes on while the server is down: two more epochs, not minutes of retries.
         wait_for("2 more epochs", lambda: journal_epochs(run_dir) >= epoch_at_kill + 2, 120, job)
-        down_s = time.monotonic() - killed_at
+        # Down long enough that the job's retries back off (5 s, then 10 s) before it answers.
+        time.sleep(max(0.0, 20 - (time.monotonic() - killed_at)))
         server.start()
+        down_s = time.monotonic() - killed_at
         assert job.wait(timeout=400) == 0, output(run_dir)[-3000:]
     finally:
         stop_all(job)
@@ -138,6 +140,10 @@ def test_eight_jobs_at_once_on_a_new_sqlite_store(tmp_path):
     assert codes == [0] * 8, [
         output(tmp_path / f"job{i}")[-2000:] for i, c in enumerate(codes) if c
     ]
+    # Not one failed attempt: without the lock, jobs collide in MLflow's migration of the new
+    # store ("table _alembic_tmp_params already exists") and only the journal's retries save them.
+    refused = [i for i in range(8) if "did not answer" in output(tmp_path / f"job{i}")]
+    assert not refused, output(tmp_path / f"job{refused[0]}")[-2000:]
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("riskbrain").experiment_id])
     assert len(runs) == 8 and {r.info.status for r in runs} == {"FINISHED"}
