@@ -84,7 +84,9 @@ def test_a_stopped_rank_fails_the_job_and_the_rerun_resumes(tmp_path):
     assert not _alive(pid)  # mpirun ended the stopped rank too
     said = re.search(r"riskbrain: rank 0 of 2: rank 1 went silent: no answer in (.*) for", log)
     assert said, log[-3000:]
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")  # rank 0 said why before the end
+    client = MlflowClient(
+        *[f"sqlite:///{tmp_path}/mlflow.db"] * 2
+    )  # rank 0 said why before the end
     [failed] = client.search_runs([client.get_experiment_by_name("riskbrain").experiment_id])
     assert failed.info.status == "FAILED" and "went silent" in failed.data.tags["last_failure"]
     state, path = load_latest(run / "checkpoints")

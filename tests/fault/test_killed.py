@@ -65,7 +65,7 @@ def _resume(run_dir: Path, uri: str) -> str:
 def test_rank_0_killed_then_doctor_repair(tmp_path):
     uri, run_dir = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "run"
     ended, epoch = _kill_rank_after_epoch_2(run_dir, uri, rank=0)
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, uri)
     assert _one_run(client).info.status == "RUNNING"  # nothing could end it
 
     doctor = subprocess.run(
@@ -92,7 +92,7 @@ def test_rank_0_killed_then_doctor_repair(tmp_path):
 def test_rank_1_killed_then_next_job_marks_and_resumes(tmp_path):
     uri, run_dir = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "run"
     ended, epoch = _kill_rank_after_epoch_2(run_dir, uri, rank=1)
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, uri)
     stale = _one_run(client)
     assert stale.info.status == "RUNNING"
 

@@ -53,7 +53,7 @@ def _uri(tmp_path: Path) -> str:
 def _runs(tmp_path: Path):
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=_uri(tmp_path))
+    client = MlflowClient(tracking_uri=_uri(tmp_path), registry_uri=_uri(tmp_path))
     return client, client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 

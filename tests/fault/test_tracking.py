@@ -71,7 +71,7 @@ def test_server_killed_mid_training_loses_nothing(server, tmp_path):
         stop_all(job)
     log = output(run_dir)
     assert "answers again" in log, log[-3000:]
-    client = MlflowClient(server.uri)
+    client = MlflowClient(server.uri, server.uri)
     run = _only_run(client)
     history = client.get_metric_history(run.info.run_id, "valid_auc")
     assert run.info.status == "FINISHED"
@@ -99,7 +99,7 @@ def test_offline_job_synced_later_once(server, tmp_path):
     run_dir = tmp_path / "run"
     job = start_job(run_dir, "debug=tiny", f"tracking.uri={server.uri}", "tracking.mode=offline")
     assert job.wait(timeout=300) == 0, output(run_dir)[-3000:]
-    client = MlflowClient(server.uri)
+    client = MlflowClient(server.uri, server.uri)
     assert client.get_experiment_by_name("riskbrain") is None  # nothing was sent
     assert "python -m jobs.sync" in output(run_dir)
 
@@ -144,7 +144,7 @@ def test_eight_jobs_at_once_on_a_new_sqlite_store(tmp_path):
     # store ("table _alembic_tmp_params already exists") and only the journal's retries save them.
     refused = [i for i in range(8) if "did not answer" in output(tmp_path / f"job{i}")]
     assert not refused, output(tmp_path / f"job{refused[0]}")[-2000:]
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, uri)
     runs = client.search_runs([client.get_experiment_by_name("riskbrain").experiment_id])
     assert len(runs) == 8 and {r.info.status for r in runs} == {"FINISHED"}
     versions = client.search_model_versions(f"name = '{MODEL}'")

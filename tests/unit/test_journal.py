@@ -37,7 +37,7 @@ def test_replay_applies_each_record_once(tmp_path):
     journal.append("end", key, status="FINISHED")
     state = replay(journal)
     assert state["applied"] == len(journal.records()) and journal.pending() == 0
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, uri)
     run = client.get_run(state["runs"][key]["run_id"])
     assert run.info.status == "FINISHED" and run.data.params == {"lr": "0.001"}
     assert run.data.tags["run_key"] == key and run.data.tags["a"] == "1"
@@ -62,7 +62,7 @@ def test_a_replay_cut_short_goes_on_where_it_stopped(tmp_path):
     assert journal.pending() == 2  # the artifact and the end wait
     (journal.run_folder / "missing.txt").write_text("here now")
     replay(journal)
-    run = MlflowClient(uri).get_run(journal.state()["runs"][key]["run_id"])
+    run = MlflowClient(uri, uri).get_run(journal.state()["runs"][key]["run_id"])
     assert run.info.status == "FINISHED" and journal.pending() == 0
 
 
@@ -80,7 +80,7 @@ def test_the_next_job_in_a_folder_ends_a_dead_jobs_run(tmp_path):
 
     result = sync_folder(find_journals(tmp_path)[0], None, 0, "unused")
     assert result["outcome"] == "synced" and len(result["runs"]) == 2
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, uri)
     statuses = {client.get_run(r["run_id"]).info.status for r in result["runs"]}
     assert statuses == {"FAILED", "FINISHED"}
 
