@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
-# A real one-node Slurm cluster for riskbrain's CI (Debian 12, Slurm 22.05, run as root,
-# no systemd, no cgroups).
+# A real Slurm cluster on one machine for riskbrain's CI (Debian 12, Slurm 22.05, run as root,
+# no systemd, no cgroups): one controller and 1 + N nodes.
 #
-#   bash .ci/slurm.sh start    # install if needed, start munged, slurmctld, slurmd; wait for idle
-#   bash .ci/slurm.sh status   # exit 0 when the cluster is up and the node answers
-#   bash .ci/slurm.sh stop     # stop only the daemons this script started (by pid file)
+#   bash .ci/slurm.sh start    # install if needed, start munged, slurmctld, the slurmds; wait for idle
+#   bash .ci/slurm.sh status   # exit 0 when the cluster is up and every node answers
+#   bash .ci/slurm.sh stop     # stop what this script started: daemons, namespaces, links, processes
+#
+# Nodes and partitions:
+#   debug (default)  node `localhost`: a slurmd on this machine's own network, as before.
+#   multi            nodes rb-node1..rb-nodeN (N = RISKBRAIN_SLURM_NODES, default 2): each is a
+#                    Linux network namespace of the same name with its own interface (eth0,
+#                    $NET.1K/24) on the bridge rb-br0 ($NET.1/24, the controller's address), its
+#                    own hostname (a UTS namespace) and its own slurmd. Nodes reach each other
+#                    only over that interface, so MPI between them goes over TCP and Ray's head
+#                    and workers talk over the bridge. Names resolve through /etc/netns/<node>/hosts,
+#                    mounted over /etc/hosts inside the node (`ip netns exec <node>` does the same);
+#                    the machine's own /etc/hosts is not touched. Files, users and the munge socket are shared, as
+#                    on a cluster with a shared file system. RISKBRAIN_SLURM_NODES=0: no namespaces.
 #
 # All state (slurm.conf, state, spool, logs, pid files) lives under one folder,
 # $RISKBRAIN_SLURM_DIR (default /tmp/riskbrain-slurm). The config is at
@@ -15,8 +27,10 @@
 # slurm.conf would not change, it does nothing; otherwise it (re)starts slurmctld and slurmd.
 # Job state is kept across stop/start, as on a real cluster.
 #
-# Env: RISKBRAIN_SLURM_DIR, RISKBRAIN_SLURM_CPUS (default 2), RISKBRAIN_SLURM_CRED_EXPIRE
-# (default 10), RISKBRAIN_SLURM_PMIX=1 (also install PMIx for `srun --mpi=pmix`).
+# Env: RISKBRAIN_SLURM_DIR, RISKBRAIN_SLURM_CPUS (CPUs of each node, default 2),
+# RISKBRAIN_SLURM_NODES (default 2), RISKBRAIN_SLURM_NET (the bridge's /24, default 10.199.0),
+# RISKBRAIN_SLURM_CRED_EXPIRE (default 10), RISKBRAIN_SLURM_PMIX=1 (also install PMIx for
+# `srun --mpi=pmix`).
 #
 # Requeue delay: slurmctld holds a requeued job back (Reason=BeginTime) until the job's old
 # step credentials have expired, i.e. for AuthInfo=cred_expire seconds (default 120 s, minimum
@@ -31,6 +45,9 @@ CONF="$DIR/etc/slurm.conf"
 SYSTEM_CONF=/etc/slurm/slurm.conf
 CPUS="${RISKBRAIN_SLURM_CPUS:-2}"
 CRED_EXPIRE="${RISKBRAIN_SLURM_CRED_EXPIRE:-10}"
+NODES="${RISKBRAIN_SLURM_NODES:-2}"
+NET="${RISKBRAIN_SLURM_NET:-10.199.0}"
+BRIDGE=rb-br0
 # RISKBRAIN_SLURM_PMIX=1 also installs PMIx so that `srun --mpi=pmix` works. Slurm's pmix plugin
 # dlopens .../pmix2/lib/libpmix.so, the unversioned name, which only libpmix-dev ships.
 PMIX="${RISKBRAIN_SLURM_PMIX:-0}"
@@ -110,12 +127,19 @@ real_memory_mb() {
     echo $((total / 2 < 8000 ? total / 2 : 8000))
 }
 
+node_ip() { echo "$NET.$((10 + $1))"; }
+
+# The nodes in namespaces reach the controller on the bridge; without them, localhost will do.
+controller() {
+    if [ "$NODES" -gt 0 ]; then echo "localhost($NET.1)"; else echo localhost; fi
+}
+
 # The slurm.conf this script wants, on stdout.
 render_conf() {
     cat <<EOF
 # Written by .ci/slurm.sh; a one-node cluster for riskbrain's CI. Edits are overwritten.
 ClusterName=riskbrain
-SlurmctldHost=localhost
+SlurmctldHost=$(controller)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -125,11 +149,11 @@ CredType=cred/munge
 AuthInfo=cred_expire=$CRED_EXPIRE
 
 StateSaveLocation=$DIR/state
-SlurmdSpoolDir=$DIR/spool/slurmd
+SlurmdSpoolDir=$DIR/spool/slurmd-%n
 SlurmctldPidFile=$DIR/run/slurmctld.pid
-SlurmdPidFile=$DIR/run/slurmd.pid
+SlurmdPidFile=$DIR/run/slurmd-%n.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
-SlurmdLogFile=$DIR/log/slurmd.log
+SlurmdLogFile=$DIR/log/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 
@@ -157,9 +181,17 @@ InactiveLimit=0
 SlurmdTimeout=60
 MessageTimeout=10
 
-NodeName=localhost NodeHostname=$(hostname) CPUs=$CPUS RealMemory=$(real_memory_mb) State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
+    # The namespace nodes come first: while `localhost` is the only node defined, Slurm 22.05
+    # answers every node-name lookup with it, and the next NodeName line is then a "duplicate".
+    local k
+    for k in $(seq "$NODES"); do
+        echo "NodeName=rb-node$k NodeAddr=$(node_ip "$k") CPUs=$CPUS RealMemory=$(real_memory_mb) State=UNKNOWN"
+    done
+    echo "NodeName=localhost NodeHostname=$(hostname) CPUs=$CPUS RealMemory=$(real_memory_mb) State=UNKNOWN"
+    echo "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP"
+    [ "$NODES" -gt 0 ] || return 0
+    echo "PartitionName=multi Nodes=rb-node[1-$NODES] MaxTime=INFINITE State=UP"
 }
 
 write_conf() {
@@ -177,22 +209,32 @@ link_system_conf() {
     ln -sfn "$CONF" "$SYSTEM_CONF"
 }
 
-node_state() { sinfo -h -N -n localhost -o %t 2>/dev/null | head -n1 | tr -d ' '; }
+# localhost, then rb-node1..rb-nodeN
+all_nodes() {
+    echo localhost
+    [ "$NODES" -gt 0 ] && seq -f 'rb-node%g' "$NODES"
+    return 0
+}
 
-# Up means: our slurmctld and slurmd are alive and the node answers (idle, mixed or allocated).
+node_state() { sinfo -h -N -n "$1" -o %t 2>/dev/null | head -n1 | tr -d ' '; }
+
+# Up means: our slurmctld and every slurmd are alive and every node answers.
 cluster_up() {
+    local node
     live_pid "$DIR/run/slurmctld.pid" slurmctld >/dev/null || return 1
-    live_pid "$DIR/run/slurmd.pid" slurmd >/dev/null || return 1
     munge_ok || return 1
-    case "$(node_state)" in
-    idle | mix | alloc | comp) return 0 ;;
-    *) return 1 ;;
-    esac
+    for node in $(all_nodes); do
+        live_pid "$DIR/run/slurmd-$node.pid" slurmd >/dev/null || return 1
+        case "$(node_state "$node")" in
+        idle | mix | alloc | comp) ;;
+        *) return 1 ;;
+        esac
+    done
 }
 
 show_logs() {
     local f
-    for f in "$DIR/log/slurmctld.log" "$DIR/log/slurmd.log" "$DIR/log/munged.err"; do
+    for f in "$DIR/log/slurmctld.log" "$DIR"/log/slurmd-*.log "$DIR/log/munged.err"; do
         [ -f "$f" ] || continue
         echo "===== tail -n 60 $f" >&2
         tail -n 60 "$f" >&2
@@ -207,9 +249,89 @@ print_conf() {
     fi
 }
 
+# The bridge, and node k's namespace, interface and hosts file (each only when missing).
+make_bridge() {
+    ip link show "$BRIDGE" >/dev/null 2>&1 && return 0
+    log "creating bridge $BRIDGE ($NET.1/24)"
+    ip link add "$BRIDGE" type bridge
+    ip addr add "$NET.1/24" dev "$BRIDGE"
+    ip link set "$BRIDGE" up
+}
+
+make_node() {
+    local k="$1" node="rb-node$1" ip
+    ip="$(node_ip "$k")"
+    if ! ip netns list | grep -qx "$node\( .*\)\?"; then
+        log "creating node $node: network namespace, eth0 $ip/24 on $BRIDGE"
+        ip netns add "$node"
+        ip link add "rb-veth$k" type veth peer name eth0 netns "$node"
+        ip link set "rb-veth$k" master "$BRIDGE" up
+        ip -n "$node" addr add "$ip/24" dev eth0
+        ip -n "$node" link set lo up
+        ip -n "$node" link set eth0 up
+        ip -n "$node" route add default via "$NET.1"
+    fi
+    [ -d /etc/netns ] || { mkdir /etc/netns && touch "$DIR/run/etc-netns-made"; }
+    mkdir -p "/etc/netns/$node"
+    {
+        echo "127.0.0.1 localhost"
+        echo "$NET.1 $(hostname) rb-controller"
+        for j in $(seq "$NODES"); do echo "$(node_ip "$j") rb-node$j"; done
+    } >"/etc/netns/$node/hosts"
+}
+
+# slurmd inside node k: its network namespace; a UTS namespace whose hostname is the node's name,
+# which is how slurmd finds its NodeName line (no -N: that needs --enable-multiple-slurmd); a
+# mount namespace with the node's hosts file over /etc/hosts. Not `ip netns exec`: it remounts
+# /sys, and slurmd then finds no cgroup file system and will not start.
+start_node_slurmd() {
+    local node="rb-node$1"
+    nsenter --net="/var/run/netns/$node" unshare --mount --uts sh -c \
+        "mount --bind /etc/netns/$node/hosts /etc/hosts && hostname $node && exec slurmd -f '$CONF'"
+}
+
+# Our namespaces, whatever N was when they were made.
+our_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -x 'rb-node[0-9]*' || true; }
+
+# Stop node's slurmd, then every process left in its namespace (job steps, Ray, MPI ranks),
+# then remove the namespace (its eth0 and the veth peer go with it) and its hosts file.
+remove_node() {
+    local node="$1" pids
+    stop_pid_file "$DIR/run/slurmd-$node.pid" slurmd
+    pids="$(ip netns pids "$node" 2>/dev/null | tr '\n' ' ')"
+    if [ -n "${pids// /}" ]; then
+        log "killing what is left in $node: $pids"
+        # shellcheck disable=SC2086
+        kill -TERM $pids 2>/dev/null || true
+        for _ in $(seq 25); do
+            [ -z "$(ip netns pids "$node" 2>/dev/null)" ] && break
+            sleep 0.2
+        done
+        # shellcheck disable=SC2046
+        kill -KILL $(ip netns pids "$node" 2>/dev/null) 2>/dev/null || true
+    fi
+    ip netns del "$node"
+    rm -rf "/etc/netns/$node"
+}
+
+wait_idle() {
+    local node="$1" state="" i
+    for i in $(seq 120); do
+        state="$(node_state "$node")"
+        case "$state" in
+        idle | mix | alloc) return 0 ;;
+        # left DOWN/DRAINED by an earlier run (e.g. a kill that timed out): put it back
+        down* | drain* | drng*) [ $((i % 10)) -eq 5 ] && scontrol update NodeName="$node" State=RESUME 2>/dev/null || true ;;
+        esac
+        sleep 0.5
+    done
+    show_logs
+    die "node $node not idle after 60 s (state: '${state:-none}')"
+}
+
 start() {
     need_root
-    mkdir -p "$DIR"/{etc,state,spool/slurmd,log,run}
+    mkdir -p "$DIR"/{etc,state,spool,log,run}
     install_packages
     if cluster_up; then
         if render_conf | cmp -s - "$CONF"; then
@@ -218,12 +340,16 @@ start() {
             print_conf
             return
         fi
-        log "slurm.conf changed; restarting slurmctld and slurmd"
+        log "slurm.conf changed; restarting slurmctld and the slurmds"
     fi
     # a half-up cluster (one daemon died) is restarted as a whole
     stop_slurm_daemons
     write_conf
     start_munge
+    if [ "$NODES" -gt 0 ]; then
+        make_bridge
+        for k in $(seq "$NODES"); do make_node "$k"; done
+    fi
 
     log "starting slurmctld ($(slurmctld -V))"
     slurmctld -f "$CONF" || {
@@ -239,30 +365,22 @@ start() {
         die "slurmctld does not answer scontrol ping"
     }
 
-    log "starting slurmd"
+    mkdir -p "$DIR/spool/slurmd-localhost"
+    log "starting slurmd on localhost"
     slurmd -f "$CONF" || {
         show_logs
         die "slurmd failed to start"
     }
-
-    local state=""
-    for i in $(seq 120); do
-        state="$(node_state)"
-        case "$state" in
-        idle | mix | alloc) break ;;
-        # left DOWN/DRAINED by an earlier run (e.g. a kill that timed out): put it back
-        down* | drain* | drng*) [ $((i % 10)) -eq 5 ] && scontrol update NodeName=localhost State=RESUME 2>/dev/null || true ;;
-        esac
-        sleep 0.5
+    for node in $(all_nodes); do mkdir -p "$DIR/spool/slurmd-$node"; done
+    for k in $(seq "$NODES"); do
+        log "starting slurmd on rb-node$k"
+        start_node_slurmd "$k" || {
+            show_logs
+            die "slurmd on rb-node$k failed to start"
+        }
     done
-    case "$state" in
-    idle | mix | alloc) ;;
-    *)
-        show_logs
-        die "node not idle after 60 s (state: '${state:-none}')"
-        ;;
-    esac
-    log "cluster up: $(sinfo -h -o '%P %a %D %t %N')"
+    for node in $(all_nodes); do wait_idle "$node"; done
+    log "cluster up: $(sinfo -h -o '%P %a %D %t %N' | tr '\n' ';')"
     print_conf
 }
 
@@ -285,12 +403,22 @@ stop_pid_file() {
 }
 
 stop_slurm_daemons() {
-    stop_pid_file "$DIR/run/slurmd.pid" slurmd
+    local f
+    for f in "$DIR"/run/slurmd-*.pid "$DIR/run/slurmd.pid"; do
+        [ -e "$f" ] && stop_pid_file "$f" slurmd
+    done
     stop_pid_file "$DIR/run/slurmctld.pid" slurmctld
 }
 
 stop() {
     need_root
+    local node
+    for node in $(our_namespaces); do remove_node "$node"; done
+    if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE"; fi
+    if [ -e "$DIR/run/etc-netns-made" ]; then
+        rmdir /etc/netns 2>/dev/null || true
+        rm -f "$DIR/run/etc-netns-made"
+    fi
     stop_slurm_daemons
     # munged only when this script started it
     stop_pid_file "$DIR/run/munged.pid" munged

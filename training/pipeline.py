@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shlex
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,7 +125,8 @@ def find_resume(cfg: TrainConfig, role: Role) -> dict | None:
 
 
 def run_tags(cfg: TrainConfig, data: Prepared, ctx: DistContext) -> dict[str, str]:
-    """What the MLflow run and the registered version are found by."""
+    """What the MLflow run and the registered version are found by (a collective: every rank
+    calls it; ``nodes`` lists the hosts the ranks ran on)."""
     return {
         "git_commit": git_commit(),
         "dataset": cfg.data.name,
@@ -133,6 +135,7 @@ def run_tags(cfg: TrainConfig, data: Prepared, ctx: DistContext) -> dict[str, st
         "model_name": str(cfg.model.name),
         "launcher": str(cfg.launcher.name),
         "world_size": str(ctx.world_size),
+        "nodes": ",".join(dict.fromkeys(ctx.allgather(socket.gethostname()))),  # in rank order
     }
 
 

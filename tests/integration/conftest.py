@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.slurm import cluster_problem
+from tests.integration.slurm import cluster_problem, multi_problem
 
 BIN = Path(sys.executable).parent
 
@@ -48,12 +48,22 @@ def mlflow_server(tmp_path_factory):
         yield uri
 
 
-@pytest.fixture(scope="session")
-def slurm_cluster() -> None:
+def _skip_or_fail(problem: str | None) -> None:
     """Skip when there is no usable cluster; fail instead when RISKBRAIN_REQUIRE_SLURM=1."""
-    problem = cluster_problem()
     if problem is None:
         return
     if os.environ.get("RISKBRAIN_REQUIRE_SLURM") == "1":
         pytest.fail(f"RISKBRAIN_REQUIRE_SLURM=1 but {problem}")
     pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    """A Slurm cluster with an up node (``bash .ci/slurm.sh start``)."""
+    _skip_or_fail(cluster_problem())
+
+
+@pytest.fixture(scope="session")
+def multi_nodes(slurm_cluster) -> None:
+    """The cluster's partition of namespace nodes, two of them up."""
+    _skip_or_fail(multi_problem())

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+from tests.conftest import ROOT
 
 DONE = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL"}
 # The node has 2 CPUs and may be busy with other jobs: allow a long wait in the queue.
 QUEUE_TIMEOUT = 600
+# The namespace nodes of .ci/slurm.sh: each its own network, hostname and slurmd.
+MULTI = "multi"
+VENV = Path(sys.prefix)
 
 
 def slurm(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -67,3 +74,63 @@ def wait_output(path: Path, pattern: str, timeout: float = 60) -> str:
             return text
         time.sleep(0.5)
     raise TimeoutError(f"{path} did not match {pattern!r} after {timeout}s: {text!r}")
+
+
+def multi_problem() -> str | None:
+    """Why the partition of namespace nodes cannot run a 2-node job, or None."""
+    proc = slurm("sinfo", "-h", "-p", MULTI, "-N", "-o", "%N %t")
+    up = [
+        line.split()[0]
+        for line in proc.stdout.splitlines()
+        if line.split()[1:2] in (["idle"], ["mix"], ["alloc"])
+    ]
+    if proc.returncode != 0 or len(up) < 2:
+        return f"no partition {MULTI!r} with 2 nodes up (sinfo: {proc.stdout.strip() or proc.stderr.strip()!r}); run bash .ci/slurm.sh start"
+    return None
+
+
+def submit(
+    tmp_path: Path, script: str, *overrides: str, sbatch_args: tuple[str, ...] = ()
+) -> tuple[str, Path]:
+    """sbatch a script from the repository with Hydra overrides; outputs and MLflow under tmp_path.
+    Returns the job id and its log."""
+    log = tmp_path / "slurm-%j.out"
+    env = {**os.environ, "RISKBRAIN_ENV": str(VENV), "RISKBRAIN_RUN_DIR": str(tmp_path / "run")}
+    proc = subprocess.run(
+        ["sbatch", "--parsable", f"--output={log}", *sbatch_args, f"slurm/{script}",
+         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", *overrides],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.strip().split(";")[0]
+    return job_id, tmp_path / f"slurm-{job_id}.out"
+
+
+def client(tmp_path: Path):
+    """An MLflow client of the SQLite store under tmp_path (where ``submit`` sends the job)."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def only_run(tmp_path: Path):
+    """The client and the one run of the store under tmp_path."""
+    mlflow = client(tmp_path)
+    runs = mlflow.search_runs([e.experiment_id for e in mlflow.search_experiments()])
+    assert len(runs) == 1, [r.info for r in runs]
+    return mlflow, runs[0]
+
+
+def node_processes(node: str, pattern: str) -> list[str]:
+    """Command lines of the processes in ``node``'s network namespace that contain ``pattern``."""
+    pids = subprocess.run(["ip", "netns", "pids", node], capture_output=True, text=True).stdout
+    found = []
+    for pid in pids.split():
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # gone meanwhile
+            continue
+        if pattern in cmd:
+            found.append(f"{pid}: {cmd.strip()}")
+    return found

@@ -12,60 +12,10 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT
-from tests.integration.slurm import (
-    QUEUE_TIMEOUT,
-    job_fields,
-    slurm,
-    wait_done,
-    wait_output,
-    wait_state,
-)
+from tests.integration.slurm import VENV, only_run, submit, wait_done
 from training.data import synthetic
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
-
-VENV = Path(sys.prefix)
-
-
-def _submit(
-    tmp_path: Path, script: str, *overrides: str, sbatch_args: tuple[str, ...] = ()
-) -> tuple[str, Path]:
-    """sbatch a script from the repository with Hydra overrides; outputs and MLflow under tmp_path."""
-    log = tmp_path / "slurm-%j.out"
-    env = {**os.environ, "RISKBRAIN_ENV": str(VENV), "RISKBRAIN_RUN_DIR": str(tmp_path / "run")}
-    proc = subprocess.run(
-        [
-            "sbatch",
-            "--parsable",
-            f"--output={log}",
-            *sbatch_args,
-            f"slurm/{script}",
-            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-            *overrides,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert proc.returncode == 0, proc.stderr
-    job_id = proc.stdout.strip().split(";")[0]
-    return job_id, tmp_path / f"slurm-{job_id}.out"
-
-
-def _client(tmp_path: Path):
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def _only_run(tmp_path: Path):
-    client = _client(tmp_path)
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert len(runs) == 1
-    return client, runs[0]
 
 
 @pytest.mark.parametrize(
@@ -76,13 +26,13 @@ def _only_run(tmp_path: Path):
     ],
 )
 def test_sbatch_trains_logs_and_registers(tmp_path, script, launcher, sbatch_args):
-    job_id, log = _submit(
+    job_id, log = submit(
         tmp_path, script, "debug=tiny", "registry.move_alias=true", sbatch_args=sbatch_args
     )
     fields = wait_done(job_id, timeout=300)
     text = log.read_text()
     assert fields["JobState"] == "COMPLETED", text[-4000:]
-    client, run = _only_run(tmp_path)
+    client, run = only_run(tmp_path)
     assert run.info.status == "FINISHED" and run.data.tags["launcher"] == launcher
     assert run.data.tags["world_size"] == "2"
     assert (
@@ -124,61 +74,6 @@ def _sbatch_scores_a_portfolio(tmp_path: Path) -> None:
     assert summary["world_size"] == 2 and summary["rows_scored"] == 300
 
 
-LONG = (
-    "data.n_rows=60000",
-    "trainer.max_epochs=5",
-    "trainer.patience=10",
-    "checkpoint.every_steps=25",
-    "model.d_block=64",
-)
-
-
-def test_preempted_job_is_requeued_and_ends_as_if_uninterrupted(tmp_path):
-    job_id, log = _submit(tmp_path, "train_mpi.sbatch", *LONG, sbatch_args=("--ntasks=2",))
-    wait_state(job_id, "RUNNING", timeout=QUEUE_TIMEOUT)
-    wait_output(log, r"epoch 2/5", timeout=300)
-    # What Slurm does before the time limit or on preemption (--signal=B:USR2@...): signal the batch shell.
-    assert slurm("scancel", "--signal=USR2", "--batch", job_id).returncode == 0
-    fields = wait_done(job_id, timeout=400)
-    text = log.read_text()
-    assert fields["JobState"] == "COMPLETED", text[-4000:]
-    assert int(job_fields(job_id).get("Restarts", "0")) == 1
-    assert "requeueing job" in text and "resuming from ckpt-" in text, text[-4000:]
-
-    client, run = _only_run(tmp_path)
-    assert run.info.status == "FINISHED"
-    history = client.get_metric_history(run.info.run_id, "valid_auc")
-    assert sorted(m.step for m in history) == [1, 2, 3, 4, 5]  # no epoch logged twice or missing
-    resumed = json.loads((tmp_path / "run" / "evaluation.json").read_text())
-
-    # The same job, uninterrupted, with the same world size.
-    ref_dir = tmp_path / "reference"
-    mpirun = [str(VENV / "bin" / "mpirun"), "-n", "2", "--oversubscribe"] + (
-        ["--allow-run-as-root"] if os.geteuid() == 0 else []
-    )
-    proc = subprocess.run(
-        [
-            *mpirun,
-            sys.executable,
-            "-m",
-            "jobs.train",
-            "launcher=mpi",
-            *LONG,
-            f"hydra.run.dir={ref_dir}",
-            f"tracking.uri=sqlite:///{ref_dir}/mlflow.db",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    reference = json.loads((ref_dir / "evaluation.json").read_text())
-    assert resumed["training"]["epochs_run"] == reference["training"]["epochs_run"]
-    for key in ("auc", "ks", "brier", "log_loss", "ece"):
-        assert resumed["test"][key] == pytest.approx(reference["test"][key], abs=1e-6), key
-
-
 def test_submit_renders_submits_and_prints_the_job_id(tmp_path):
     proc = subprocess.run(
         [
@@ -206,5 +101,5 @@ def test_submit_renders_submits_and_prints_the_job_id(tmp_path):
     fields = wait_done(job_id, timeout=300)
     assert fields["TimeLimit"] == "00:10:00" and fields["NumTasks"] == "2"
     assert fields["JobState"] == "COMPLETED", (tmp_path / f"slurm-{job_id}.out").read_text()[-3000:]
-    _, run = _only_run(tmp_path)
+    _, run = only_run(tmp_path)
     assert run.info.status == "FINISHED" and run.data.tags["world_size"] == "2"
