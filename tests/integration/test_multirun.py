@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.integration.slurm import DONE, QUEUE_TIMEOUT, slurm, wait_output
+from tests.integration.slurm import DONE, MULTI, QUEUE_TIMEOUT, slurm, wait_output
 
 pytestmark = pytest.mark.slow
 
@@ -127,12 +127,12 @@ def _cancel(submitit_dir: Path) -> None:
         slurm("scancel", array_id)
 
 
-def _check_array(submitit_dir: Path) -> dict[str, dict[str, str]]:
+def _check_array(submitit_dir: Path, partition: str = "debug") -> dict[str, dict[str, str]]:
     """One sbatch of a two-task array; both tasks wrote a result; Slurm shows both COMPLETED."""
     array_id = _array_id(submitit_dir)
     assert array_id is not None
     script = (submitit_dir / array_id / f"{array_id}_submission.sh").read_text()
-    assert "#SBATCH --array=0-1%2" in script and "#SBATCH --partition=debug" in script
+    assert "#SBATCH --array=0-1%2" in script and f"#SBATCH --partition={partition}" in script
     for task in (0, 1):
         assert (submitit_dir / f"{array_id}_{task}" / f"{array_id}_{task}_0_result.pkl").is_file()
     # Finished jobs stay in scontrol for MinJobAge=300 s. The launcher returns once the results
@@ -152,29 +152,31 @@ def test_grid_runs_every_point_one_after_another(tmp_path):
     assert sorted(r.data.params["model.name"] for r in runs) == ["mlp", "tabm"]
 
 
-# A tracking server, not a SQLite file, for the array tests: the tasks run at the same time, and
-# processes creating one SQLite store at once race (sqlite3.OperationalError: duplicate column).
-
-
 @pytest.mark.timeout(SWEEP_TIMEOUT + 300)
-def test_grid_runs_as_a_slurm_job_array(slurm_cluster, mlflow_server, tmp_path):
-    experiment = f"multirun-slurm-{uuid.uuid4().hex[:8]}"
+def test_grid_runs_as_a_slurm_job_array_over_two_nodes(multi_nodes, tmp_path):
+    # Each task asks for a whole node (2 CPUs), so the two run at once, one on each namespace
+    # node, and track into one SQLite file on the shared file system (created once, under its lock).
+    uri, experiment = f"sqlite:///{tmp_path}/mlflow.db", "multirun-nodes"
     sweep_dir = tmp_path / "multirun"
     submitit_dir = sweep_dir / ".submitit"
+    nodes = (f"hydra.launcher.partition={MULTI}", "hydra.launcher.cpus_per_task=2")
     try:
         proc = _multirun(
-            sweep_dir,
-            *GRID,
-            *_slurm_overrides(sweep_dir, mlflow_server, experiment),
+            sweep_dir, *GRID, *_slurm_overrides(sweep_dir, uri, experiment), *nodes,
             timeout=SWEEP_TIMEOUT,
-        )
+        )  # fmt: skip
     except subprocess.TimeoutExpired as e:
         _cancel(submitit_dir)
         pytest.fail(f"the Slurm sweep did not end: {e}\n{_logs(submitit_dir)}")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:] + _logs(submitit_dir)
-    _check_array(submitit_dir)
-    runs = _check_grid(sweep_dir, mlflow_server, experiment, "model.name")
+    records = _check_array(submitit_dir, partition=MULTI)
+    assert sorted(r["NodeList"] for r in records.values()) == ["rb-node1", "rb-node2"], records
+    runs = _check_grid(sweep_dir, uri, experiment, "model.name")
     assert sorted(r.data.params["model.name"] for r in runs) == ["mlp", "tabm"]
+    assert sorted(r.data.tags["nodes"] for r in runs) == ["rb-node1", "rb-node2"]
+
+
+# A tracking server for the tests below, as a team would share; the tasks run at the same time.
 
 
 @pytest.mark.timeout(SWEEP_TIMEOUT + 300)
