@@ -426,7 +426,25 @@ stop() {
         rm -f "$SYSTEM_CONF"
         if [ -e "$SYSTEM_CONF.orig" ]; then mv "$SYSTEM_CONF.orig" "$SYSTEM_CONF"; fi
     fi
+    check_stopped
     log "stopped (state kept in $DIR)"
+}
+
+# After stop: no namespace, link or daemon of ours is left; else say what is, and fail.
+check_stopped() {
+    local left=() f pid
+    while read -r ns; do [ -n "$ns" ] && left+=("network namespace $ns"); done < <(our_namespaces)
+    while read -r link; do [ -n "$link" ] && left+=("link $link"); done < <(
+        ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -x "$BRIDGE\|rb-veth[0-9]*" || true)
+    for f in "$DIR"/run/*.pid; do
+        [ -e "$f" ] || continue
+        pid="$(tr -dc 0-9 <"$f")"
+        [ -n "$pid" ] && [ -d "/proc/$pid" ] && left+=("$(cat "/proc/$pid/comm") (pid $pid, $f)")
+    done
+    [ "${#left[@]}" -eq 0 ] && return 0
+    log "ERROR: still there after stop:"
+    printf '  %s\n' "${left[@]}" >&2
+    return 1
 }
 
 status() {

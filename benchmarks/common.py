@@ -96,9 +96,16 @@ def mpirun_cmd(n: int) -> list[str]:
     return cmd[:1] + (["--allow-run-as-root"] if os.geteuid() == 0 else []) + cmd[1:]
 
 
-def run_ranks(n: int, module: str, args: list[str], timeout_s: float) -> dict:
-    """Start ``python -m module`` as n MPI ranks; returns the JSON line rank 0 printed last."""
-    cmd = mpirun_cmd(n) + [sys.executable, "-m", module, *args]
+# The command that places n ranks: nothing (this machine), or e.g. ``salloc`` on n nodes.
+Placement = Callable[[int], list[str]]
+
+
+def run_ranks(
+    n: int, module: str, args: list[str], timeout_s: float, place: Placement | None = None
+) -> dict:
+    """Start ``python -m module`` as n MPI ranks (inside ``place(n)``'s allocation, if given);
+    returns the JSON line rank 0 printed last."""
+    cmd = (place(n) if place else []) + mpirun_cmd(n) + [sys.executable, "-m", module, *args]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:

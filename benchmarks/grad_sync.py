@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from torch import nn
 from benchmarks.common import (
     BATCH,
     MODEL_SIZES,
+    Placement,
     build_mlp,
     figure,
     interleave,
@@ -43,13 +45,14 @@ GOAL_VS_MPI4PY = "<= 1.2"
 
 
 def init_gloo(comm) -> None:
-    """A torch process group for the gloo baselines, at a port rank 0 picks and broadcasts."""
+    """A torch process group for the gloo baselines, at rank 0's address and a port it picks."""
     from training.process import free_port
 
-    port = comm.bcast(free_port("") if comm.Get_rank() == 0 else None, root=0)
+    here = (socket.gethostbyname(socket.gethostname()), free_port(""))
+    addr, port = comm.bcast(here if comm.Get_rank() == 0 else None, root=0)
     dist.init_process_group(
         "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
+        init_method=f"tcp://{addr}:{port}",
         rank=comm.Get_rank(),
         world_size=comm.Get_size(),
     )
@@ -146,10 +149,16 @@ def main() -> None:
 # ---- in benchmarks.run --------------------------------------------------------------------------
 
 
-def measure(iters: int, repeats: int, timeout_s: float = 600) -> list[dict]:
-    raw = run_ranks(
-        2, "benchmarks.grad_sync", ["--iters", str(iters), "--repeats", str(repeats)], timeout_s
-    )
+def measure(
+    iters: int,
+    repeats: int,
+    timeout_s: float = 600,
+    place: Placement | None = None,
+    where: str = "",
+) -> list[dict]:
+    """2 ranks on this machine, or where ``place`` puts them (``where`` then names the figures)."""
+    args = ["--iters", str(iters), "--repeats", str(repeats)]
+    raw = run_ranks(2, "benchmarks.grad_sync", args, timeout_s, place)
     figures = []
     for size, r in raw.items():
         t = r["seconds_per_call"]
@@ -163,7 +172,7 @@ def measure(iters: int, repeats: int, timeout_s: float = 600) -> list[dict]:
         }
         figures += [
             figure(
-                f"grad_sync_vs_mpi4py[{size}]",
+                f"grad_sync_vs_mpi4py[{size}{where}]",
                 paired_ratio(t["riskbrain_gradsync"], t["mpi4py_allreduce"]),
                 GOAL_VS_MPI4PY,
                 "GradSync via MPIContext / raw mpi4py Allreduce of the same float32 bytes (2 ranks)",
@@ -171,14 +180,14 @@ def measure(iters: int, repeats: int, timeout_s: float = 600) -> list[dict]:
                 seconds=t,
             ),
             figure(
-                f"grad_sync_vs_gloo_allreduce[{size}]",
+                f"grad_sync_vs_gloo_allreduce[{size}{where}]",
                 paired_ratio(t["riskbrain_gradsync"], t["gloo_allreduce"]),
                 None,
                 "GradSync via MPIContext / torch.distributed.all_reduce on gloo, same bytes",
                 **common,
             ),
             figure(
-                f"grad_sync_vs_ddp[{size}]",
+                f"grad_sync_vs_ddp[{size}{where}]",
                 paired_ratio(t["riskbrain_gradsync"], ddp_added),
                 None,
                 "GradSync via MPIContext / time DDP (gloo) adds to forward+backward",

@@ -12,6 +12,7 @@ import torch
 
 from benchmarks.common import (
     BATCH,
+    Placement,
     build_mlp,
     figure,
     median,
@@ -70,14 +71,18 @@ def main() -> None:
 # ---- in benchmarks.run --------------------------------------------------------------------------
 
 
-def measure(rows_per_rank: int, epochs: int, repeats: int, timeout_s: float = 600) -> list[dict]:
-    """Launches of 1 and 2 ranks, alternating, paired by repeat; a launch's rows/s is its median epoch."""
+def measure(
+    rows_per_rank: int, epochs: int, repeats: int, timeout_s: float = 600,
+    place: Placement | None = None, where: str = "",
+) -> list[dict]:  # fmt: skip
+    """Launches of 1 and 2 ranks, alternating, paired by repeat; a launch's rows/s is its median
+    epoch. Ranks run on this machine, or where ``place`` puts them (``where`` names the figure)."""
     args = ["--rows-per-rank", str(rows_per_rank), "--epochs", str(epochs)]
     rates: dict[int, list[float]] = {1: [], 2: []}
     sync_share, rates_without_sync = [], []
     for i in range(repeats):
         for world in (1, 2) if i % 2 == 0 else (2, 1):
-            r = run_ranks(world, "benchmarks.scaling", args, timeout_s)
+            r = run_ranks(world, "benchmarks.scaling", args, timeout_s, place)
             rates[world].append(median(r["rows_per_s"]))
             if world == 2:  # how much of the gap is the gradient sum (it includes waiting)
                 train_s, sync_s = median(r["train_s_rank0"]), median(r["sync_s_rank0"])
@@ -86,7 +91,7 @@ def measure(rows_per_rank: int, epochs: int, repeats: int, timeout_s: float = 60
     efficiency = paired_ratio(rates[2], [2 * r for r in rates[1]])
     return [
         figure(
-            "weak_scaling_efficiency",
+            f"weak_scaling_efficiency{where}",
             efficiency,
             GOAL,
             "rows/s of 2 ranks / (2 x rows/s of 1 rank), same rows and batch per rank, via fit",

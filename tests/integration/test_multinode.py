@@ -61,6 +61,31 @@ def _finished(proc: subprocess.Popen, run_dir: Path) -> dict:
     return json.loads((run_dir / "evaluation.json").read_text())
 
 
+def _allreduce_on_two_nodes(btl: str) -> subprocess.CompletedProcess:
+    """Two ranks, one per node, in a Slurm allocation, with only the given Open MPI transports."""
+    code = (
+        "from mpi4py import MPI; import socket; c = MPI.COMM_WORLD; "
+        "print('rank', c.rank, socket.gethostname(), c.allreduce(1))"
+    )
+    cmd = ["salloc", "--quiet", f"--partition={MULTI}", "--nodes=2", "--ntasks-per-node=1",
+           *MPIRUN, "-n", "2", "--mca", "btl", btl, sys.executable, "-c", code]  # fmt: skip
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_ranks_on_two_nodes_reach_each_other_only_over_the_network():
+    # TCP (over each node's own eth0 on the bridge) works ...
+    tcp = _allreduce_on_two_nodes("self,tcp")
+    assert tcp.returncode == 0, (tcp.stdout + tcp.stderr)[-3000:]
+    lines = sorted(line for line in tcp.stdout.splitlines() if line.startswith("rank"))
+    assert lines == ["rank 0 rb-node1 2", "rank 1 rb-node2 2"], tcp.stdout
+    # ... and shared memory cannot join them: to Open MPI they are two hosts.
+    shm = _allreduce_on_two_nodes("self,sm")
+    assert shm.returncode != 0
+    assert "unable to reach each other" in shm.stdout + shm.stderr, (shm.stdout + shm.stderr)[
+        -3000:
+    ]
+
+
 def test_mpi_job_on_two_nodes_trains_the_model_one_process_trains(tmp_path):
     job_id, log = submit(tmp_path, "train_mpi.sbatch", *TINY, sbatch_args=ONE_RANK_PER_NODE)
     ref_dir = tmp_path / "one-process"

@@ -1,0 +1,72 @@
+"""Across nodes: gradient sync and weak scaling with one rank per node, beside the same on one node.
+
+    bash .ci/slurm.sh start              # partition multi: rb-node1, rb-node2 (network namespaces)
+    python -m benchmarks.nodes [--quick]
+
+The ranks are placed by ``salloc`` on the Slurm partition ``multi`` and started by ``mpirun``
+inside the allocation, as a user would. Two ranks on two nodes talk over TCP across the nodes'
+bridge; two ranks on one node over shared memory. Each pair of figures (one node, two nodes)
+is measured in this one session by the same code as ``benchmarks.run``'s figures 3a and 4.
+
+The "network" between the nodes is a virtual bridge inside one host and both "nodes" share its
+2 cores: the ratios (riskbrain's sync against a raw mpi4py Allreduce of the same bytes between
+the same two nodes; 2 ranks against 2 x 1 rank) are meaningful, the absolute times are not a
+statement about any real interconnect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from benchmarks import grad_sync, scaling
+from benchmarks.common import ROOT, Placement
+from benchmarks.run import FULL, QUICK, Settings, machine, table
+
+
+def salloc(partition: str, per_node: bool) -> Placement:
+    """n ranks on n nodes (``per_node``) or on one node of ``partition``."""
+
+    def place(n: int) -> list[str]:
+        shape = ["-N", str(n), "--ntasks-per-node=1"] if per_node else ["-N", "1", "-n", str(n)]
+        return ["salloc", "--quiet", "-p", partition, *shape]
+
+    return place
+
+
+def measure(s: Settings, partition: str) -> list[dict]:
+    figures = []
+    for per_node, where in ((False, "; 1 node"), (True, "; 2 nodes")):
+        place = salloc(partition, per_node)
+        print(f"[nodes] grad sync{where} ...", file=sys.stderr, flush=True)
+        figures += grad_sync.measure(s.sync_iters, s.sync_repeats, place=place, where=where)
+        print(f"[nodes] weak scaling{where} ...", file=sys.stderr, flush=True)
+        figures += scaling.measure(
+            s.scaling_rows, s.scaling_epochs, s.scaling_repeats, place=place, where=where
+        )
+    return figures
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true", help="small measurements (a few minutes)")
+    p.add_argument("--partition", default="multi", help="a partition of at least 2 nodes")
+    p.add_argument("--out", type=Path, help="default: benchmarks/nodes_results[-quick].json")
+    args = p.parse_args()
+    out = args.out or ROOT / "benchmarks" / f"nodes_results{'-quick' if args.quick else ''}.json"
+    s = QUICK if args.quick else FULL
+    result = {
+        "machine": machine(),
+        "partition": args.partition,
+        "mode": "quick" if args.quick else "full",
+    }
+    result["figures"] = measure(s, args.partition)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(table(result["figures"]))
+    print(f"[nodes] results in {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
