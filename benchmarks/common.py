@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -89,10 +90,13 @@ def figure(
     }
 
 
-def mpirun_cmd(n: int) -> list[str]:
-    """``mpirun -n N`` from this environment; as root Open MPI needs --allow-run-as-root."""
+def mpirun_cmd(n: int, oversubscribe: bool = True) -> list[str]:
+    """``mpirun -n N`` from this environment; as root Open MPI needs --allow-run-as-root.
+    Inside a Slurm allocation pass ``oversubscribe=False``: with it, Open MPI may put every rank
+    on the first node instead of following the allocation's tasks per node."""
     local = Path(sys.executable).parent / "mpirun"
-    cmd = [str(local) if local.exists() else "mpirun", "--oversubscribe", "-n", str(n)]
+    cmd = [str(local) if local.exists() else "mpirun", "-n", str(n)]
+    cmd += ["--oversubscribe"] if oversubscribe else []
     return cmd[:1] + (["--allow-run-as-root"] if os.geteuid() == 0 else []) + cmd[1:]
 
 
@@ -100,12 +104,18 @@ def mpirun_cmd(n: int) -> list[str]:
 Placement = Callable[[int], list[str]]
 
 
+def hosts(comm) -> list[str]:
+    """Each rank's host, in rank order (a collective): where the ranks really ran."""
+    return comm.allgather(socket.gethostname())
+
+
 def run_ranks(
     n: int, module: str, args: list[str], timeout_s: float, place: Placement | None = None
 ) -> dict:
     """Start ``python -m module`` as n MPI ranks (inside ``place(n)``'s allocation, if given);
     returns the JSON line rank 0 printed last."""
-    cmd = (place(n) if place else []) + mpirun_cmd(n) + [sys.executable, "-m", module, *args]
+    launch = place(n) + mpirun_cmd(n, oversubscribe=False) if place else mpirun_cmd(n)
+    cmd = launch + [sys.executable, "-m", module, *args]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:

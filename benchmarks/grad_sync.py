@@ -26,6 +26,7 @@ from benchmarks.common import (
     Placement,
     build_mlp,
     figure,
+    hosts,
     interleave,
     median,
     n_params,
@@ -141,6 +142,8 @@ def main() -> None:
         return
     init_gloo(comm)
     out = {size: measure_size(size, comm, args.iters, args.repeats) for size in MODEL_SIZES}
+    placed = hosts(comm)
+    out = {size: r | {"hosts": placed} for size, r in out.items()}
     if comm.Get_rank() == 0:
         print(json.dumps(out), flush=True)
     dist.destroy_process_group()
@@ -168,6 +171,7 @@ def measure(
             "model": size,
             "params": r["params"],
             "bytes": r["bytes"],
+            "hosts": r["hosts"],
             "median_s": {name: median(v) for name, v in t.items()},
         }
         figures += [

@@ -46,6 +46,10 @@ def measure(s: Settings, partition: str) -> list[dict]:
         figures += scaling.measure(
             s.scaling_rows, s.scaling_epochs, s.scaling_repeats, place=place, where=where
         )
+    for f in figures:  # the ranks ran where they were meant to, or the figure means nothing
+        placed = f["hosts"] if isinstance(f["hosts"], list) else f["hosts"]["2_ranks"]
+        if len(set(placed)) != (2 if "2 nodes" in f["name"] else 1):
+            raise RuntimeError(f"{f['name']}: the 2 ranks ran on {placed}")
     return figures
 
 

@@ -15,6 +15,7 @@ from benchmarks.common import (
     Placement,
     build_mlp,
     figure,
+    hosts,
     median,
     paired_ratio,
     run_ranks,
@@ -60,6 +61,7 @@ def main() -> None:
     history = result.history[1:]  # epoch 1 warms up (allocator, caches)
     out = {
         "world_size": world,
+        "hosts": hosts(comm),
         "rows_per_s": [epoch_rows_per_s(h, world) for h in history],
         "sync_s_rank0": [h.get("sync_s_rank0", 0.0) for h in history],
         "train_s_rank0": [n / h.get("rows_per_s_rank0", h["rows_per_s"]) for h in history],
@@ -79,10 +81,12 @@ def measure(
     epoch. Ranks run on this machine, or where ``place`` puts them (``where`` names the figure)."""
     args = ["--rows-per-rank", str(rows_per_rank), "--epochs", str(epochs)]
     rates: dict[int, list[float]] = {1: [], 2: []}
+    placed: dict[int, list[str]] = {}
     sync_share, rates_without_sync = [], []
     for i in range(repeats):
         for world in (1, 2) if i % 2 == 0 else (2, 1):
             r = run_ranks(world, "benchmarks.scaling", args, timeout_s, place)
+            placed[world] = r["hosts"]
             rates[world].append(median(r["rows_per_s"]))
             if world == 2:  # how much of the gap is the gradient sum (it includes waiting)
                 train_s, sync_s = median(r["train_s_rank0"]), median(r["sync_s_rank0"])
@@ -99,6 +103,7 @@ def measure(
             rows_per_rank=rows_per_rank,
             batch_per_rank=BATCH,
             rows_per_s={"1_rank": rates[1], "2_ranks": rates[2]},
+            hosts={f"{w}_rank{'s' if w > 1 else ''}": h for w, h in placed.items()},
             sync_share_of_training_2_ranks=median(sync_share),
             efficiency_without_sync_rank0=paired_ratio(
                 rates_without_sync, [2 * r for r in rates[1]]

@@ -39,15 +39,14 @@ NODES = "rb-node1,rb-node2"
 ONE_RANK_PER_NODE = (f"--partition={MULTI}", "--nodes=2", "--ntasks-per-node=1")
 # dropout=0: dropout masks are drawn per rank, so with dropout the runs are only statistically equal
 TINY = ("debug=tiny", "model.dropout=0", "data.n_rows=6000", "registry.move_alias=true")
-MPIRUN = [str(VENV / "bin" / "mpirun"), "--oversubscribe"] + (
-    ["--allow-run-as-root"] if os.geteuid() == 0 else []
-)
+# No --oversubscribe inside an allocation: with it Open MPI may put every rank on the first node.
+MPIRUN = [str(VENV / "bin" / "mpirun")] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
 
 
 def _local(run_dir: Path, *overrides: str, ranks: int = 1) -> subprocess.Popen:
     """The same job on this machine's own network (1 process, or ``ranks`` MPI ranks), started
     while the Slurm job runs: the reference it is compared with."""
-    cmd = [*MPIRUN, "-n", str(ranks)] if ranks > 1 else []
+    cmd = [*MPIRUN, "--oversubscribe", "-n", str(ranks)] if ranks > 1 else []
     cmd += [sys.executable, "-m", "jobs.train", *overrides, f"hydra.run.dir={run_dir}",
             f"tracking.uri=sqlite:///{run_dir}/mlflow.db"]  # fmt: skip
     run_dir.mkdir(parents=True)
@@ -67,8 +66,9 @@ def _allreduce_on_two_nodes(btl: str) -> subprocess.CompletedProcess:
         "from mpi4py import MPI; import socket; c = MPI.COMM_WORLD; "
         "print('rank', c.rank, socket.gethostname(), c.allreduce(1))"
     )
+    # mpirun --timeout: ranks that cannot reach each other report it, then wait for ever
     cmd = ["salloc", "--quiet", f"--partition={MULTI}", "--nodes=2", "--ntasks-per-node=1",
-           *MPIRUN, "-n", "2", "--mca", "btl", btl, sys.executable, "-c", code]  # fmt: skip
+           *MPIRUN, "-n", "2", "--timeout", "20", "--mca", "btl", btl, sys.executable, "-c", code]  # fmt: skip
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
