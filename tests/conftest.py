@@ -19,6 +19,56 @@ DATA_ROOT = Path(os.environ.get("RISKBRAIN_DATA_ROOT", ROOT.parent / "shared" / 
 
 register_configs()
 
+# The fault table (tests/fault/report.py): one file for the whole session, named here, before
+# pytest-xdist starts its workers (they inherit the variable), and printed by the controller.
+os.environ.setdefault("RISKBRAIN_FAULT_TABLE", f"/tmp/riskbrain_fault_table.{os.getpid()}.jsonl")
+
+# pytest-xdist (`-n 2 --dist loadgroup` in pyproject's addopts) runs two workers. Each module
+# is one group, run by one worker, so its module fixtures (a trained model, a server) are built
+# once. Modules that share a machine-wide service are one group, run one after another as
+# without xdist: the Slurm cluster (its jobs need its nodes free) and local Ray clusters.
+SHARED = {
+    "slurm": (
+        "tests/integration/test_multinode.py",
+        "tests/integration/test_multirun.py",
+        "tests/integration/test_slurm_cluster.py",
+        "tests/integration/test_slurm_jobs.py",
+    ),
+    "ray": (
+        "tests/fault/test_ray_restart.py",
+        "tests/integration/test_distributed.py",
+        "tests/integration/test_sweep.py",
+    ),
+}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        group = next((g for g, paths in SHARED.items() if path in paths), path)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_sessionstart(session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist)
+        Path(os.environ["RISKBRAIN_FAULT_TABLE"]).unlink(missing_ok=True)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The fault tests' rows as the table docs/reliability.md quotes."""
+    from tests.fault import report
+
+    rows = report.rows()
+    if not rows:
+        return
+    tr = terminalreporter
+    tr.section("fault table (docs/reliability.md)")
+    tr.write_line("| fault | what happened | time to detect | work lost |")
+    tr.write_line("|---|---|---|---|")
+    for r in rows:
+        detect = "-" if r["detect_s"] is None else f"{r['detect_s']} s"
+        tr.write_line(f"| {r['fault']} | {r['happened']} | {detect} | {r['work_lost']} |")
+
 
 def compose_config(*overrides: str) -> TrainConfig:
     """The job's config, composed exactly as ``python -m jobs.train`` would."""

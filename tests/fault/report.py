@@ -1,8 +1,8 @@
 """The fault table: each fault test records what it injected and what it measured.
 
-``record`` appends one row to ``$RISKBRAIN_FAULT_TABLE`` (default: a file in /tmp named after the
-pytest process); ``conftest.py`` prints every row as a table at the end of the session, the
-figures ``docs/reliability.md`` quotes.
+``record`` appends one row to ``$RISKBRAIN_FAULT_TABLE`` (``tests/conftest.py`` names one file per
+pytest session, shared by xdist's workers, and prints every row as a table at the end of the
+session: the figures ``docs/reliability.md`` quotes).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 import time
 from pathlib import Path
 
-# One file per pytest session (tests record from the pytest process), unless set.
 _FILE = Path(
     os.environ.get("RISKBRAIN_FAULT_TABLE", f"/tmp/riskbrain_fault_table.{os.getpid()}.jsonl")
 )
@@ -36,7 +35,3 @@ def rows() -> list[dict]:
     if not _FILE.is_file():
         return []
     return [json.loads(line) for line in _FILE.read_text().splitlines() if line.strip()]
-
-
-def reset() -> None:
-    _FILE.unlink(missing_ok=True)

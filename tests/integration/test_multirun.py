@@ -23,11 +23,11 @@ from tests.integration.slurm import DONE, MULTI, QUEUE_TIMEOUT, slurm, wait_outp
 pytestmark = pytest.mark.slow
 
 GRID = ("debug=tiny", "model=mlp,tabm", "registry.register=false")
-# A job that trains long enough (12 epochs of a few seconds) to be signalled in the middle.
+# A job that trains long enough (6 epochs of a few seconds) to be signalled in the middle.
 LONG = (
     "seed=0,1",
-    "data.n_rows=400000",
-    "trainer.max_epochs=12",
+    "data.n_rows=200000",
+    "trainer.max_epochs=6",
     "trainer.patience=20",
     "checkpoint.every_steps=100",
     "model.d_block=64",
@@ -193,7 +193,7 @@ def test_preempted_array_task_is_requeued_and_resumes(slurm_cluster, mlflow_serv
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_output(sweep_dir / "0" / "train.log", r"epoch 2/12", timeout=SWEEP_TIMEOUT)
+        wait_output(sweep_dir / "0" / "train.log", r"epoch 2/6", timeout=SWEEP_TIMEOUT)
         array_id = _array_id(submitit_dir)
         assert array_id is not None
         task0 = _array_records(array_id, {"RUNNING"} | DONE, timeout=60)["0"]
@@ -219,7 +219,7 @@ def test_preempted_array_task_is_requeued_and_resumes(slurm_cluster, mlflow_serv
     client = _client(mlflow_server)
     for run in _check_grid(sweep_dir, mlflow_server, experiment, "seed"):
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "valid_auc"))
-        assert steps == list(range(1, 13)), (run.data.params["seed"], steps)  # none twice or lost
+        assert steps == list(range(1, 7)), (run.data.params["seed"], steps)  # none twice or lost
 
 
 @pytest.mark.timeout(SWEEP_TIMEOUT + 300)
