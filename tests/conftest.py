@@ -23,10 +23,12 @@ register_configs()
 # pytest-xdist starts its workers (they inherit the variable), and printed by the controller.
 os.environ.setdefault("RISKBRAIN_FAULT_TABLE", f"/tmp/riskbrain_fault_table.{os.getpid()}.jsonl")
 
-# pytest-xdist (`-n 2 --dist loadgroup` in pyproject's addopts) runs two workers. Each module
-# is one group, run by one worker, so its module fixtures (a trained model, a server) are built
-# once. Modules that share a machine-wide service are one group, run one after another as
-# without xdist: the Slurm cluster (its jobs need its nodes free) and local Ray clusters.
+# pytest-xdist (`-n 2` in pyproject's addopts) runs two workers. Each module is one unit of work,
+# run by one worker, so its module fixtures (a trained model, a server) are built once. Modules
+# that share a machine-wide service form one unit, run one after another as without xdist: the
+# Slurm cluster (its jobs need its nodes free) and local Ray clusters. These two, the longest
+# units, start first, one on each worker. (xdist's own --dist loadgroup marks do not work with
+# pytest 9: it renames `item._nodeid`, which pytest 9 no longer reads.)
 SHARED = {
     "slurm": (
         "tests/integration/test_multinode.py",
@@ -42,11 +44,28 @@ SHARED = {
 }
 
 
+def unit_of_work(nodeid: str) -> str:
+    """The group a test runs in: its module, or the shared service its module uses."""
+    path = nodeid.split("::")[0]
+    return next((group for group, paths in SHARED.items() if path in paths), path)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items) -> None:
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        group = next((g for g, paths in SHARED.items() if path in paths), path)
-        item.add_marker(pytest.mark.xdist_group(group))
+    """The shared-service units first (a stable sort: within a unit, the usual order)."""
+    items.sort(key=lambda item: unit_of_work(item.nodeid) not in SHARED)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnitOfWork(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of_work(nodeid)
+
+    config.option.loadscopereorder = False  # keep the collection's order: shared units first
+    return ByUnitOfWork(config, log)
 
 
 def pytest_sessionstart(session) -> None:
