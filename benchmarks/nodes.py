@@ -41,15 +41,18 @@ def measure(s: Settings, partition: str) -> list[dict]:
     for per_node, where in ((False, "; 1 node"), (True, "; 2 nodes")):
         place = salloc(partition, per_node)
         print(f"[nodes] grad sync{where} ...", file=sys.stderr, flush=True)
-        figures += grad_sync.measure(s.sync_iters, s.sync_repeats, place=place, where=where)
+        sync = grad_sync.measure(s.sync_iters, s.sync_repeats, place=place, where=where)
         print(f"[nodes] weak scaling{where} ...", file=sys.stderr, flush=True)
-        figures += scaling.measure(
+        weak = scaling.measure(
             s.scaling_rows, s.scaling_epochs, s.scaling_repeats, place=place, where=where
         )
-    for f in figures:  # the ranks ran where they were meant to, or the figure means nothing
-        placed = f["hosts"] if isinstance(f["hosts"], list) else f["hosts"]["2_ranks"]
-        if len(set(placed)) != (2 if "2 nodes" in f["name"] else 1):
-            raise RuntimeError(f"{f['name']}: the 2 ranks ran on {placed}")
+        # the 2 ranks ran where they were meant to, or the figure means nothing
+        for name, placed in [(f["name"], f["hosts"]) for f in sync] + [
+            (f["name"], f["hosts"]["2_ranks"]) for f in weak
+        ]:
+            if len(set(placed)) != (2 if per_node else 1):
+                raise RuntimeError(f"{name}: the 2 ranks ran on {placed}")
+        figures += sync + weak
     return figures
 
 
