@@ -113,6 +113,13 @@ def run_job(
     )
 
 
+def faults(**variables: str) -> dict[str, str]:
+    """The environment of a job with test-only fault injection (``tests/fault/sitecustomize.py``,
+    loaded by Python at start-up from PYTHONPATH), switched on by ``RISKBRAIN_*`` variables."""
+    path = f"{ROOT / 'tests' / 'fault'}:{os.environ.get('PYTHONPATH', '')}"
+    return {"PYTHONPATH": path, **{f"RISKBRAIN_{k.upper()}": v for k, v in variables.items()}}
+
+
 def needs_data(relative: str) -> Path:
     path = DATA_ROOT / relative
     if not path.is_file():

@@ -23,6 +23,11 @@ from training.secrets import PASSWORD, USERNAME, basic_auth
 
 log = logging.getLogger("riskbrain")
 
+# A server's own environment: not a client of another server, and without MLflow 3's job runner
+# (a dozen huey consumers for GenAI jobs, about 1.4 GiB and several CPU-seconds at start-up) that
+# experiment tracking and the model registry do not use.
+SERVER_ENV = {"MLFLOW_TRACKING_URI": "", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
 # The auth app's settings: users and grants in their own SQLite file beside the store. No
 # password in it: the admin's comes from MLFLOW_AUTH_ADMIN_PASSWORD in the server's environment.
 AUTH_INI = """[mlflow]
@@ -68,7 +73,7 @@ def serve(
         "--artifacts-destination",
         str(root / "mlartifacts"),
     ]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
+    env = {**os.environ, **SERVER_ENV}
     if auth is not None:
         command += ["--app-name", "basic-auth"]
         env = {k: v for k, v in env.items() if k not in (USERNAME, PASSWORD)}  # not a client's
@@ -89,8 +94,8 @@ def serve(
 def stop_group(proc: subprocess.Popen, grace_s: float = 20) -> None:
     """End a process started with ``start_new_session=True`` and everything it started.
 
-    ``mlflow server`` runs uvicorn, a job runner and a dozen task consumers; ending only the
-    ``mlflow`` process leaves them running (about 2 GiB per server)."""
+    ``mlflow server`` runs uvicorn (and, unless SERVER_ENV turns it off, a job runner and a dozen
+    task consumers); ending only the ``mlflow`` process leaves them running."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):

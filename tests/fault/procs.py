@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 from tests.integration.conftest import BIN
-from training.tracking_server import stop_group
+from training.tracking_server import SERVER_ENV, stop_group
 
 MPIRUN = [str(BIN / "mpirun"), "-n", "2", "--oversubscribe"] + (
     ["--allow-run-as-root"] if os.geteuid() == 0 else []
@@ -93,7 +93,7 @@ class Server:
              "--workers", "1", "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
              "--artifacts-destination", str(self.root / "mlartifacts")],
             stdout=open(self.root / "server.log", "a"), stderr=subprocess.STDOUT,  # noqa: SIM115
-            env={**os.environ, "MLFLOW_TRACKING_URI": ""}, start_new_session=True,
+            env={**os.environ, **SERVER_ENV}, start_new_session=True,
         )  # fmt: skip
 
         def up() -> bool:

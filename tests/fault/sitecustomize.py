@@ -9,6 +9,10 @@ after the OOM killer or a lost node. It happens once per ``RISKBRAIN_KILL_MARKER
 marker is written first (JSON: the time, pid, rank and step), and a process that finds it, such as
 a restarted worker, trains on.
 
+With ``RISKBRAIN_STEP_SLEEP=s``, every training step first sleeps s seconds, as on a slow or busy
+node: a small job then runs long enough to be signalled in the middle of its training, at almost
+no CPU cost. The sleep changes no number the job computes.
+
 The library itself has no such hook.
 """
 
@@ -44,9 +48,11 @@ def _patch(loop) -> None:
     fail_rank = os.environ.get("RISKBRAIN_FAIL_RANK")
     kill_rank = os.environ.get("RISKBRAIN_KILL_RANK")
     kill_step = int(os.environ.get("RISKBRAIN_KILL_AT_STEP", "0"))
+    sleep_s = float(os.environ.get("RISKBRAIN_STEP_SLEEP", "0"))
 
     def train_step(*args, **kwargs):
         calls[0] += 1
+        time.sleep(sleep_s)
         if fail_rank and calls[0] == 3 and _rank() == int(fail_rank):
             raise RuntimeError("injected fault in step 3")
         if kill_rank and calls[0] == kill_step and _rank() == int(kill_rank):
@@ -72,5 +78,8 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-if os.environ.get("RISKBRAIN_FAIL_RANK") or os.environ.get("RISKBRAIN_KILL_RANK"):
+if any(
+    os.environ.get(k)
+    for k in ("RISKBRAIN_FAIL_RANK", "RISKBRAIN_KILL_RANK", "RISKBRAIN_STEP_SLEEP")
+):
     sys.meta_path.insert(0, _PatchOnImport())

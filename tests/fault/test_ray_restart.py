@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_job
+from tests.conftest import faults, run_job
 from tests.fault.report import record
 
 pytestmark = pytest.mark.slow
@@ -33,12 +32,7 @@ def _job(tmp_path: Path, max_failures: int) -> tuple[int, str, dict, float]:
     """The job with rank 1 killed once; returns its exit code, log, the kill (time, pid, rank,
     step) and when the job's process had exited."""
     marker = tmp_path / "killed"
-    env = {
-        "PYTHONPATH": f"{ROOT / 'tests' / 'fault'}:{os.environ.get('PYTHONPATH', '')}",
-        "RISKBRAIN_KILL_RANK": "1",
-        "RISKBRAIN_KILL_AT_STEP": str(KILL_STEP),
-        "RISKBRAIN_KILL_MARKER": str(marker),
-    }
+    env = faults(kill_rank="1", kill_at_step=str(KILL_STEP), kill_marker=str(marker))
     overrides = [f"launcher.max_failures={max_failures}", f"tracking.uri={_uri(tmp_path)}"]
     proc = run_job(*JOB, *overrides, cwd=tmp_path, env=env, timeout=240)
     ended, log = time.time(), proc.stdout + proc.stderr

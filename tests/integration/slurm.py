@@ -90,12 +90,18 @@ def multi_problem() -> str | None:
 
 
 def submit(
-    tmp_path: Path, script: str, *overrides: str, sbatch_args: tuple[str, ...] = ()
+    tmp_path: Path,
+    script: str,
+    *overrides: str,
+    sbatch_args: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[str, Path]:
     """sbatch a script from the repository with Hydra overrides; outputs and MLflow under tmp_path.
+    The job gets this process's environment (sbatch's default) and ``extra_env``.
     Returns the job id and its log."""
     log = tmp_path / "slurm-%j.out"
     env = {**os.environ, "RISKBRAIN_ENV": str(VENV), "RISKBRAIN_RUN_DIR": str(tmp_path / "run")}
+    env |= extra_env or {}
     proc = subprocess.run(
         ["sbatch", "--parsable", f"--output={log}", *sbatch_args, f"slurm/{script}",
          f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", *overrides],

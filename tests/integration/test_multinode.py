@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, faults
 from tests.integration.slurm import (
     MULTI,
     QUEUE_TIMEOUT,
@@ -132,17 +132,22 @@ def test_ray_job_on_two_nodes_has_a_worker_on_each_and_leaves_no_ray_behind(tmp_
     assert left == []
 
 
+# 9 steps an epoch (4,200 training rows, batch 512); in the Slurm job each step first sleeps
+# 0.5 s (tests/fault/sitecustomize.py), so that the job is still training when signalled. The
+# reference trains the same numbers at full speed.
 LONG = (
-    "data.n_rows=60000",
+    "data.n_rows=6000",
     "trainer.max_epochs=5",
     "trainer.patience=10",
-    "checkpoint.every_steps=25",
-    "model.d_block=64",
+    "checkpoint.every_steps=4",
 )
+SLOW_STEPS = faults(step_sleep="0.5")
 
 
 def test_preempted_two_node_job_is_requeued_and_ends_as_if_uninterrupted(tmp_path):
-    job_id, log = submit(tmp_path, "train_mpi.sbatch", *LONG, sbatch_args=ONE_RANK_PER_NODE)
+    job_id, log = submit(
+        tmp_path, "train_mpi.sbatch", *LONG, sbatch_args=ONE_RANK_PER_NODE, extra_env=SLOW_STEPS
+    )
     wait_state(job_id, "RUNNING", timeout=QUEUE_TIMEOUT)
     wait_output(log, r"epoch 2/5", timeout=300)
     # What Slurm does before the time limit or on preemption (--signal=B:USR2@...): signal the

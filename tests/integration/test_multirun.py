@@ -8,6 +8,7 @@ so ``sacct`` fails: submitit then learns that a task is done only from its resul
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -17,22 +18,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, faults
 from tests.integration.slurm import DONE, MULTI, QUEUE_TIMEOUT, slurm, wait_output
 
 pytestmark = pytest.mark.slow
 
 GRID = ("debug=tiny", "model=mlp,tabm", "registry.register=false")
-# A job that trains long enough (6 epochs of a few seconds) to be signalled in the middle.
+# A job that trains long enough to be signalled in the middle: 6 epochs of 9 steps (4,200
+# training rows, batch 512), each step first sleeping 0.5 s (tests/fault/sitecustomize.py).
 LONG = (
     "seed=0,1",
-    "data.n_rows=200000",
+    "data.n_rows=6000",
     "trainer.max_epochs=6",
     "trainer.patience=20",
-    "checkpoint.every_steps=100",
-    "model.d_block=64",
     "registry.register=false",
 )
+SLOW_STEPS = faults(step_sleep="0.5")
 # A long wait in the queue (the node has 2 CPUs and may be busy with other jobs), then the run.
 SWEEP_TIMEOUT = QUEUE_TIMEOUT + 600
 
@@ -189,6 +190,7 @@ def test_preempted_array_task_is_requeued_and_resumes(slurm_cluster, mlflow_serv
         proc = subprocess.Popen(
             _command(sweep_dir, *LONG, *_slurm_overrides(sweep_dir, mlflow_server, experiment)),
             cwd=ROOT,
+            env={**os.environ, **SLOW_STEPS},  # sbatch passes it on to the tasks
             stdout=out,
             stderr=subprocess.STDOUT,
         )
