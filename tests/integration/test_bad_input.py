@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, run_job
+from tests.conftest import ROOT, faults, run_job
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +122,7 @@ def test_interrupted_run_registers_nothing(tmp_path):
             sys.executable,
             "-m",
             "jobs.train",
-            "data.n_rows=200000",
+            "data.n_rows=6000",
             "trainer.max_epochs=50",
             "trainer.patience=50",
             f"tracking.uri=sqlite:///{db}",
@@ -132,7 +132,7 @@ def test_interrupted_run_registers_nothing(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=os.environ.copy(),
+        env={**os.environ, **faults(step_sleep="0.2")},  # 9 steps an epoch, 0.2 s each at least
     )
     deadline = time.monotonic() + 240
     for line in proc.stdout:

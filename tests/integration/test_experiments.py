@@ -1,5 +1,5 @@
 """Each shipped experiment (``configs/experiment/*.yaml``, a data set's best recipe) composes and
-runs end to end as a user runs it, shrunk by ``debug=tiny``."""
+runs end to end as a user runs it, shrunk by ``debug=tiny`` (and an ensemble to 2 members)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ def test_experiment_runs(tmp_path, experiment):
     cfg = compose_config(f"experiment={experiment}")
     if cfg.data.format != "synthetic" and not (DATA_ROOT / cfg.data.path).is_file():
         pytest.skip(f"real data set not found at {DATA_ROOT / cfg.data.path}")
+    # debug=tiny shrinks the data and the epochs; an ensemble shrinks to 2 members (2 Ray workers
+    # or MPI ranks on 2 cores, not 4), the smallest that is still an ensemble.
+    shrink = ["launcher.num_workers=2"] if getattr(cfg.launcher, "num_workers", 0) > 2 else []
     proc = run_job(
-        f"experiment={experiment}", "debug=tiny", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-        cwd=tmp_path,
+        f"experiment={experiment}", "debug=tiny", *shrink,
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     report = json.loads((tmp_path / "outputs" / "run" / "evaluation.json").read_text())

@@ -132,6 +132,7 @@ def venvs(downloaded, tmp_path_factory) -> dict[str, Path]:
                     "pip",
                     "install",
                     "-q",
+                    "--no-compile",  # no .pyc for torch's thousands of modules: 11 CPU-s, not 25
                     "-r",
                     folder / "requirements.txt",
                 ],

@@ -1,4 +1,5 @@
-"""The real sbatch scripts on a real Slurm: MPI and Ray jobs, and a preempted job that resumes exactly."""
+"""The real sbatch scripts on a real Slurm, on this node: a Ray job, a job rendered and submitted by
+``jobs.submit`` (two MPI ranks), and the portfolio it registered scored by two MPI ranks."""
 
 from __future__ import annotations
 
@@ -18,22 +19,15 @@ from training.data import synthetic
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
 
 
-@pytest.mark.parametrize(
-    "script, launcher, sbatch_args",
-    [
-        ("train_mpi.sbatch", "mpi", ("--nodes=1", "--ntasks=2")),
-        ("train_ray.sbatch", "ray", ()),
-    ],
-)
-def test_sbatch_trains_logs_and_registers(tmp_path, script, launcher, sbatch_args):
-    job_id, log = submit(
-        tmp_path, script, "debug=tiny", "registry.move_alias=true", sbatch_args=sbatch_args
-    )
+def test_sbatch_ray_job_trains_logs_and_registers(tmp_path):
+    # slurm/train_mpi.sbatch runs in test_multinode (one rank per node) and, rendered by
+    # jobs.submit, below (two ranks on this node).
+    job_id, log = submit(tmp_path, "train_ray.sbatch", "debug=tiny", "registry.move_alias=true")
     fields = wait_done(job_id, timeout=300)
     text = log.read_text()
     assert fields["JobState"] == "COMPLETED", text[-4000:]
     client, run = only_run(tmp_path)
-    assert run.info.status == "FINISHED" and run.data.tags["launcher"] == launcher
+    assert run.info.status == "FINISHED" and run.data.tags["launcher"] == "ray"
     assert run.data.tags["world_size"] == "2"
     assert (
         client.get_model_version_by_alias("credit-risk-synthetic_sme", "challenger").run_id
@@ -44,11 +38,9 @@ def test_sbatch_trains_logs_and_registers(tmp_path, script, launcher, sbatch_arg
         f"riskbrain: job {job_id}" in text
         and "registered credit-risk-synthetic_sme version 1 as @challenger" in text
     )
-    if launcher == "mpi":  # the version it registered scores a portfolio from sbatch too
-        _sbatch_scores_a_portfolio(tmp_path)
-    if launcher == "ray":  # only this job's Ray processes were stopped, and none are left
-        leftover = subprocess.run(["pgrep", "-f", f"ray-{job_id}"], capture_output=True, text=True)
-        assert leftover.stdout.strip() == ""
+    # only this job's Ray processes were stopped, and none are left
+    leftover = subprocess.run(["pgrep", "-f", f"ray-{job_id}"], capture_output=True, text=True)
+    assert leftover.stdout.strip() == ""
 
 
 def _sbatch_scores_a_portfolio(tmp_path: Path) -> None:
@@ -84,6 +76,7 @@ def test_submit_renders_submits_and_prints_the_job_id(tmp_path):
             "cluster.time=00:10:00",
             f"cluster.log_dir={tmp_path}",
             "debug=tiny",
+            "registry.move_alias=true",
             f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
             f"hydra.run.dir={tmp_path}/submit",
         ],
@@ -101,5 +94,9 @@ def test_submit_renders_submits_and_prints_the_job_id(tmp_path):
     fields = wait_done(job_id, timeout=300)
     assert fields["TimeLimit"] == "00:10:00" and fields["NumTasks"] == "2"
     assert fields["JobState"] == "COMPLETED", (tmp_path / f"slurm-{job_id}.out").read_text()[-3000:]
-    _, run = only_run(tmp_path)
+    client, run = only_run(tmp_path)
     assert run.info.status == "FINISHED" and run.data.tags["world_size"] == "2"
+    assert run.data.tags["launcher"] == "mpi"
+    version = client.get_model_version_by_alias("credit-risk-synthetic_sme", "challenger")
+    assert version.run_id == run.info.run_id
+    _sbatch_scores_a_portfolio(tmp_path)  # the version it registered scores a portfolio too
