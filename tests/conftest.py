@@ -68,6 +68,20 @@ def pytest_xdist_make_scheduler(config, log):
     return ByUnitOfWork(config, log)
 
 
+def pytest_configure(config) -> None:
+    """Each worker's share of the cores, for everything it starts (torch and LightGBM threads).
+
+    Two workers on 2 cores, each running jobs with 2 spinning OpenMP threads, slow each other down
+    far beyond sharing: the default job cut to 5 epochs, beside the unit tests, took 412 s with 2
+    threads each (3-5x slower epochs, the LightGBM benchmark over 5 min) and 121 s with 1.
+    Set here, in the controller, before the workers start; they and their jobs inherit it."""
+    if hasattr(config, "workerinput") or "OMP_NUM_THREADS" in os.environ:
+        return
+    workers = getattr(config.option, "numprocesses", None)
+    workers = workers if isinstance(workers, int) and workers > 0 else 1  # -n 0, no xdist
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+
+
 def pytest_sessionstart(session) -> None:
     if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist)
         Path(os.environ["RISKBRAIN_FAULT_TABLE"]).unlink(missing_ok=True)

@@ -369,7 +369,7 @@ class LauncherConfig:
     """How processes are started; each option of the ``launcher`` group adds its own fields."""
 
     name: LauncherName
-    # Torch threads per rank; 0 = $SLURM_CPUS_PER_TASK, else cores / ranks on the node.
+    # Torch threads per rank; 0 = $OMP_NUM_THREADS, else $SLURM_CPUS_PER_TASK, else cores / ranks on the node.
     threads: int = 0
     parallelism: Parallelism = Parallelism.data  # what the ranks share: the data, or the ensemble
 

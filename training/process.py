@@ -15,12 +15,13 @@ def setup_process(threads: int = 0, local_world_size: int = 1) -> int:
     """Log INFO to stderr (Hydra sets its own handlers where it runs) and set torch threads.
 
     Threads per process: ``threads`` when set (``launcher.threads``, a Ray worker's CPUs, a sweep
-    trial's CPUs), else Slurm's CPUs per task, else this node's cores divided by its local ranks.
-    Returns the number of threads.
+    trial's CPUs), else ``$OMP_NUM_THREADS`` (the usual way to say it on a shared machine), else
+    Slurm's CPUs per task, else this node's cores divided by its local ranks. Returns the number.
     """
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     n = (
         threads
+        or int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0] or 0)
         or int(os.environ.get("SLURM_CPUS_PER_TASK", 0))
         or max(1, (os.cpu_count() or 1) // local_world_size)
     )

@@ -24,17 +24,30 @@ def slurm(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
 
 
+UP = ("idle", "mix", "alloc")
+
+
+def up_nodes(partition: str | None = None) -> tuple[list[str], str]:
+    """The nodes ``sinfo`` shows up (in ``partition``, else in any), and what sinfo said."""
+    where = ["-p", partition] if partition else []
+    proc = slurm("sinfo", "-h", *where, "-N", "-o", "%N %t")
+    said = proc.stdout.strip() or proc.stderr.strip()
+    if proc.returncode != 0:
+        return [], said
+    rows = [line.split() for line in proc.stdout.splitlines()]
+    return sorted({row[0] for row in rows if len(row) == 2 and row[1] in UP}), said
+
+
 def cluster_problem() -> str | None:
     """Why the cluster cannot be used, or None when ``sinfo`` shows an up node."""
     if shutil.which("sinfo") is None:
         return "sinfo not found: Slurm is not installed (run bash .ci/slurm.sh start)"
     try:
-        proc = slurm("sinfo", "-h", "-o", "%t")
+        up, said = up_nodes()
     except subprocess.TimeoutExpired:
         return "sinfo timed out: slurmctld is not answering (run bash .ci/slurm.sh start)"
-    states = proc.stdout.split()
-    if proc.returncode != 0 or not any(s in ("idle", "mix", "alloc") for s in states):
-        return f"Slurm cluster not up (sinfo: {proc.stdout.strip() or proc.stderr.strip()!r}); run bash .ci/slurm.sh start"
+    if not up:
+        return f"Slurm cluster not up (sinfo: {said!r}); run bash .ci/slurm.sh start"
     return None
 
 
@@ -78,14 +91,11 @@ def wait_output(path: Path, pattern: str, timeout: float = 60) -> str:
 
 def multi_problem() -> str | None:
     """Why the partition of namespace nodes cannot run a 2-node job, or None."""
-    proc = slurm("sinfo", "-h", "-p", MULTI, "-N", "-o", "%N %t")
-    up = [
-        line.split()[0]
-        for line in proc.stdout.splitlines()
-        if line.split()[1:2] in (["idle"], ["mix"], ["alloc"])
-    ]
-    if proc.returncode != 0 or len(up) < 2:
-        return f"no partition {MULTI!r} with 2 nodes up (sinfo: {proc.stdout.strip() or proc.stderr.strip()!r}); run bash .ci/slurm.sh start"
+    up, said = up_nodes(MULTI)
+    if len(up) < 2:
+        return (
+            f"no partition {MULTI!r} with 2 nodes up (sinfo: {said!r}); run bash .ci/slurm.sh start"
+        )
     return None
 
 

@@ -1,4 +1,4 @@
-"""Submission rendering and preflight checks, as pure functions (no cluster needed)."""
+"""Submission rendering, preflight checks and threads per process (no cluster needed)."""
 
 from __future__ import annotations
 
@@ -141,3 +141,31 @@ def test_mpi_world_reads_the_launchers_environment(monkeypatch, env, expected):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     assert mpi_world() == expected
+
+
+@pytest.mark.parametrize(
+    "threads, env, expected",
+    [
+        (3, {"OMP_NUM_THREADS": "2", "SLURM_CPUS_PER_TASK": "4"}, 3),  # launcher.threads wins
+        (0, {"OMP_NUM_THREADS": "2", "SLURM_CPUS_PER_TASK": "4"}, 2),  # then the user's OpenMP
+        (0, {"SLURM_CPUS_PER_TASK": "4"}, 4),  # then Slurm's CPUs per task
+        (0, {}, max(1, (os.cpu_count() or 1) // 2)),  # then the node's cores over its 2 ranks
+    ],
+)
+def test_torch_threads_follow_config_then_openmp_then_slurm_then_cores(
+    monkeypatch, threads, env, expected
+):
+    import torch
+
+    from training.process import setup_process
+
+    for key in ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    before = torch.get_num_threads()
+    try:
+        assert setup_process(threads, local_world_size=2) == expected
+        assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(before)
