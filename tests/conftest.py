@@ -44,6 +44,16 @@ SHARED = {
 }
 
 
+# The longest other modules start next (each has a job of minutes on one core: the default job,
+# fresh virtualenvs, four trained models), so that many short modules are left for the end and
+# both workers finish together.
+LONG = (
+    "tests/integration/test_quality.py",
+    "tests/integration/test_serving_env.py",
+    "tests/integration/test_promote.py",
+)
+
+
 def unit_of_work(nodeid: str) -> str:
     """The group a test runs in: its module, or the shared service its module uses."""
     path = nodeid.split("::")[0]
@@ -52,8 +62,14 @@ def unit_of_work(nodeid: str) -> str:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items) -> None:
-    """The shared-service units first (a stable sort: within a unit, the usual order)."""
-    items.sort(key=lambda item: unit_of_work(item.nodeid) not in SHARED)
+    """The shared-service units first, then the long modules (a stable sort: within a unit, the
+    usual order)."""
+
+    def rank(item) -> tuple[int, int]:
+        unit = unit_of_work(item.nodeid)
+        return (0, 0) if unit in SHARED else (1, LONG.index(unit)) if unit in LONG else (2, 0)
+
+    items.sort(key=rank)
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
@@ -64,7 +80,7 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid: str) -> str:
             return unit_of_work(nodeid)
 
-    config.option.loadscopereorder = False  # keep the collection's order: shared units first
+    config.option.loadscopereorder = False  # keep the collection's order: shared, long, the rest
     return ByUnitOfWork(config, log)
 
 
