@@ -12,9 +12,7 @@ import os
 import time
 from pathlib import Path
 
-_FILE = Path(
-    os.environ.get("RISKBRAIN_FAULT_TABLE", f"/tmp/riskbrain_fault_table.{os.getpid()}.jsonl")
-)
+_FILE = Path(os.environ["RISKBRAIN_FAULT_TABLE"])  # named once per session by tests/conftest.py
 
 
 def record(fault: str, happened: str, detect_s: float | None, work_lost: str) -> None:

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, faults
 
 DONE = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL"}
 # The node has 2 CPUs and may be busy with other jobs: allow a long wait in the queue.
@@ -18,6 +18,9 @@ QUEUE_TIMEOUT = 600
 # The namespace nodes of .ci/slurm.sh: each its own network, hostname and slurmd.
 MULTI = "multi"
 VENV = Path(sys.prefix)
+# A job's environment in which each training step first sleeps 0.5 s (tests/fault/sitecustomize.py):
+# a small job still training when a preemption test signals it (sbatch passes it on to the job).
+SLOW_STEPS = faults(step_sleep="0.5")
 
 
 def slurm(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from tests.conftest import ROOT, faults
+from tests.conftest import ROOT
 from tests.integration.slurm import (
     MULTI,
     QUEUE_TIMEOUT,
+    SLOW_STEPS,
     VENV,
     job_fields,
     node_processes,
@@ -133,15 +134,14 @@ def test_ray_job_on_two_nodes_has_a_worker_on_each_and_leaves_no_ray_behind(tmp_
 
 
 # 9 steps an epoch (4,200 training rows, batch 512); in the Slurm job each step first sleeps
-# 0.5 s (tests/fault/sitecustomize.py), so that the job is still training when signalled. The
-# reference trains the same numbers at full speed.
+# 0.5 s (SLOW_STEPS), so that the job is still training when signalled. The reference trains the
+# same numbers at full speed.
 LONG = (
     "data.n_rows=6000",
     "trainer.max_epochs=5",
     "trainer.patience=10",
     "checkpoint.every_steps=4",
 )
-SLOW_STEPS = faults(step_sleep="0.5")
 
 
 def test_preempted_two_node_job_is_requeued_and_ends_as_if_uninterrupted(tmp_path):

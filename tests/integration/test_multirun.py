@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, faults
-from tests.integration.slurm import DONE, MULTI, QUEUE_TIMEOUT, slurm, wait_output
+from tests.conftest import ROOT
+from tests.integration.slurm import DONE, MULTI, QUEUE_TIMEOUT, SLOW_STEPS, slurm, wait_output
 
 pytestmark = pytest.mark.slow
 
 GRID = ("debug=tiny", "model=mlp,tabm", "registry.register=false")
 # A job that trains long enough to be signalled in the middle: 6 epochs of 9 steps (4,200
-# training rows, batch 512), each step first sleeping 0.5 s (tests/fault/sitecustomize.py).
+# training rows, batch 512), each step first sleeping 0.5 s (SLOW_STEPS).
 LONG = (
     "seed=0,1",
     "data.n_rows=6000",
@@ -33,7 +33,6 @@ LONG = (
     "trainer.patience=20",
     "registry.register=false",
 )
-SLOW_STEPS = faults(step_sleep="0.5")
 # A long wait in the queue (the node has 2 CPUs and may be busy with other jobs), then the run.
 SWEEP_TIMEOUT = QUEUE_TIMEOUT + 600
 
