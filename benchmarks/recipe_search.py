@@ -35,8 +35,9 @@ from training import metrics
 from training.config import TrainConfig, register_configs, to_config
 from training.data.prepare import Prepared, prepare
 from training.loop import fit
-from training.models import build_model, predict_pd
+from training.models import predict_pd
 from training.models.embeddings import fit_bins
+from training.parallel import network
 from training.state import TrainState
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -89,15 +90,10 @@ def seed_overrides(name: str, seed: int) -> list[str]:
 
 
 def build(cfg: TrainConfig, data: Prepared) -> TrainState:
-    """The network and its training state, as the job builds them (``training.pipeline``)."""
+    """The network and its training state, as the job builds them (``training.pipeline.build``:
+    the same bins, output bias and monotone directions)."""
     torch.manual_seed(cfg.seed)
-    model = build_model(
-        cfg.model,
-        n_num=data.pre.n_num_features,
-        cat_cardinalities=data.pre.cat_cardinalities,
-        bins=fit_bins(cfg.model, data.sample_x[0]),
-        base_rate=float(data.train_sample[data.dataset.schema.target].mean()),
-    )
+    model = network(cfg, data, fit_bins(cfg.model, data.sample_x[0]))
     return TrainState.create(model, cfg.optim, cfg.seed)
 
 
