@@ -1,12 +1,12 @@
 """A registered model runs where a deployment team runs it: a fresh virtualenv with nothing but
 the model's own requirements.txt (no training packages), loaded with mlflow and served over HTTP.
 
-Two tiny jobs train and register a TabM and an MLP (without numeric embeddings) into one SQLite
-store; each model is downloaded from ``models:/<name>@challenger`` into a folder, a clean
-``python3.11 -m venv`` gets ``pip install -r requirements.txt`` (one venv per distinct
-requirements file: the MLP's lacks tabm and rtdl-num-embeddings; torch comes from the machine's
-local wheel, the rest from the pip cache or the index), and that venv's python predicts the rows
-the training process scored. About 3 minutes on 2 cores, most of it pip installing torch.
+Two tiny jobs train and register a TabM and an MLP into one SQLite store; each model is
+downloaded from ``models:/<name>@challenger`` into a folder, a clean ``python3.11 -m venv`` gets
+``pip install -r requirements.txt`` (one venv per distinct requirements file: the MLP's lacks the
+TabM libraries; torch comes from the machine's local wheel, the rest from the pip cache or the
+index), and that venv's python predicts the rows the training process scored. About 3 minutes on
+2 cores, most of it pip installing torch.
 """
 
 from __future__ import annotations
@@ -76,8 +76,6 @@ def store(tmp_path_factory) -> dict:
         proc = run_job(
             "debug=tiny",
             f"model={model}",
-            # the MLP without numeric embeddings: a model that needs no network library at all
-            *(["model.num_embeddings=none"] if model == "mlp" else []),
             f"tracking.uri={uri}",
             f"tracking.experiment={EXPERIMENT}",
             f"registry.name={name}",
