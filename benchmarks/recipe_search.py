@@ -62,6 +62,7 @@ PLATEAU = ["optim.schedule=plateau", "optim.plateau_patience=4", *LONG]
 RECIPES: dict[str, list[str]] = {
     "base": ["trainer.max_epochs=20", "trainer.patience=4"],
     "long": LONG,
+    "long_ls0.1": [*LONG, "optim.label_smoothing=0.1"],
     "cosine": COSINE,
     "plateau": PLATEAU,
     "plateau_wd1e-2": [*PLATEAU, "optim.weight_decay=1e-2"],
