@@ -1,7 +1,7 @@
 """Gradient sync on 2 ranks: GradSync through MPIContext vs raw mpi4py, gloo all_reduce and DDP.
 
 Run by ``benchmarks.run`` as ``mpirun -n 2 python -m benchmarks.grad_sync``; rank 0 prints JSON.
-With ``--watchdog``: what the watchdog over the collectives (``training/watchdog.py``) adds to a
+With ``--watchdog``: what the watchdog over the collectives (``training/runtime/watchdog.py``) adds to a
 ``GradSync`` step of the default MLP, the same step with and without it, interleaved.
 """
 
@@ -34,10 +34,10 @@ from benchmarks.common import (
     run_ranks,
     synthetic_tensors,
 )
-from training.dist import GradSync
+from training.runtime.dist import GradSync
 from training.launch.mpi import MPIContext
-from training.loop import Tensors, loss_fn
-from training.watchdog import Watchdog
+from training.core.loop import Tensors, loss_fn
+from training.runtime.watchdog import Watchdog
 
 GOAL_VS_MPI4PY = "<= 1.2"
 
@@ -47,7 +47,7 @@ GOAL_VS_MPI4PY = "<= 1.2"
 
 def init_gloo(comm) -> None:
     """A torch process group for the gloo baselines, at rank 0's address and a port it picks."""
-    from training.process import free_port
+    from training.runtime.process import free_port
 
     here = (socket.gethostbyname(socket.gethostname()), free_port(""))
     addr, port = comm.bcast(here if comm.Get_rank() == 0 else None, root=0)

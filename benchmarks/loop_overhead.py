@@ -11,8 +11,8 @@ from torch import nn
 
 from benchmarks.common import BATCH, build_mlp, figure, interleave, paired_ratio, synthetic_tensors
 from training.config import OptimConfig, TrainerConfig
-from training.loop import Tensors, fit
-from training.state import TrainState
+from training.core.loop import Tensors, fit
+from training.core.state import TrainState
 
 GOAL = "<= 1.05"
 

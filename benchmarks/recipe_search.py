@@ -2,7 +2,7 @@
 
 Each data set (and split seed) is prepared once in this process (``training.data.prepare``); each
 recipe is a list of Hydra overrides composed over the real configs, built like the job builds
-(``training.pipeline.build``) and trained with the real loop (``training.loop.fit``). The table
+(``training.core.pipeline.build``) and trained with the real loop (``training.core.loop.fit``). The table
 gives the mean validation AUC per data set over the seeds; test AUC is kept in the results file
 for the record only and never used to choose.
 
@@ -34,11 +34,11 @@ from hydra import compose, initialize_config_dir
 from training import metrics
 from training.config import TrainConfig, register_configs, to_config
 from training.data.prepare import Prepared, prepare
-from training.loop import fit
+from training.core.loop import fit
 from training.models import predict_pd
 from training.models.embeddings import fit_bins
-from training.parallel import network
-from training.state import TrainState
+from training.core.parallel import network
+from training.core.state import TrainState
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -91,7 +91,7 @@ def seed_overrides(name: str, seed: int) -> list[str]:
 
 
 def build(cfg: TrainConfig, data: Prepared) -> TrainState:
-    """The network and its training state, as the job builds them (``training.pipeline.build``:
+    """The network and its training state, as the job builds them (``training.core.pipeline.build``:
     the same bins, output bias and monotone directions)."""
     torch.manual_seed(cfg.seed)
     model = network(cfg, data, fit_bins(cfg.model, data.sample_x[0]))

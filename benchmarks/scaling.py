@@ -23,8 +23,8 @@ from benchmarks.common import (
 )
 from training.config import OptimConfig, TrainerConfig
 from training.launch.mpi import MPIContext
-from training.loop import fit
-from training.state import TrainState
+from training.core.loop import fit
+from training.core.state import TrainState
 
 GOAL = ">= 0.9"
 VALID_ROWS = 2_000  # per rank; validation is outside the timed part of an epoch anyway

@@ -178,7 +178,7 @@ def http(uri: str, model: str, frame: pd.DataFrame, n: int, threads: int, log: P
     """One-row requests to ``mlflow models serve``: p50 and p99 ms, reasons 0 and 4."""
     import requests
 
-    from training.process import free_port
+    from training.runtime.process import free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

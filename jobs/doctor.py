@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from training.config import register_configs, to_config
-from training.doctor import FAIL, OK, run_checks
+from training.cluster.doctor import FAIL, OK, run_checks
 from training.errors import RiskbrainError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -54,8 +54,8 @@ def main(argv: list[str]) -> int:
 def repair_stale_runs(cfg, console: Console) -> None:
     """End FAILED each RUNNING run of the experiment whose job is dead (its run folder's lock is
     free), through the folder's journal, so the record says why; then send what the journal holds."""
-    from training.journal import Journal
-    from training.tracking import stale_runs_in_store, sync_folder
+    from training.tracking.journal import Journal
+    from training.tracking.tracker import stale_runs_in_store, sync_folder
 
     stale = stale_runs_in_store(cfg.tracking)
     if not stale:

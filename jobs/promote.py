@@ -8,7 +8,7 @@
 
 The candidate and the champion are re-scored on the hold-out rows of the candidate's own data
 config and split (recomputed from the data; both must carry the same data fingerprint) and
-checked against the ``promotion.*`` thresholds (``training/promotion.py``). Every decision but a
+checked against the ``promotion.*`` thresholds (``training/governance/promotion.py``). Every decision but a
 dry run is recorded: tags on the versions, and a run in the experiment ``promotions`` with
 ``promotion.json``. This file owns the options, the registry and MLflow calls, and exit codes.
 
@@ -35,8 +35,8 @@ from omegaconf import MISSING
 from training.config import TrackingConfig, from_options
 from training.constants import EXIT_OK, EXIT_USER_ERROR
 from training.errors import ConfigError, RiskbrainError, check
-from training.process import setup_process
-from training.promotion import (
+from training.runtime.process import setup_process
+from training.governance.promotion import (
     CHAMPION,
     PROMOTED,
     Decision,
@@ -56,8 +56,8 @@ from training.promotion import (
     rollback_decision,
     rollback_target,
 )
-from training.secrets import PASSWORD, USERNAME, login, redact
-from training.tracking import tracking_uri
+from training.tracking.secrets import PASSWORD, USERNAME, login, redact
+from training.tracking.tracker import tracking_uri
 
 EXIT_REFUSED = 1  # the gate refused the candidate (the same number as EXIT_FAILED: a non-zero end)
 # MLflow's error codes for a login refused (401) and a permission missing (403, basic-auth app)
@@ -299,7 +299,7 @@ class Registry:
     def load(self, v: Version):
         """The version as a ``ScoringModel`` (PD and score, no reasons)."""
         from jobs.score import load_model
-        from training.scoring import ModelRef
+        from training.scoring.portfolio import ModelRef
 
         pinned = f"models:/{self.name}/{v.version}"
         ref = ModelRef(
@@ -310,7 +310,7 @@ class Registry:
     def record(self, d: Decision, experiment: str) -> None:
         """The decision as a run (tags, metrics, ``promotion.json``), its tags on the versions,
         then the alias: a failure on the way leaves the run FAILED, and so out of the history."""
-        from training.tracking import open_run
+        from training.tracking.tracker import open_run
 
         tracking = TrackingConfig(uri=self.store, experiment=experiment)
         name = f"{d.kind} {self.name} v{d.candidate.version}"

@@ -5,7 +5,7 @@
     sbatch slurm/score_mpi.sbatch model=... input=... output=...
 
 Each rank scores its own chunks of the input and writes its own part files
-(``training/scoring.py``); rank 0 gathers the counts, writes ``<output>.summary.json`` and logs
+(``training/scoring/portfolio.py``); rank 0 gathers the counts, writes ``<output>.summary.json`` and logs
 the scoring run to MLflow. This file owns the options, the ranks, and MLflow's model loading.
 
 Options (``key=value``): model, input (CSV file, Parquet file or folder), output (a new
@@ -26,11 +26,11 @@ from omegaconf import MISSING
 
 from training.config import TrackingConfig, from_options
 from training.constants import EXIT_FAILED, EXIT_USER_ERROR
-from training.dist import DistContext
+from training.runtime.dist import DistContext
 from training.errors import ConfigError, RiskbrainError, check
 from training.launch import mpi_world
-from training.process import setup_process
-from training.scoring import (
+from training.runtime.process import setup_process
+from training.scoring.portfolio import (
     Agreed,
     ModelRef,
     ParquetInput,
@@ -46,7 +46,7 @@ from training.scoring import (
     score_shard,
     write_summary,
 )
-from training.tracking import tracking_uri
+from training.tracking.tracker import tracking_uri
 
 
 @dataclass(kw_only=True)

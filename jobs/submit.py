@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from training.config import register_configs, to_config
 from training.constants import EXIT_USER_ERROR
 from training.errors import RiskbrainError
-from training.submit import default_env, render, submit
+from training.cluster.submit import default_env, render, submit
 
 log = logging.getLogger("riskbrain")
 register_configs()

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from training.config import register_configs, to_config
 from training.constants import EXIT_PREEMPTED, EXIT_USER_ERROR
 from training.errors import ConfigError, RiskbrainError
-from training.sweep import SweepInterrupted
+from training.launch.sweep import SweepInterrupted
 
 log = logging.getLogger("riskbrain")
 register_configs()
@@ -38,7 +38,7 @@ def main(dcfg: DictConfig) -> float | None:
         sweep_dir = (
             Path(hc.runtime.output_dir) if chosen else Path("outputs") / "sweeps" / cfg.sweep.name
         )
-        from training.sweep import run_sweep
+        from training.launch.sweep import run_sweep
 
         report = run_sweep(cfg, sweep_dir)
     except SweepInterrupted as e:

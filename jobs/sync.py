@@ -1,7 +1,7 @@
 """Send run folders' tracking journals to the tracking store: ``python -m jobs.sync PATH``.
 
 PATH is one run folder or a folder of them (``outputs/``). Each job writes every MLflow call to
-``<run folder>/tracking/`` first (``training/journal.py``); a job with ``tracking.mode=offline``
+``<run folder>/tracking/`` first (``training/tracking/journal.py``); a job with ``tracking.mode=offline``
 (compute nodes with no route to the server), or one whose server was down at its end, leaves
 records there for this command, run where the server is reachable (a login node). Safe to repeat:
 what a store already has is never sent twice, and a model is registered once. A folder whose job
@@ -20,8 +20,8 @@ import logging
 import sys
 from pathlib import Path
 
-from training.journal import find_journals
-from training.tracking import sync_folder
+from training.tracking.journal import find_journals
+from training.tracking.tracker import sync_folder
 
 
 def main(argv: list[str]) -> int:

@@ -22,7 +22,7 @@ from training.config import register_configs, to_config
 from training.constants import EXIT_PREEMPTED, EXIT_USER_ERROR
 from training.errors import RiskbrainError
 from training.launch import mpi_world
-from training.preemption import Preempted
+from training.runtime.preemption import Preempted
 
 log = logging.getLogger("riskbrain")
 register_configs()

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from training.config import TrainConfig, register_configs, to_config
-from training.process import free_port  # noqa: F401 - the tests' free ports
+from training.runtime.process import free_port  # noqa: F401 - the tests' free ports
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

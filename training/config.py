@@ -21,7 +21,7 @@ from training.constants import STOP_SIGNAL
 from training.data.schema import FeatureSpec, Kind
 from training.errors import ConfigError, check, check_option
 from training.models.config import MODEL_CONFIGS, ModelConfig
-from training.secrets import PASSWORD, USERNAME, has_password, redact
+from training.tracking.secrets import PASSWORD, USERNAME, has_password, redact
 from training.serving.explain import ExplainConfig
 from training.serving.scorecard import ScoreScale
 
@@ -256,7 +256,7 @@ class DataConfig:
 
 @dataclass(kw_only=True)
 class OptimConfig:
-    """AdamW, its learning-rate schedule (``training/state.py``), gradient clipping, label smoothing."""
+    """AdamW, its learning-rate schedule (``training/core/state.py``), gradient clipping, label smoothing."""
 
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -313,7 +313,7 @@ class TrainerConfig:
 
 @dataclass(kw_only=True)
 class BenchmarkConfig:
-    """The GBDT benchmark: LightGBM on the network's split, reported next to it (``training/benchmark.py``)."""
+    """The GBDT benchmark: LightGBM on the network's split, reported next to it (``training/governance/benchmark.py``)."""
 
     enabled: bool = True
     n_trials: int = 8  # settings tried, the first LightGBM's default; the best by validation AUC
@@ -330,7 +330,7 @@ class BenchmarkConfig:
 
 @dataclass(kw_only=True)
 class FairnessConfig:
-    """The fairness report per protected column (``training/fairness.py``)."""
+    """The fairness report per protected column (``training/governance/fairness.py``)."""
 
     approve_rate: float = 0.8  # the cut-off approves this share of rows, lowest PD first
     min_rows: int = 30  # smaller groups are listed but left out of the approval-rate ratio
@@ -400,7 +400,7 @@ class MPILauncherConfig(LauncherConfig):
     name: LauncherName = LauncherName.mpi
     grad_sync: GradSync = GradSync.mpi
     # A rank that stops answering fails the job after this many seconds in a collective: the
-    # mpi4py collectives through a watchdog (training/watchdog.py; a rank busy alone, such as
+    # mpi4py collectives through a watchdog (training/runtime/watchdog.py; a rank busy alone, such as
     # rank 0 writing the model, is waited for), the gradient all_reduce with grad_sync=torch or
     # on GPUs through the torch process group's timeout.
     timeout_s: int = 300
@@ -558,7 +558,7 @@ class TrackingConfig:
 
     uri: str | None = None
     experiment: str = "riskbrain"
-    # Every call is written to <run folder>/tracking/ first (training/journal.py). online: applied
+    # Every call is written to <run folder>/tracking/ first (training/tracking/journal.py). online: applied
     # to the store at once when it answers, retried with back-off when not; offline: nothing is
     # sent (compute nodes without a route to the server): `python -m jobs.sync <folder>` later.
     mode: str = "online"
@@ -582,7 +582,7 @@ class TrackingConfig:
 
 def refuse_password(uri: str | None, key: str) -> None:
     """A password in a tracking URI would be logged with every run (params, config.yaml, the
-    model card): credentials come from the environment only (``training/secrets.py``)."""
+    model card): credentials come from the environment only (``training/tracking/secrets.py``)."""
     if uri and has_password(uri):
         raise ConfigError(
             f"config {key}={redact(uri)}: must not hold a password; "

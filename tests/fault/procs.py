@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 from tests.integration.conftest import BIN
-from training.tracking_server import SERVER_ENV, stop_group
+from training.tracking.server import SERVER_ENV, stop_group
 
 MPIRUN = [str(BIN / "mpirun"), "-n", "2", "--oversubscribe"] + (
     ["--allow-run-as-root"] if os.geteuid() == 0 else []

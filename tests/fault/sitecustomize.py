@@ -64,7 +64,7 @@ def _patch(loop) -> None:
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if name != "training.loop":
+        if name != "training.core.loop":
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)

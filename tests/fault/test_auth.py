@@ -24,7 +24,7 @@ import pytest
 from tests.conftest import ROOT, compose_config, run_job
 from tests.fault.report import record
 from training.errors import ConfigError
-from training.secrets import PASSWORD, USERNAME, has_password, redact
+from training.tracking.secrets import PASSWORD, USERNAME, has_password, redact
 
 MODEL = "credit-risk-auth"
 EXPERIMENT = "auth-it"
@@ -96,7 +96,7 @@ def _as(user: str, password: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The auth server; yields (uri, its folder: store, artifacts, users, log)."""
-    from training.tracking_server import Auth, add_user, serve
+    from training.tracking.server import Auth, add_user, serve
 
     root = tmp_path_factory.mktemp("auth-server")
     auth = Auth(password=ADMIN_SECRET)
@@ -223,7 +223,7 @@ def test_doctor_stops_a_wrong_password_before_the_job_is_queued(server, tmp_path
 def test_doctor_checks_the_login_and_the_experiment_permission(server, job, monkeypatch):
     """In-process, the tracking check alone: the trainer may log to the experiment, the reader
     may only read it, no login at all is asked for one, and a password in the URI is refused."""
-    from training.doctor import FAIL, OK, tracking
+    from training.cluster.doctor import FAIL, OK, tracking
 
     uri, _ = server
     cfg = compose_config(f"tracking.uri={uri}", f"tracking.experiment={EXPERIMENT}")

@@ -17,8 +17,8 @@ from mlflow import MlflowClient
 
 from tests.fault.report import record
 from tests.integration.conftest import BIN
-from training.checkpoint import load_latest
-from training.watchdog import FOLDER, Watchdog
+from training.core.checkpoint import load_latest
+from training.runtime.watchdog import FOLDER, Watchdog
 
 MPIRUN = [str(BIN / "mpirun"), "-n", "2", "--oversubscribe"] + (
     ["--allow-run-as-root"] if os.geteuid() == 0 else []

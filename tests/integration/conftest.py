@@ -41,7 +41,7 @@ def stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real tracking server process with a temporary SQLite store and artifact folder; yields its URI."""
-    from training.tracking_server import serve
+    from training.tracking.server import serve
 
     root = tmp_path_factory.mktemp("mlflow-server")
     with serve(f"sqlite:///{root}/mlflow.db", root) as uri:

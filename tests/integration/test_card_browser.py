@@ -19,9 +19,9 @@ import pytest
 
 from tests.unit.test_card import CONFIG, SECTIONS, sample_report
 from training import metrics
-from training.card import PLOTS, write_card
-from training.fairness import fairness_table
-from training.plots import save_evaluation_plots
+from training.governance.card import PLOTS, write_card
+from training.governance.fairness import fairness_table
+from training.governance.plots import save_evaluation_plots
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def browser():
 
 def _run_folder(tmp_path: Path) -> tuple[dict, Path]:
     """A report whose metrics, PSI and fairness table come from real predictions, and the
-    plots training/plots.py draws of the same predictions."""
+    plots training/governance/plots.py draws of the same predictions."""
     rng = np.random.default_rng(0)
     n = 4_000
     y = (rng.random(n) < 0.2).astype(np.int64)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.benchmark import gbdt_benchmark
+from training.governance.benchmark import gbdt_benchmark
 from training.config import (
     BenchmarkConfig,
     DataConfig,
@@ -17,13 +17,13 @@ from training.config import (
 )
 from training.data.prepare import prepare
 from training.data.schema import FeatureSpec, Kind
-from training.dist import DistContext
-from training.loop import fit
+from training.runtime.dist import DistContext
+from training.core.loop import fit
 from training.models import predict_pd
 from training.models.config import MLPConfig, TabMConfig
-from training.parallel import Role
-from training.pipeline import build
-from training.run_dir import RunDir
+from training.core.parallel import Role
+from training.core.pipeline import build
+from training.core.run_dir import RunDir
 from training.serving import Scorer, save_bundle
 
 N = 1500

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import compose_config
-from training.benchmark import DEFAULT, GRID, features, gbdt_benchmark, settings
+from training.governance.benchmark import DEFAULT, GRID, features, gbdt_benchmark, settings
 from training.data.prepare import prepare
 from training.data.schema import Kind
-from training.dist import DistContext
+from training.runtime.dist import DistContext
 
 
 def test_settings_start_with_the_default_and_are_seeded_and_distinct():

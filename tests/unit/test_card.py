@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from training.card import PLOTS, WARN, write_card
+from training.governance.card import PLOTS, WARN, write_card
 
 SECTIONS = [
     "Model", "Data", "Architecture and recipe", "Test metrics", "GBDT benchmark", "Plots",

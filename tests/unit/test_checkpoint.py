@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from tests.unit.test_loop import _model, toy  # noqa: F401 - the toy data fixture
-from training.checkpoint import Checkpointer, checkpoint_name, load_latest, save
+from training.core.checkpoint import Checkpointer, checkpoint_name, load_latest, save
 from training.config import CheckpointConfig, OptimConfig, TrainerConfig
-from training.dist import DistContext
-from training.loop import Hooks, fit
+from training.runtime.dist import DistContext
+from training.core.loop import Hooks, fit
 from training.models.config import MLPConfig
-from training.preemption import Preempted
-from training.state import TrainState
+from training.runtime.preemption import Preempted
+from training.core.state import TrainState
 
 
 def _state(epoch: int, step: int) -> dict:

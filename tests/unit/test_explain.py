@@ -15,13 +15,13 @@ import pytest
 import torch
 
 from tests.conftest import compose_config
-from training.checks import monotonicity
+from training.governance.checks import monotonicity
 from training.data import synthetic
 from training.data.preprocess import Preprocessor
 from training.data.schema import Kind
-from training.dist import DistContext
+from training.runtime.dist import DistContext
 from training.errors import ConfigError
-from training.loop import Tensors
+from training.core.loop import Tensors
 from training.models import build_model
 from training.models.config import MLPConfig, ModelConfig, TabMConfig
 from training.models.dense import mean_pd_logit, one_hot

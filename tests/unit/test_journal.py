@@ -8,8 +8,8 @@ from mlflow import MlflowClient
 
 from training.config import TrackingConfig
 from training.errors import ConfigError
-from training.journal import Journal, find_journals
-from training.tracking import open_job_run, replay, sync_folder
+from training.tracking.journal import Journal, find_journals
+from training.tracking.tracker import open_job_run, replay, sync_folder
 
 
 def _journal(tmp_path, uri: str) -> tuple[Journal, str]:

@@ -14,12 +14,12 @@ from training import metrics
 from training.config import OptimConfig, TrainerConfig
 from training.data.preprocess import Preprocessor
 from training.data.schema import FeatureSpec, Kind, Schema
-from training.loop import Tensors, fit, loss_fn, train_step
+from training.core.loop import Tensors, fit, loss_fn, train_step
 from training.models import build_model, predict_pd
 from training.models.config import MODEL_CONFIGS, MLPConfig, ModelConfig, TabMConfig
 from training.models.embeddings import fit_bins
 from training.serving import Scorer, save_bundle
-from training.state import LRSchedule, TrainState
+from training.core.state import LRSchedule, TrainState
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -207,7 +207,7 @@ def _imports(path: Path) -> set[str]:
 @pytest.mark.parametrize(
     "path",
     [
-        "training/loop.py",
+        "training/core/loop.py",
         *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "training/models").glob("*.py")),
     ],
 )

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.plots import save_evaluation_plots
+from training.governance.plots import save_evaluation_plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NAMES = ["roc.png", "ks.png", "calibration.png", "score_distribution.png"]

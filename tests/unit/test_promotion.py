@@ -12,7 +12,7 @@ from jobs.promote import options
 from tests.conftest import compose_config
 from training.data.schema import FeatureSpec, Kind, Schema
 from training.errors import ConfigError
-from training.promotion import (
+from training.governance.promotion import (
     PROMOTED,
     REFUSED,
     ROLLED_BACK,
@@ -35,7 +35,7 @@ from training.promotion import (
     rollback_decision,
     rollback_target,
 )
-from training.scoring import ModelRef, ScoringModel
+from training.scoring.portfolio import ModelRef, ScoringModel
 
 GOOD = {
     "auc": 0.75,

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.dist import DistContext
+from training.runtime.dist import DistContext
 from training.errors import ConfigError, DataError
 from training.metrics import psi
-from training.scoring import (
+from training.scoring.portfolio import (
     Agreed,
     CsvInput,
     ModelRef,
@@ -346,7 +346,7 @@ def test_score_options_are_checked():
 
 def test_feature_psi_is_small_for_the_training_population_and_flags_a_shift():
     from training.data import synthetic
-    from training.scoring import feature_counts, feature_psi
+    from training.scoring.portfolio import feature_counts, feature_psi
     from training.serving.scorecard import feature_bins
 
     train = synthetic.generate(20_000, seed=1).frame

@@ -8,9 +8,9 @@ import re
 import pytest
 
 from tests.conftest import compose_config
-from training import doctor
+from training.cluster import doctor
 from training.config import ConfigError
-from training.submit import render
+from training.cluster.submit import render
 
 
 def test_rendered_script_carries_the_cluster_config_and_overrides():
@@ -157,7 +157,7 @@ def test_torch_threads_follow_config_then_openmp_then_slurm_then_cores(
 ):
     import torch
 
-    from training.process import setup_process
+    from training.runtime.process import setup_process
 
     for key in ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK"):
         monkeypatch.delenv(key, raising=False)

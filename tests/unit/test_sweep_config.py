@@ -8,7 +8,7 @@ from hydra.errors import ConfigCompositionException
 from tests.conftest import compose_config
 from training.config import ConfigError, LocalLauncherConfig, ParamSpec, SweepConfig, TrainConfig
 from training.models.config import MLPConfig
-from training.sweep import search_space, trial_config
+from training.launch.sweep import search_space, trial_config
 
 
 def _sweep(**params: ParamSpec) -> TrainConfig:

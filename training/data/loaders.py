@@ -22,7 +22,7 @@ from training.config import DataConfig
 from training.data import columns, synthetic
 from training.data.parquet import ParquetBook
 from training.data.schema import Kind, Schema
-from training.dist import DistContext
+from training.runtime.dist import DistContext
 from training.errors import DataError
 
 log = logging.getLogger("riskbrain")

@@ -44,8 +44,8 @@ def launch(cfg: TrainConfig, out_dir: Path) -> dict:
         from training.launch.ray import launch as ray_launch
 
         return ray_launch(cfg, out_dir)
-    from training.pipeline import run
-    from training.process import setup_process
+    from training.core.pipeline import run
+    from training.runtime.process import setup_process
 
     setup_process(cfg.launcher.threads)
     return run(cfg, out_dir)

@@ -5,7 +5,7 @@ flat gradient buffer); a ``torch.distributed`` process group is also set up, its
 picked free by rank 0 and broadcast over MPI, for ``launcher.grad_sync=torch`` and NCCL on GPUs.
 An exception on any rank is logged with the rank's number and aborts every rank; a rank that
 stops answering does the same after ``launcher.timeout_s``, through a watchdog over the mpi4py
-collectives (``training/watchdog.py``).
+collectives (``training/runtime/watchdog.py``).
 """
 
 from __future__ import annotations
@@ -25,18 +25,18 @@ import torch
 
 from training.config import TrainConfig
 from training.constants import EXIT_FAILED, EXIT_PREEMPTED, EXIT_USER_ERROR
-from training.dist import DistContext, pick_device
+from training.runtime.dist import DistContext, pick_device
 from training.errors import RiskbrainError
-from training.preemption import Preempted
-from training.process import free_port, setup_process
-from training.watchdog import Watchdog
+from training.runtime.preemption import Preempted
+from training.runtime.process import free_port, setup_process
+from training.runtime.watchdog import Watchdog
 
 log = logging.getLogger("riskbrain")
 
 
 class MPIContext(DistContext):
     """Collectives through mpi4py on ``comm``; with a ``watchdog``, each one is watched, so a rank
-    that stops answering ends the job after ``launcher.timeout_s`` (``training/watchdog.py``)."""
+    that stops answering ends the job after ``launcher.timeout_s`` (``training/runtime/watchdog.py``)."""
 
     def __init__(
         self,
@@ -193,7 +193,7 @@ def _run_rank(cfg: TrainConfig, out_dir: Path) -> dict:
     ctx = None
     try:
         ctx = init_context(cfg, out_dir)
-        from training.pipeline import run
+        from training.core.pipeline import run
 
         return run(cfg, out_dir, ctx)
     except Preempted:

@@ -24,8 +24,8 @@ from pathlib import Path
 from training.config import RayLauncherConfig, TrainConfig
 from training.constants import STOP_FILE
 from training.errors import RiskbrainError
-from training.preemption import Preempted
-from training.tracking import ensure_experiment, tracking_uri
+from training.runtime.preemption import Preempted
+from training.tracking.tracker import ensure_experiment, tracking_uri
 
 log = logging.getLogger("riskbrain")
 
@@ -42,9 +42,9 @@ def _worker(config: dict) -> dict | None:
     import ray.train
     import ray.train.torch
 
-    from training.dist import TorchDistContext
-    from training.pipeline import run
-    from training.process import setup_process
+    from training.runtime.dist import TorchDistContext
+    from training.core.pipeline import run
+    from training.runtime.process import setup_process
 
     cfg: TrainConfig = config["cfg"]
     rt = ray.train.get_context()

@@ -26,7 +26,7 @@ from training import metrics
 from training.config import BenchmarkConfig
 from training.data.prepare import Prepared
 from training.data.schema import Kind
-from training.dist import DistContext, every_kth
+from training.runtime.dist import DistContext, every_kth
 
 log = logging.getLogger("riskbrain")
 

@@ -1,6 +1,6 @@
 """What a training run is at any step: model, optimizer, best weights, batch order, position.
 
-``TrainState.state_dict()`` is the whole checkpoint format (``training/checkpoint.py`` adds every
+``TrainState.state_dict()`` is the whole checkpoint format (``training/core/checkpoint.py`` adds every
 rank's RNG state and the run's identity); ``load_state_dict`` continues exactly where it was taken.
 """
 

@@ -15,7 +15,7 @@ from urllib.request import Request, urlopen
 
 from training.config import TrainConfig
 from training.errors import ConfigError
-from training.secrets import PASSWORD, USERNAME, basic_auth, login, redact
+from training.tracking.secrets import PASSWORD, USERNAME, basic_auth, login, redact
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 Check = tuple[str, str, str]
@@ -24,7 +24,7 @@ Check = tuple[str, str, str]
 def tracking(cfg: TrainConfig) -> Check:
     """The store answers; on a server with logins (MLflow's basic-auth app), the user of
     ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD`` gets in and may log runs to the experiment."""
-    from training.tracking import check_store, tracking_uri
+    from training.tracking.tracker import check_store, tracking_uri
 
     try:
         uri = tracking_uri(

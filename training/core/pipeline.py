@@ -23,28 +23,28 @@ import numpy as np
 import torch
 
 from training import metrics
-from training.benchmark import gbdt_benchmark
-from training.card import write_card
-from training.checkpoint import Checkpointer, load_latest
-from training.checks import completeness, monotonicity
+from training.governance.benchmark import gbdt_benchmark
+from training.governance.card import write_card
+from training.core.checkpoint import Checkpointer, load_latest
+from training.governance.checks import completeness, monotonicity
 from training.config import TrainConfig, training_dict
 from training.data.prepare import Prepared, prepare
 from training.data.split import summary
-from training.dist import DistContext
+from training.runtime.dist import DistContext
 from training.errors import ConfigError
-from training.fairness import fairness_table
-from training.loop import Hooks, fit
+from training.governance.fairness import fairness_table
+from training.core.loop import Hooks, fit
 from training.models import predict_pd
 from training.models.embeddings import fit_bins
-from training.parallel import Role, Trained, gather, network
-from training.plots import save_evaluation_plots
-from training.preemption import StopFlag
-from training.progress import EpochProgress
-from training.run_dir import RunDir
+from training.core.parallel import Role, Trained, gather, network
+from training.governance.plots import save_evaluation_plots
+from training.runtime.preemption import StopFlag
+from training.runtime.progress import EpochProgress
+from training.core.run_dir import RunDir
 from training.serving import make_decision, save_bundle
 from training.serving.explain import Explainer
-from training.state import TrainState
-from training.tracking import Tracker, flatten, git_commit, open_job_run
+from training.core.state import TrainState
+from training.tracking.tracker import Tracker, flatten, git_commit, open_job_run
 
 log = logging.getLogger("riskbrain")
 
@@ -321,7 +321,7 @@ def publish(
 
 
 def model_card(report: dict, run_dir: RunDir, title: str, commit: str) -> tuple[Path, Path]:
-    """The run's model card, Markdown and self-contained HTML (``training/card.py``), in the run
+    """The run's model card, Markdown and self-contained HTML (``training/governance/card.py``), in the run
     folder; MLflow gets them beside ``plots/``, so a registered version's run carries its card."""
     return write_card(
         report, run_dir.plots, run_dir.path,

@@ -8,7 +8,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from training.config import TrackingConfig
-from training.tracking import ensure_experiment, tracking_uri
+from training.tracking.tracker import ensure_experiment, tracking_uri
 
 
 class CreateStoreBeforeSweep(Callback):

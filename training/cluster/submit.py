@@ -15,7 +15,7 @@ from pathlib import Path
 from training.config import ClusterConfig
 from training.errors import RiskbrainError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def sbatch_lines(cluster: ClusterConfig, launcher: str) -> list[str]:

@@ -2,7 +2,7 @@
 logged model and the registry. Opened from ``cfg.tracking`` on the process that logs; every
 other process gets the null ``Tracker``, which accepts each call and drops it.
 
-A training job's run goes through its run folder's journal (``training/journal.py``): each call is
+A training job's run goes through its run folder's journal (``training/tracking/journal.py``): each call is
 written there first and ``replay`` applies it to the store, at once when the store answers
 (``tracking.mode: online``), later otherwise (``python -m jobs.sync``), so an outage of the
 tracking server, or a compute node with no route to it, never stops training or loses a record.
@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.config import TrackingConfig, refuse_password
-from training.journal import Journal
-from training.preemption import Preempted
-from training.secrets import redact
+from training.tracking.journal import Journal
+from training.runtime.preemption import Preempted
+from training.tracking.secrets import redact
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -292,7 +292,7 @@ BACKOFF_FIRST_S, BACKOFF_MAX_S = 5.0, 300.0
 
 
 class JournalTracker(Tracker):
-    """A training job's tracker (rank 0): each call is a journal record (``training/journal.py``),
+    """A training job's tracker (rank 0): each call is a journal record (``training/tracking/journal.py``),
     applied to the store at once when it answers (``tracking.mode: online``); when it does not,
     training goes on and the next call tries again after a back-off (5 s, doubling to 5 min).
     ``run_id`` is the store's id, once known; ``key`` names the run before that."""
@@ -621,7 +621,7 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def git_commit(repo: Path | None = None) -> str:
     """The commit the code was run from, with ``-dirty`` if the tree had uncommitted changes."""
-    repo = repo or Path(__file__).resolve().parents[1]
+    repo = repo or Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True

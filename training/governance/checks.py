@@ -9,8 +9,8 @@ from torch import nn
 
 from training.data.preprocess import Preprocessor
 from training.data.schema import Schema
-from training.dist import DistContext
-from training.loop import Tensors
+from training.runtime.dist import DistContext
+from training.core.loop import Tensors
 from training.models import predict_pd
 from training.serving.explain import Explainer
 

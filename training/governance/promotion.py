@@ -26,13 +26,13 @@ from training.config import LAUNCHER_CONFIGS, TrainConfig, to_config
 from training.data.schema import Kind, Schema
 from training.errors import ConfigError, DataError, check
 from training.models.config import MODEL_CONFIGS
-from training.scoring import ScoringModel, psi_against, validate
-from training.tracking import git_commit
+from training.scoring.portfolio import ScoringModel, psi_against, validate
+from training.tracking.tracker import git_commit
 
 log = logging.getLogger("riskbrain")
 
 CHAMPION = "champion"  # the alias the gate moves
-WRONG = 1e-9  # a PD move the wrong way smaller than this is float noise (as training/checks.py)
+WRONG = 1e-9  # a PD move the wrong way smaller than this is float noise (as training/governance/checks.py)
 PROMOTED, REFUSED, ROLLED_BACK = "promoted", "refused", "rolled_back"
 # How the AUC difference is read (PromotionConfig.auc_rule): which number of it must be
 # >= -auc_margin, and its name in the table.
@@ -146,9 +146,9 @@ class Holdout:
 def holdout(cfg: TrainConfig, benchmark: bool) -> Holdout:
     """Read and split the data as the candidate's training run did (one process), keeping every
     test row raw; refit the GBDT benchmark on the same split when ``benchmark``."""
-    from training.benchmark import gbdt_benchmark
+    from training.governance.benchmark import gbdt_benchmark
     from training.data.prepare import prepare
-    from training.dist import DistContext
+    from training.runtime.dist import DistContext
 
     cfg.benchmark.enabled = True  # prepare keeps every test row raw for the benchmark
     data = prepare(cfg)
@@ -243,7 +243,7 @@ def fairness_ratio(h: Holdout, p: np.ndarray) -> float | None:
     when the data declare no protected column or no column has two groups large enough."""
     if not h.groups:
         return None
-    from training.fairness import fairness_table
+    from training.governance.fairness import fairness_table
 
     table = fairness_table(h.y, p, h.groups, h.approve_rate, h.min_rows)
     ratios = [a["approval_ratio"] for a in table["attributes"].values()]

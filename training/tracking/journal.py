@@ -2,7 +2,7 @@
 
 Training never waits on the tracking server. Rank 0 appends each call (params, metrics, tags,
 artifacts, the model, the registration, the run's end) to ``<run folder>/tracking/journal.jsonl``
-and ``training.tracking.replay`` applies the records to the store in order, now (``tracking.mode:
+and ``training.tracking.tracker.replay`` applies the records to the store in order, now (``tracking.mode:
 online``, when the server answers) or later (``python -m jobs.sync``, offline compute nodes). What
 has been applied is kept in ``synced.json`` beside it (the store's run id of each run, the model
 URI, the registered version), so a replay never applies a record twice: a second sync creates

@@ -18,8 +18,8 @@ from pathlib import Path
 from urllib.request import Request, urlopen
 
 from training.errors import check
-from training.process import free_port
-from training.secrets import PASSWORD, USERNAME, basic_auth
+from training.runtime.process import free_port
+from training.tracking.secrets import PASSWORD, USERNAME, basic_auth
 
 log = logging.getLogger("riskbrain")
 

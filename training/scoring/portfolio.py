@@ -9,7 +9,7 @@ summary's histogram). Rows with a value the model cannot read go to ``rejects-{c
 with the column and the reason; they are counted, never dropped silently.
 
 MLflow stays out of this module (``jobs/score.py`` loads the model into a ``ScoringModel``;
-the scoring run goes through ``training.tracking``).
+the scoring run goes through ``training.tracking.tracker``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import pandas as pd
 
 from training.constants import EXIT_FAILED, EXIT_USER_ERROR
 from training.data.parquet import ParquetBook
-from training.dist import DistContext
+from training.runtime.dist import DistContext
 from training.errors import ConfigError, DataError, RiskbrainError
 
 log = logging.getLogger("riskbrain")
@@ -638,7 +638,7 @@ def log_scoring_run(summary: dict, *, tracking_uri: str | None, experiment: str)
     """The scoring run in MLflow: params, counts and PSI, tags naming the model version, and the
     summary as ``summary.json``; returns its run id."""
     from training.config import TrackingConfig
-    from training.tracking import open_run
+    from training.tracking.tracker import open_run
 
     ref = summary["model"]
     name = f"score-{ref['name']}-v{ref['version']}" if ref["name"] else "score"

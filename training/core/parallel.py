@@ -1,7 +1,7 @@
 """Data or ensemble parallelism: what each rank trains, and how the trained networks come together.
 
 Data parallelism (the default): every rank holds a shard of the rows and all ranks train one
-network, gradients summed (``training/loop.py``). Ensemble parallelism (``launcher.parallelism=
+network, gradients summed (``training/core/loop.py``). Ensemble parallelism (``launcher.parallelism=
 ensemble``): every rank reads every row and trains a network of its own, seeded ``seed + rank``,
 with no communication while training; rank 0 then gathers the networks into one ``Ensemble``,
 whose PD is the mean of the members' PDs. Useful when the data set is small and the cluster is not.
@@ -16,12 +16,12 @@ import torch
 from torch import nn
 
 from training.config import Parallelism, TrainConfig
-from training.dist import DistContext
+from training.runtime.dist import DistContext
 from training.models import build_model
 from training.models.ensemble import Ensemble
-from training.run_dir import RunDir
+from training.core.run_dir import RunDir
 from training.serving import Member
-from training.state import FitResult
+from training.core.state import FitResult
 
 
 @dataclass(frozen=True)

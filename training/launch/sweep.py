@@ -33,8 +33,8 @@ from training.config import (
     to_config,
     to_dict,
 )
-from training.preemption import Preempted
-from training.tracking import Tracker, ensure_experiment, open_job_run, open_run
+from training.runtime.preemption import Preempted
+from training.tracking.tracker import Tracker, ensure_experiment, open_job_run, open_run
 
 log = logging.getLogger("riskbrain")
 
@@ -85,8 +85,8 @@ def _trial(
     """
     from ray import tune
 
-    from training.pipeline import run
-    from training.process import setup_process
+    from training.core.pipeline import run
+    from training.runtime.process import setup_process
 
     setup_process(max(1, int(base.sweep.cpus_per_trial)))
     cfg = trial_config(base, params)
@@ -112,7 +112,7 @@ def tracking_server(uri: str, root: Path) -> Iterator[str]:
     if not uri.startswith("sqlite:"):
         yield uri
         return
-    from training.tracking_server import serve
+    from training.tracking.server import serve
 
     with serve(uri, root) as http_uri:
         yield http_uri
@@ -318,13 +318,13 @@ def register_ensemble(cfg: TrainConfig, top: list[dict], sweep_dir: Path, parent
     """The mean of the ``top`` trials' networks as one model: evaluated on the sweep's own test
     rows (and against the GBDT benchmark), logged as a child run of the sweep and registered."""
     from training.data.prepare import prepare
-    from training.dist import DistContext
+    from training.runtime.dist import DistContext
     from training.models.ensemble import Ensemble
-    from training.parallel import Trained
-    from training.pipeline import evaluate, publish, run_tags
-    from training.run_dir import RunDir
+    from training.core.parallel import Trained
+    from training.core.pipeline import evaluate, publish, run_tags
+    from training.core.run_dir import RunDir
     from training.serving import Scorer
-    from training.state import FitResult
+    from training.core.state import FitResult
 
     scorers = [Scorer(RunDir(sweep_dir / "trials" / t["trial"]).bundle) for t in top]
     model = Ensemble([s.model for s in scorers])

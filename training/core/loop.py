@@ -23,16 +23,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from training import metrics
-from training.checkpoint import Checkpointer
+from training.core.checkpoint import Checkpointer
 from training.config import OptimConfig, TrainerConfig
-from training.dist import DistContext, GradSync, local_rows
+from training.runtime.dist import DistContext, GradSync, local_rows
 from training.errors import RiskbrainError
 from training.models import predict_pd
-from training.preemption import Preempted
-from training.process import peak_rss_mib, seconds_since_start
-from training.progress import EpochProgress
-from training.state import FitResult, TrainState
-from training.tracking import Tracker
+from training.runtime.preemption import Preempted
+from training.runtime.process import peak_rss_mib, seconds_since_start
+from training.runtime.progress import EpochProgress
+from training.core.state import FitResult, TrainState
+from training.tracking.tracker import Tracker
 
 log = logging.getLogger("riskbrain")
 

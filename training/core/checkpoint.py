@@ -1,6 +1,6 @@
 """Checkpoints: written atomically with a checksum, the last K kept, the latest valid one resumed.
 
-A checkpoint is a ``TrainState.state_dict()`` (``training/state.py``) plus every rank's RNG state
+A checkpoint is a ``TrainState.state_dict()`` (``training/core/state.py``) plus every rank's RNG state
 and the run's identity: tensors and plain values saved with ``torch.save`` and loaded with
 ``weights_only=True`` (no pickled code). Next to ``ckpt-e0003-s0000120.pt`` sits its SHA-256 in
 ``ckpt-e0003-s0000120.pt.sha256``, written after the data; a file whose checksum is missing or
@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from training.config import CheckpointConfig
-from training.dist import DistContext
-from training.state import TrainState
+from training.runtime.dist import DistContext
+from training.core.state import TrainState
 
 log = logging.getLogger("riskbrain")
 

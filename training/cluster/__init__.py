@@ -1,0 +1,1 @@
+"""The cluster around a job: Slurm submission and the preflight doctor."""

@@ -1,0 +1,1 @@
+"""The core job: prepare -> build -> fit -> evaluate -> publish, and the loop, state and checkpoints."""

@@ -1,0 +1,1 @@
+"""Portfolio scoring: books read and written by rank, drift against training, the scoring driver."""
