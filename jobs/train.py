@@ -49,7 +49,7 @@ def compose_and_launch(dcfg: DictConfig) -> float:
             raise  # one job of a sweep: Hydra's launcher reports it (submitit: as the task's result)
         log.error("%s", e)
         sys.exit(EXIT_USER_ERROR)
-    return report["test"]["auc"]  # what a Hydra sweeper optimises
+    return report.test.auc  # what a Hydra sweeper optimises
 
 
 def main() -> None:

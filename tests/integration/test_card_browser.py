@@ -22,6 +22,7 @@ from training import metrics
 from training.governance.card import PLOTS, write_card
 from training.governance.fairness import fairness_table
 from training.governance.plots import save_evaluation_plots
+from training.report import Report
 
 pytestmark = pytest.mark.slow
 
@@ -87,8 +88,8 @@ def _run_folder(tmp_path: Path) -> tuple[dict, Path]:
 def test_the_html_card_renders_with_its_plots(browser, tmp_path):
     report, plots = _run_folder(tmp_path)
     _, page = write_card(
-        report, plots, plots.parent, config_text=CONFIG, command="python -m jobs.train",
-        title="taiwan / tabm", commit="abc1234",
+        Report.from_dict(report), plots, plots.parent, config_text=CONFIG,
+        command="python -m jobs.train", title="taiwan / tabm", commit="abc1234",
     )  # fmt: skip
     browser.get(page.resolve().as_uri())
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from training.governance.card import PLOTS, WARN, write_card
+from training.report import Report
 
 SECTIONS = [
     "Model", "Data", "Architecture and recipe", "Test metrics", "GBDT benchmark", "Plots",
@@ -65,7 +66,13 @@ def sample_report() -> dict:
     return {
         "test": metrics,
         "valid": metrics | {"auc": 0.7755},
-        "test_ci": {"auc": [0.7654, 0.7968], "ks": [0.4012, 0.4599], "resamples": 1000},
+        "test_ci": {
+            "auc": [0.7654, 0.7968],
+            "ks": [0.4012, 0.4599],
+            "level": 0.95,
+            "resamples": 1000,
+            "rows": 4500,
+        },
         "psi_train_test": 0.0031,
         "monotonicity": {
             "LIMIT_BAL": {"direction": -1, "rows": 4500, "violations": 0, "share": 0.0},
@@ -91,9 +98,11 @@ def sample_report() -> dict:
             "model": "lightgbm",
             "params": {"num_leaves": 31},
             "rounds": 211,
+            "valid_auc": 0.7801,
             "monotone": True,
             "train_rows": 21000,
             "valid_rows": 4500,
+            "seconds": 12.5,
             "test": metrics | {"auc": 0.7858, "ks": 0.4388},
         },  # fmt: skip
         "lift": {"auc": 0.7812 - 0.7858, "ks": 0.4301 - 0.4388},
@@ -158,7 +167,7 @@ def plots(tmp_path: Path) -> Path:
 
 def _card(report: dict, plots: Path, config_text: str = CONFIG, **kw) -> tuple[str, str]:
     args = {"config_text": config_text, "command": COMMAND, "title": "taiwan / tabm"} | kw
-    md, page = write_card(report, plots, plots.parent, **args)
+    md, page = write_card(Report.from_dict(report), plots, plots.parent, **args)
     assert (md.name, page.name) == ("model_card.md", "model_card.html")
     assert md.parent == page.parent == plots.parent
     return md.read_text(encoding="utf-8"), page.read_text(encoding="utf-8")

@@ -9,6 +9,7 @@ registered last, so a failed or interrupted run registers nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shlex
@@ -36,6 +37,21 @@ from training.governance.fairness import fairness_table
 from training.core.loop import Hooks, fit
 from training.models import predict_pd
 from training.models.embeddings import fit_bins
+from training.report import (
+    Benchmark,
+    Completeness,
+    DataSummary,
+    Fairness,
+    Intervals,
+    Lift,
+    Metrics,
+    MonotoneCheck,
+    Registered,
+    Report,
+    SplitSummary,
+    Training,
+    ensemble_member,
+)
 from training.core.parallel import Role, Trained, gather, network
 from training.governance.plots import save_evaluation_plots
 from training.runtime.preemption import StopFlag
@@ -52,8 +68,9 @@ log = logging.getLogger("riskbrain")
 def run(
     cfg: TrainConfig, out_dir: Path, ctx: DistContext | None = None, *, parent_run_id: str | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-) -> dict:  # fmt: skip
-    """Train, evaluate, log and register; returns the evaluation report (on every rank that evaluates)."""
+) -> Report | None:  # fmt: skip
+    """Train, evaluate, log and register; returns the evaluation report (on every rank that
+    evaluates; rank 0's is the published one, ``evaluation.json``)."""
     ctx, run_dir = ctx or DistContext(), RunDir(out_dir)
     if cfg.checkpoint.resume and (report := run_dir.finished_report()) is not None:
         log.info("%s already finished (DONE); nothing to do", out_dir)
@@ -81,14 +98,13 @@ def run(
         ours = Trained(state.model.cpu(), [(cfg.model, bins)], result, ctx.world_size)
         trained = gather(role, ours, rebuild=lambda: network(cfg, data, bins))
         evaluation = evaluate(trained, data, cfg, role.ctx) if role.evaluates else None
+        report = evaluation.report if evaluation else None
         if ctx.is_main:
-            evaluation.report.update(
-                publish(cfg, run_dir, data, evaluation, tracker, trained, tags)
-            )
+            report = publish(cfg, run_dir, data, evaluation, tracker, trained, tags)
     if ctx.is_main:  # the MLflow run has ended FINISHED
-        run_dir.mark_done(evaluation.report["run_id"] or evaluation.report["run_key"])
+        run_dir.mark_done(report.run_id or report.run_key)
     ctx.barrier()
-    return evaluation.report if evaluation else {}
+    return report
 
 
 def find_resume(cfg: TrainConfig, role: Role) -> dict | None:
@@ -162,7 +178,7 @@ def make_hooks(cfg: TrainConfig, role: Role, tracker: Tracker, stop, on_epoch) -
 
 @dataclass(frozen=True)
 class Evaluation:
-    report: dict  # evaluation.json
+    report: Report  # evaluation.json, but for what publishing adds (the run, model and version)
     test_y: np.ndarray  # every test row's label and PD, in global order (for the plots)
     test_p: np.ndarray
     decision: dict  # what the bundle stores to turn a PD into a score and reasons
@@ -177,95 +193,90 @@ def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContex
         p[part] = ctx.allgather_array(predict_pd(model, t.x_num, t.x_cat, batch))
         y[part] = ctx.allgather_array(t.y.numpy().astype(int))
     p_train = predict_pd(model, *data.sample_x, batch)
-    report: dict = {
-        "test": metrics.evaluate(y["test"], p["test"]),
-        "test_ci": metrics.bootstrap_ci(y["test"], p["test"], seed=cfg.seed) if ctx.is_main else {},
-        "valid": metrics.evaluate(y["valid"], p["valid"]),
-        "psi_train_test": metrics.psi(p_train, p["test"]),
-    }
+    test = Metrics.from_dict(metrics.evaluate(y["test"], p["test"]), "report.test")
+    ci = metrics.bootstrap_ci(y["test"], p["test"], seed=cfg.seed) if ctx.is_main else None
+    bayes = None
     if data.dataset.pd_true is not None:
         pd_true = ctx.allgather_array(data.dataset.pd_true[data.rows["test"]])
-        report["bayes_auc_test"] = metrics.auc(y["test"], pd_true)
-    decision, checks = decision_parts(cfg, data, model, p_train, ctx)
-    report |= checks
-    if data.groups:  # every rank's test rows' groups, in global order as the PDs are
-        groups = {c: ctx.allgather_array(g) for c, g in data.groups.items()}
-        fair = cfg.fairness
-        report["fairness"] = fairness_table(
-            y["test"], p["test"], groups, fair.approve_rate, fair.min_rows
-        )
-    report["training"] = trained.result.summary() | {"world_size": trained.world_size}
-    if trained.ensemble:  # one line per member: its seed and how its training went
-        report["ensemble"] = trained.ensemble
-    if (gbdt := gbdt_benchmark(cfg.benchmark, data, ctx)) is not None:
-        report["benchmark"] = gbdt
-        report["lift"] = {k: report["test"][k] - gbdt["test"][k] for k in ("auc", "ks")}
-    report["split"] = summary(data.labels, data.split, cfg.data.split)
-    report["data"] = {
-        "source": data.dataset.source,
-        "rows": len(data.labels),
-        "unused_columns": list(data.dataset.unused),
-        "protected": list(data.dataset.schema.protected),
-    }
-    report["data_fingerprint"] = data.fingerprint
+        bayes = metrics.auc(y["test"], pd_true)
+    decision, monotone, explain = decision_parts(cfg, data, model, p_train, ctx)
+    fairness = fairness_on_test_rows(cfg, data, y["test"], p["test"], ctx)
+    gbdt = gbdt_benchmark(cfg.benchmark, data, ctx)
+    gbdt = Benchmark.from_dict(gbdt, "report.benchmark") if gbdt is not None else None
+    report = Report(
+        test=test,
+        test_ci=Intervals.from_dict(ci, "report.test_ci") if ci is not None else None,
+        valid=Metrics.from_dict(metrics.evaluate(y["valid"], p["valid"]), "report.valid"),
+        psi_train_test=metrics.psi(p_train, p["test"]),
+        bayes_auc_test=bayes,
+        monotonicity=monotone,
+        explain=explain,
+        fairness=fairness,
+        training=Training.from_dict(trained.result.summary() | {"world_size": trained.world_size}),
+        # one line per member of an ensemble: its seed and how its training went
+        ensemble=[ensemble_member(m) for m in trained.ensemble] or None,
+        benchmark=gbdt,
+        lift=Lift(auc=test.auc - gbdt.test.auc, ks=test.ks - gbdt.test.ks) if gbdt else None,
+        split=SplitSummary.from_dict(
+            summary(data.labels, data.split, cfg.data.split), "report.split"
+        ),
+        data=DataSummary(
+            source=data.dataset.source,
+            rows=len(data.labels),
+            unused_columns=list(data.dataset.unused),
+            protected=list(data.dataset.schema.protected),
+        ),  # fmt: skip
+        data_fingerprint=data.fingerprint,
+    )
     if ctx.is_main:
-        bayes, gbdt = report.get("bayes_auc_test"), report.get("benchmark")
         log.info(
             "test auc %.4f%s%s",
-            report["test"]["auc"],
+            test.auc,
             f"  (Bayes-optimal {bayes:.4f})" if bayes is not None else "",
-            f"  (LightGBM {gbdt['test']['auc']:.4f}, lift {report['lift']['auc']:+.4f})"
-            if gbdt
-            else "",
+            f"  (LightGBM {gbdt.test.auc:.4f}, lift {report.lift.auc:+.4f})" if gbdt else "",
         )
     return Evaluation(report, y["test"], p["test"], decision)
 
 
+def fairness_on_test_rows(
+    cfg: TrainConfig, data: Prepared, y: np.ndarray, p: np.ndarray, ctx: DistContext
+) -> Fairness | None:
+    """The fairness table of the test rows (``y``, ``p``: every rank's, in global order), when
+    the data declare protected columns."""
+    if not data.groups:
+        return None
+    # every rank's test rows' groups, in global order as the PDs are
+    groups = {c: ctx.allgather_array(g) for c, g in data.groups.items()}
+    fair = cfg.fairness
+    table = fairness_table(y, p, groups, fair.approve_rate, fair.min_rows)
+    return Fairness.from_dict(table, "report.fairness")
+
+
 def decision_parts(
     cfg: TrainConfig, data: Prepared, model: torch.nn.Module, p_train: np.ndarray, ctx: DistContext
-) -> tuple[dict, dict]:
+) -> tuple[dict, dict[str, MonotoneCheck], Completeness | None]:
     """What the bundle stores to turn a PD into a decision (the score scale, the reasons'
     settings and reference rows, the training scores' deciles), and the report's checks of it:
-    monotone directions on test rows, and the reasons' completeness (rank 0)."""
+    monotone directions on test rows, and the reasons' completeness (rank 0; None elsewhere)."""
     schema, test = data.dataset.schema, data.tensors["test"]
     decision = make_decision(
         cfg.score, cfg.explain, *data.sample_x, p_train, data.train_sample, schema, cfg.seed
     )
-    checks: dict = {"monotonicity": monotonicity(model, test, data.pre, schema, ctx)}
+    monotone = {
+        name: MonotoneCheck.from_dict(m, f"report.monotonicity.{name}")
+        for name, m in monotonicity(model, test, data.pre, schema, ctx).items()
+    }
+    explain = None
     if ctx.is_main:
         explainer = Explainer(model, data.pre, schema, decision["reference"], cfg.explain)
-        checks["explain"] = completeness(explainer, test)
-        wrong = sum(m["violations"] for m in checks["monotonicity"].values())
+        explain = Completeness.from_dict(completeness(explainer, test), "report.explain")
+        wrong = sum(m.violations for m in monotone.values())
         log.info(
             "monotone features: %d, rows moved the wrong way: %d; reasons' completeness error "
             "max %.2g logits (tolerance %g)",
-            len(checks["monotonicity"]), wrong, checks["explain"]["max_abs_error"],
-            cfg.explain.tolerance,
+            len(monotone), wrong, explain.max_abs_error, cfg.explain.tolerance,
         )  # fmt: skip
-    return decision, checks
-
-
-# What a registered version is tagged with (and so can be compared by) besides the run's tags.
-VERSION_METRICS = (
-    "test_auc", "test_ks", "benchmark_test_auc", "lift_auc", "monotone_violations",
-    "reasons_completeness_max_error",
-)  # fmt: skip
-
-
-def final_metrics(report: dict) -> dict[str, float]:
-    """The report's numbers as flat MLflow metrics: test_*, benchmark_test_*, lift_*, PSI, Bayes."""
-    out = {f"test_{k}": v for k, v in report["test"].items()}
-    out |= {k: v for k, v in report.items() if isinstance(v, float)}
-    if "monotonicity" in report:
-        out["monotone_violations"] = float(
-            sum(m["violations"] for m in report["monotonicity"].values())
-        )
-    if "explain" in report:
-        out["reasons_completeness_max_error"] = report["explain"]["max_abs_error"]
-    if "benchmark" in report:
-        out |= {f"benchmark_test_{k}": v for k, v in report["benchmark"]["test"].items()}
-        out |= {f"lift_{k}": v for k, v in report["lift"].items()}
-    return out
+    return decision, monotone, explain
 
 
 def publish(
@@ -276,14 +287,15 @@ def publish(
     tracker: Tracker,
     trained: Trained,
     tags: dict[str, str],
-) -> dict:
+) -> Report:
     """Rank 0: plots, the model bundle and example predictions in the run folder; all of it, the
-    model and the report in MLflow; then the registered version. Returns what it adds to the report."""
+    model and the report in MLflow; then the registered version. Returns the finished report, as
+    ``evaluation.json`` holds it."""
     report, schema = evaluation.report, data.dataset.schema
-    tracker.log_metrics(final_metrics(report), step=report["training"]["epochs_run"])
+    tracker.log_metrics(report.flat_metrics(), step=report.training.epochs_run)
     title = f"{cfg.data.name} / {cfg.model.name}"
     save_evaluation_plots(evaluation.test_y, evaluation.test_p, run_dir.plots, title=title)
-    model, extra = trained.model, {"metrics": report["test"], **tags}
+    model, extra = trained.model, {"metrics": report.test.to_dict(), **tags}
     bundle = {"model": model, "members": trained.members, "pre": data.pre, "schema": schema,
               "decision": evaluation.decision}  # fmt: skip
     run_dir.write_folder(run_dir.bundle, lambda tmp: save_bundle(tmp, **bundle, extra=extra))
@@ -299,28 +311,40 @@ def publish(
     tracker.log_artifact(run_dir.plots, "plots")
 
     model_uri = tracker.log_model(run_dir.bundle, schema, example)
-    out = {"run_key": tracker.key, "run_id": tracker.run_id, "model_uri": model_uri}
-    if cfg.registry.register:
-        version_tags = tags | {
-            k: f"{v:.4f}" for k, v in final_metrics(report).items() if k in VERSION_METRICS
-        }  # the store's run id is added when the version is made
-        name = cfg.registry.name
-        alias, why = cfg.registry.alias_after(report["training"]["epochs_run"])
-        version = tracker.register(model_uri, name, alias, version_tags)
-        out["registered"] = {"name": name, "version": version, "alias": alias}
-        log.info(
-            "registered %s version %s %s",
-            name,
-            version or "(pending: sent when the tracking store answers)",
-            f"as @{alias}" if alias else f"(@{cfg.registry.alias} not moved: {why})",
-        )
-    tracker.log_artifact(run_dir.write_report(report | out))
-    for path in model_card(report | out, run_dir, title, tags["git_commit"]):
+    registered = register(cfg, tracker, model_uri, tags | report.version_tags(), report)
+    report = dataclasses.replace(
+        report,
+        run_key=tracker.key,
+        run_id=tracker.run_id,
+        model_uri=model_uri,
+        registered=registered,
+    )
+    tracker.log_artifact(run_dir.write_report(report))
+    for path in model_card(report, run_dir, title, tags["git_commit"]):
         tracker.log_artifact(path)
-    return out
+    return report
 
 
-def model_card(report: dict, run_dir: RunDir, title: str, commit: str) -> tuple[Path, Path]:
+def register(
+    cfg: TrainConfig, tracker: Tracker, model_uri: str | None, tags: dict[str, str], report: Report
+) -> Registered | None:
+    """A new version of ``cfg.registry.name`` tagged with the run's tags and ``VERSION_METRICS``
+    (the store's run id is added when the version is made); None when registry.register=false."""
+    if not cfg.registry.register:
+        return None
+    name = cfg.registry.name
+    alias, why = cfg.registry.alias_after(report.training.epochs_run)
+    version = tracker.register(model_uri, name, alias, tags)
+    log.info(
+        "registered %s version %s %s",
+        name,
+        version or "(pending: sent when the tracking store answers)",
+        f"as @{alias}" if alias else f"(@{cfg.registry.alias} not moved: {why})",
+    )
+    return Registered(name=name, version=version, alias=alias)
+
+
+def model_card(report: Report, run_dir: RunDir, title: str, commit: str) -> tuple[Path, Path]:
     """The run's model card, Markdown and self-contained HTML (``training/governance/card.py``), in the run
     folder; MLflow gets them beside ``plots/``, so a registered version's run carries its card."""
     return write_card(

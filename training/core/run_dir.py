@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from training.constants import STOP_FILE
+from training.report import Report
 
 
 class RunDir:
@@ -26,11 +27,12 @@ class RunDir:
         self.plots = self.path / "plots"
         self.stop_file = self.path / STOP_FILE
 
-    def finished_report(self) -> dict | None:
+    def finished_report(self) -> Report | None:
         """The report of a job that already finished in this folder, else None."""
         if not (self.path / "DONE").is_file():
             return None
-        return json.loads((self.path / "evaluation.json").read_text())
+        raw = json.loads((self.path / "evaluation.json").read_text())
+        return Report.from_dict(raw, where=str(self.path / "evaluation.json"))
 
     def start(self, cfg: Any) -> None:
         """Create the folder, drop a stop request left by a previous attempt, write the config."""
@@ -52,8 +54,8 @@ class RunDir:
         os.replace(tmp, final)
         return final
 
-    def write_report(self, report: dict) -> Path:
-        return self.write_json("evaluation.json", report)
+    def write_report(self, report: Report) -> Path:
+        return self.write_json("evaluation.json", report.to_dict())
 
     def mark_done(self, run_id: str) -> None:
         """The last write of a job: the report and the model are in place."""

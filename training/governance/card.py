@@ -6,7 +6,8 @@ Built from the run's evaluation report, its plots and its resolved config, as Ma
 (``model_card.html``: CSS inline, PNGs embedded as data URIs, and a content security policy
 that forbids loading anything else). Each section is built once as a few plain blocks (text,
 list, table, image, code) that both renderers draw, so the two files say the same thing.
-Missing report keys are said so in the card; they never stop it being written.
+It reads the typed report (``training/report.py``); a part the report lacks is said so in the
+card, never a reason not to write it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from training.report import Member, Metrics, Report, TrialMember
 
 PSI_BANDS = (0.10, 0.25)  # stable below the first, a major shift from the second
 FOUR_FIFTHS = 0.8  # the 80 % rule: lowest group approval rate / highest
@@ -98,7 +101,7 @@ Section = tuple[str, list[Block]]
 
 
 def write_card(
-    report: dict, plots: Path, out_dir: Path, *, config_text: str, command: str, title: str,
+    report: Report, plots: Path, out_dir: Path, *, config_text: str, command: str, title: str,
     commit: str = "", date: str = "",
 ) -> tuple[Path, Path]:  # fmt: skip
     """Write ``model_card.md`` and ``model_card.html`` into ``out_dir`` from the evaluation
@@ -115,7 +118,7 @@ def write_card(
 
 
 def card_sections(
-    report: dict, *, config_text: str, command: str, commit: str = "", date: str = ""
+    report: Report, *, config_text: str, command: str, commit: str = "", date: str = ""
 ) -> list[Section]:
     """The card's twelve sections, in reading order."""
     cfg = _parse_config(config_text)
@@ -166,6 +169,11 @@ def _value(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+def _said(x) -> str:
+    """A value as text; None: "n/a"."""
+    return "n/a" if x is None else str(x)
+
+
 def _flag(text: str, bad: bool) -> str:
     return f"{WARN} {text}" if bad else text
 
@@ -197,17 +205,17 @@ def _section_of(cfg: dict, key: str) -> dict:
 # ---- the sections --------------------------------------------------------------------------
 
 
-def _model(report: dict, cfg: dict, commit: str, date: str) -> list[Block]:
-    reg, pending = report.get("registered"), "pending: not in the tracking store yet (jobs.sync)"
+def _model(report: Report, cfg: dict, commit: str, date: str) -> list[Block]:
+    reg, pending = report.registered, "pending: not in the tracking store yet (jobs.sync)"
     if reg:
-        alias = f"@{reg['alias']}" if reg.get("alias") else "none moved (see the run's log)"
-        registered = [("registered model", str(reg.get("name", "n/a"))),
-                      ("version", str(reg.get("version") or pending)), ("alias", alias)]  # fmt: skip
+        alias = f"@{reg.alias}" if reg.alias else "none moved (see the run's log)"
+        registered = [("registered model", str(reg.name)),
+                      ("version", str(reg.version or pending)), ("alias", alias)]  # fmt: skip
     else:
         registered = [("registered model", "not registered (registry.register=false)")]
     pairs = registered + [
-        ("MLflow run", str(report.get("run_id") or pending)),
-        ("model URI", str(report.get("model_uri") or pending)),
+        ("MLflow run", str(report.run_id or pending)),
+        ("model URI", str(report.model_uri or pending)),
         ("data set", str(_section_of(cfg, "data").get("name", "n/a"))),
         ("model", str(_section_of(cfg, "model").get("name", "n/a"))),
         ("date", date or "not given"),
@@ -222,37 +230,35 @@ def _model(report: dict, cfg: dict, commit: str, date: str) -> list[Block]:
     ]
 
 
-def _data(report: dict) -> list[Block]:
-    data = report.get("data") or {}
-    protected = data.get("protected") or []
+def _data(report: Report) -> list[Block]:
+    data = report.data
+    protected = data.protected if data else []
     pairs = [
-        ("source", str(data.get("source", "n/a"))),
-        ("rows", _count(data.get("rows"))),
-        ("data fingerprint", str(report.get("data_fingerprint", "n/a"))),
-        ("unused columns", ", ".join(data.get("unused_columns") or []) or "none"),
+        ("source", str(data.source) if data else "n/a"),
+        ("rows", _count(data and data.rows)),
+        ("data fingerprint", _said(report.data_fingerprint)),
+        ("unused columns", ", ".join(data.unused_columns if data else []) or "none"),
         ("protected columns", ", ".join(protected) or "none declared (data.protected)"),
     ]
     out: list[Block] = [_facts(pairs), Sub("Split")]
-    split = report.get("split")
+    split = report.split
     if not split:
         return out + [Text("No split in the report.")]
-    how = f"{split.get('method', 'n/a')} split, seed {split.get('seed', 'n/a')}"
-    if split.get("method") == "time":
+    how = f"{split.method} split, seed {split.seed}"
+    if split.method == "time":
         how += (
-            f", by {split.get('period_column')}: validation from {split.get('valid_from')}, "
-            f"test from {split.get('test_from')}"
+            f", by {split.period_column}: validation from {split.valid_from}, "
+            f"test from {split.test_from}"
         )
-    parts = [p for p in ("train", "valid", "test") if isinstance(split.get(p), dict)]
-    total = sum(split[p].get("rows", 0) for p in parts) or 1
+    total = sum(p.rows for p in split.parts().values()) or 1
     rows = [
-        [p, _count(split[p].get("rows")), _pct(split[p].get("rows", 0) / total),
-         _pct(split[p].get("default_rate"))]
-        for p in parts
-    ]  # fmt: skip
+        [name, _count(p.rows), _pct(p.rows / total), _pct(p.default_rate)]
+        for name, p in split.parts().items()
+    ]
     return out + [Text(how + "."), Table(["part", "rows", "share", "default rate"], rows)]
 
 
-def _recipe(report: dict, cfg: dict) -> list[Block]:
+def _recipe(report: Report, cfg: dict) -> list[Block]:
     if not cfg:
         out: list[Block] = [Text("No config given: the architecture and recipe are unknown.")]
     else:
@@ -265,70 +271,94 @@ def _recipe(report: dict, cfg: dict) -> list[Block]:
         ]
         for key, name in (("model", "Network"), ("optim", "Optimiser"), ("trainer", "Trainer")):
             out += [Sub(name), *_config_table(cfg, key)]
-    training = report.get("training") or {}
+    training = report.training
     out += [
         Sub("How training went"),
         _facts([
-            ("epochs run", str(training.get("epochs_run", "n/a"))),
-            ("best epoch (weights kept)", str(training.get("best_epoch", "n/a"))),
-            ("best validation AUC", _num(training.get("best_valid_auc"))),
-            ("processes", str(training.get("world_size", "n/a"))),
+            ("epochs run", _said(training and training.epochs_run)),
+            ("best epoch (weights kept)", _said(training and training.best_epoch)),
+            ("best validation AUC", _num(training and training.best_valid_auc)),
+            ("processes", _said(training and training.world_size)),
         ]),
     ]  # fmt: skip
-    if members := report.get("ensemble"):
+    return out + _ensemble(report.ensemble or [])
+
+
+def _ensemble(members: list[Member | TrialMember]) -> list[Block]:
+    """The networks whose mean PD the model is: an ensemble-parallel job's ranks, or a sweep's
+    best trials."""
+    ranks = [m for m in members if isinstance(m, Member)]
+    trials = [m for m in members if isinstance(m, TrialMember)]
+    out: list[Block] = []
+    if ranks:
         header = ["member", "seed", "epochs run", "best epoch", "best validation AUC"]
         rows = [
-            [str(m.get("member", i)), str(m.get("seed", "n/a")), str(m.get("epochs_run", "n/a")),
-             str(m.get("best_epoch", "n/a")), _num(m.get("best_valid_auc"))]
-            for i, m in enumerate(members)
+            [str(m.member), str(m.seed), str(m.epochs_run), str(m.best_epoch),
+             _num(m.best_valid_auc)]
+            for m in ranks
         ]  # fmt: skip
-        out += [Sub(f"Ensemble of {len(members)} (PD = the members' mean)"), Table(header, rows)]
+        out += [Sub(f"Ensemble of {len(ranks)} (PD = the members' mean)"), Table(header, rows)]
+    if trials:
+        header = ["trial", "MLflow run", trials[0].metric]
+        rows = [[t.trial, t.run_id, _num(t.objective)] for t in trials]
+        title = f"Ensemble of the best {len(trials)} sweep trials (PD = the members' mean)"
+        out += [Sub(title), Table(header, rows)]
     return out
 
 
-def _metrics(report: dict) -> list[Block]:
-    test, valid, ci = report.get("test") or {}, report.get("valid") or {}, report.get("test_ci")
+def _metrics(report: Report) -> list[Block]:
+    test, valid, ci = report.test, report.valid, report.test_ci
     if not test:
         return [Text("No test metrics in the report.")]
 
     def interval(key: str) -> str:
-        bounds = (ci or {}).get(key)
+        # Intervals holds AUC, KS, Brier and ECE only
+        bounds = getattr(ci, key, None)
         return f"[{_num(bounds[0])}, {_num(bounds[1])}]" if bounds else "n/a"
 
-    rows = [[name, _num(test.get(k)), interval(k), _num(valid.get(k))] for k, name in METRICS]
+    rows = [
+        [name, _num(getattr(test, k)), interval(k), _num(getattr(valid, k) if valid else None)]
+        for k, name in METRICS
+    ]
     out: list[Block] = [
         Text(
-            f"{_count(test.get('n'))} test rows, default rate {_pct(test.get('default_rate'))}, "
-            f"mean PD {_pct(test.get('mean_pd'))}."
+            f"{_count(test.n)} test rows, default rate {_pct(test.default_rate)}, "
+            f"mean PD {_pct(test.mean_pd)}."
         ),
         Table(["metric", "test", "95% CI (test)", "validation"], rows),
     ]
     if ci:
-        out.append(
-            Text(f"Bootstrap percentile intervals over {ci.get('resamples', 'n/a')} resamples.")
-        )
+        out.append(Text(f"Bootstrap percentile intervals over {ci.resamples} resamples."))
     else:
         out.append(Text("No bootstrap confidence intervals in the report (test_ci)."))
-    if (bayes := report.get("bayes_auc_test")) is not None:
-        gap = _num(bayes - test["auc"]) if "auc" in test else "n/a"
+    if (bayes := report.bayes_auc_test) is not None:
         out.append(
-            Text(f"Bayes-optimal test AUC (the true PDs are known): {_num(bayes)}; gap {gap}.")
+            Text(
+                f"Bayes-optimal test AUC (the true PDs are known): {_num(bayes)}; "
+                f"gap {_num(bayes - test.auc)}."
+            )
         )
     return out
 
 
-def _benchmark(report: dict, cfg: dict) -> list[Block]:
-    gbdt = report.get("benchmark")
+def _benchmark(report: Report, cfg: dict) -> list[Block]:
+    gbdt = report.benchmark
     if not gbdt:
         if _section_of(cfg, "benchmark").get("enabled") is False:
             return [Text("GBDT benchmark off (benchmark.enabled=false).")]
         return [Text("No GBDT benchmark in the report.")]
-    ours, theirs, lift = report.get("test") or {}, gbdt.get("test") or {}, report.get("lift") or {}
+    ours, lift = report.test, report.lift
+
+    def lifted(key: str) -> str:
+        # Lift holds AUC and KS only
+        value = getattr(lift, key, None)
+        return f"{value:+.4f}" if value is not None else ""
+
     rows = [
-        [name, _num(ours.get(k)), _num(theirs.get(k)), f"{lift[k]:+.4f}" if k in lift else ""]
+        [name, _num(getattr(ours, k) if ours else None), _num(getattr(gbdt.test, k)), lifted(k)]
         for k, name in METRICS
     ]
-    auc_lift = lift.get("auc")
+    auc_lift = lift.auc if lift else None
     verdict = (
         "No lift in the report."
         if auc_lift is None
@@ -336,13 +366,12 @@ def _benchmark(report: dict, cfg: dict) -> list[Block]:
         f"test rows (AUC lift {auc_lift:+.4f})."
     )
     setting = [
-        ("model", str(gbdt.get("model", "n/a"))),
-        ("setting (best on validation)", _value(gbdt.get("params"))),
-        ("boosting rounds", str(gbdt.get("rounds", "n/a"))),
-        ("monotone constraints", _value(gbdt.get("monotone", "n/a"))),
-        ("train / validation rows", f"{_count(gbdt.get('train_rows'))} / "
-                                    f"{_count(gbdt.get('valid_rows'))}"),
-    ]  # fmt: skip
+        ("model", str(gbdt.model)),
+        ("setting (best on validation)", _value(gbdt.params)),
+        ("boosting rounds", str(gbdt.rounds)),
+        ("monotone constraints", _value(gbdt.monotone)),
+        ("train / validation rows", f"{_count(gbdt.train_rows)} / {_count(gbdt.valid_rows)}"),
+    ]
     return [Text(verdict), Table(["metric", "network", "LightGBM", "lift"], rows), _facts(setting)]
 
 
@@ -351,8 +380,8 @@ def psi_band(value: float) -> str:
     return "stable" if value < low else "some shift" if value < high else "a major shift"
 
 
-def _stability(report: dict) -> list[Block]:
-    value = report.get("psi_train_test")
+def _stability(report: Report) -> list[Block]:
+    value = report.psi_train_test
     if value is None:
         return [Text("No PSI in the report.")]
     low, high = PSI_BANDS
@@ -366,42 +395,40 @@ def _stability(report: dict) -> list[Block]:
     ]
 
 
-def _monotonicity(report: dict) -> list[Block]:
-    checks = report.get("monotonicity")
+def _monotonicity(report: Report) -> list[Block]:
+    checks = report.monotonicity
     if checks is None:
         return [Text("No monotonicity check in the report.")]
     if not checks:
         return [Text("No monotone directions declared in the data config.")]
     rows = [
-        [name, "PD rises" if m.get("direction", 0) > 0 else "PD falls", _count(m.get("rows")),
-         _flag(_count(m.get("violations")), m.get("violations", 0) > 0), _pct(m.get("share"))]
+        [name, "PD rises" if m.direction > 0 else "PD falls", _count(m.rows),
+         _flag(_count(m.violations), m.violations > 0), _pct(m.share)]
         for name, m in checks.items()
     ]  # fmt: skip
-    wrong = sum(m.get("violations", 0) for m in checks.values())
     return [
         Text(
             f"Each declared feature raised on every test row where it has a value; rows whose PD "
-            f"moved against the declared direction: {wrong:,} in all."
+            f"moved against the declared direction: {report.monotone_violations():,} in all."
         ),
         Table(["feature", "as it rises", "rows", "violations", "share"], rows),
     ]
 
 
-def _reasons(report: dict) -> list[Block]:
-    ex = report.get("explain")
+def _reasons(report: Report) -> list[Block]:
+    ex = report.explain
     if not ex:
         return [Text("No reason-code check in the report.")]
-    passed = ex.get("passed")
-    verdict = "passed" if passed else f"{WARN} FAILED" if passed is False else "n/a"
+    verdict = "passed" if ex.passed else f"{WARN} FAILED"
     pairs = [
-        ("method", str(ex.get("method", "n/a"))),
-        ("reasons per row", str(ex.get("reasons", "n/a"))),
-        ("reference rows", str(ex.get("reference_rows", "n/a"))),
-        ("integration steps", str(ex.get("steps", "n/a"))),
-        ("test rows checked", str(ex.get("rows_checked", "n/a"))),
-        ("completeness error, max (logits)", _num(ex.get("max_abs_error"), 6)),
-        ("completeness error, mean (logits)", _num(ex.get("mean_abs_error"), 6)),
-        ("tolerance", str(ex.get("tolerance", "n/a"))),
+        ("method", str(ex.method)),
+        ("reasons per row", str(ex.reasons)),
+        ("reference rows", str(ex.reference_rows)),
+        ("integration steps", str(ex.steps)),
+        ("test rows checked", str(ex.rows_checked)),
+        ("completeness error, max (logits)", _num(ex.max_abs_error, 6)),
+        ("completeness error, mean (logits)", _num(ex.mean_abs_error, 6)),
+        ("tolerance", str(ex.tolerance)),
         ("completeness check", verdict),
     ]
     return [
@@ -411,9 +438,9 @@ def _reasons(report: dict) -> list[Block]:
     ]  # fmt: skip
 
 
-def _fairness(report: dict) -> list[Block]:
-    fair = report.get("fairness")
-    protected = (report.get("data") or {}).get("protected") or []
+def _fairness(report: Report) -> list[Block]:
+    fair = report.fairness
+    protected = report.data.protected if report.data else []
     if not fair:
         if protected:
             return [Text(f"Protected columns {', '.join(protected)} are declared but the report "
@@ -421,20 +448,19 @@ def _fairness(report: dict) -> list[Block]:
         return [Text("No protected attributes declared in the data config (data.protected).")]
     out: list[Block] = [
         Text(
-            f"Cut-off PD {_num(fair.get('cutoff_pd'))}: approves the {_pct(fair.get('approve_rate'))} "
-            f"of test rows with the lowest PD. Groups under {fair.get('min_rows', 'n/a')} rows are "
+            f"Cut-off PD {_num(fair.cutoff_pd)}: approves the {_pct(fair.approve_rate)} "
+            f"of test rows with the lowest PD. Groups under {fair.min_rows} rows are "
             f"listed but left out of the approval-rate ratio (80 % rule: >= {FOUR_FIFTHS})."
         )
     ]
     header = ["group", "rows", "approval rate", "default rate", "mean PD", "AUC", "ECE"]
-    for name, attr in (fair.get("attributes") or {}).items():
+    for name, attr in fair.attributes.items():
         rows = [
-            [str(g.get("group")), _count(g.get("rows")), _pct(g.get("approval_rate")),
-             _pct(g.get("default_rate")), _pct(g.get("mean_pd")), _num(g.get("auc")),
-             _num(g.get("ece"))]
-            for g in attr.get("groups", [])
+            [str(g.group), _count(g.rows), _pct(g.approval_rate), _pct(g.default_rate),
+             _pct(g.mean_pd), _num(g.auc), _num(g.ece)]
+            for g in attr.groups
         ]  # fmt: skip
-        ratio = attr.get("approval_ratio")
+        ratio = attr.approval_ratio
         if ratio is None:
             verdict = "no ratio (fewer than two groups large enough)"
         else:
@@ -445,7 +471,7 @@ def _fairness(report: dict) -> list[Block]:
     return out
 
 
-def _limitations(report: dict) -> list[Block]:
+def _limitations(report: Report) -> list[Block]:
     return [
         Sub("Found in this run"),
         Items(limitations(report)),
@@ -454,44 +480,49 @@ def _limitations(report: dict) -> list[Block]:
     ]
 
 
-def limitations(report: dict) -> list[str]:
+def limitations(report: Report) -> list[str]:
     """What this run's own numbers say the model falls short in."""
     out = []
-    if (auc_lift := (report.get("lift") or {}).get("auc")) is not None and auc_lift < 0:
-        out.append(f"Does not beat the GBDT benchmark on these rows (AUC lift {auc_lift:+.4f}).")
-    if "benchmark" not in report:
+    if (lift := report.lift) is not None and lift.auc < 0:
+        out.append(f"Does not beat the GBDT benchmark on these rows (AUC lift {lift.auc:+.4f}).")
+    if report.benchmark is None:
         out.append("Not compared with a GBDT benchmark: its lift is unknown.")
-    if (value := report.get("psi_train_test")) is not None and value >= PSI_BANDS[0]:
+    if (value := report.psi_train_test) is not None and value >= PSI_BANDS[0]:
         out.append(f"Test PDs have shifted from training (PSI {value:.3f}: {psi_band(value)}).")
-    wrong = sum(m.get("violations", 0) for m in (report.get("monotonicity") or {}).values())
-    if wrong:
+    if wrong := report.monotone_violations():
         out.append(f"{wrong:,} test rows move against a declared monotone direction.")
-    for name, attr in ((report.get("fairness") or {}).get("attributes") or {}).items():
-        if (ratio := attr.get("approval_ratio")) is not None and ratio < FOUR_FIFTHS:
+    for name, attr in (report.fairness.attributes if report.fairness else {}).items():
+        if (ratio := attr.approval_ratio) is not None and ratio < FOUR_FIFTHS:
             out.append(f"Approval-rate ratio across {name} is {ratio:.3f}, below the 80 % rule.")
-    if (report.get("explain") or {}).get("passed") is False:
+    if report.explain is not None and not report.explain.passed:
         out.append("Reason codes fail the completeness check: they do not add up to the PD.")
-    test = report.get("test") or {}
-    if (ece := test.get("ece")) is not None and ece > POOR_ECE:
-        out.append(f"PDs are poorly calibrated on test rows (ECE {ece:.3f} > {POOR_ECE}).")
-    rows = test.get("n")
-    defaults = rows * test.get("default_rate", 0) if rows is not None else None
-    if rows is not None and (rows < FEW_TEST_ROWS or defaults < FEW_TEST_DEFAULTS):
-        out.append(
-            f"Few test rows ({rows:,}, about {defaults:,.0f} defaults): the metrics are noisy."
-        )
-    if str((report.get("data") or {}).get("source", "")).startswith("synthetic"):
+    out += _small_or_uncalibrated(report.test)
+    if report.data is not None and str(report.data.source).startswith("synthetic"):
         out.append("Trained and tested on synthetic data: not for real credit decisions.")
     return [f"{WARN} {item}" for item in out] or ["None found in this run's checks."]
 
 
-def _reproduce(report: dict, config_text: str, command: str, commit: str) -> list[Block]:
+def _small_or_uncalibrated(test: Metrics | None) -> list[str]:
+    if test is None:
+        return []
+    out = []
+    if test.ece > POOR_ECE:
+        out.append(f"PDs are poorly calibrated on test rows (ECE {test.ece:.3f} > {POOR_ECE}).")
+    defaults = test.n * test.default_rate
+    if test.n < FEW_TEST_ROWS or defaults < FEW_TEST_DEFAULTS:
+        out.append(
+            f"Few test rows ({test.n:,}, about {defaults:,.0f} defaults): the metrics are noisy."
+        )
+    return out
+
+
+def _reproduce(report: Report, config_text: str, command: str, commit: str) -> list[Block]:
     out: list[Block] = [
         Text("Check out the commit, provide the same data (its fingerprint must match), and run:"),
         Code(command or "(command not given)", "bash"),
         _facts([
             ("git commit", commit or "not given"),
-            ("data fingerprint", str(report.get("data_fingerprint", "n/a"))),
+            ("data fingerprint", _said(report.data_fingerprint)),
         ]),
     ]  # fmt: skip
     if config_text:

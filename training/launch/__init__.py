@@ -8,6 +8,7 @@ from pathlib import Path
 
 from training.config import TrainConfig
 from training.errors import ConfigError
+from training.report import Report
 
 log = logging.getLogger("riskbrain")
 
@@ -28,7 +29,7 @@ def mpi_world() -> tuple[int, int]:
     return 0, 1
 
 
-def launch(cfg: TrainConfig, out_dir: Path) -> dict:
+def launch(cfg: TrainConfig, out_dir: Path) -> Report:
     """Run the job with the configured launcher; returns rank 0's evaluation report."""
     _, size = mpi_world()
     if cfg.launcher.name == "mpi":

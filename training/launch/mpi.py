@@ -27,6 +27,7 @@ from training.config import TrainConfig
 from training.constants import EXIT_FAILED, EXIT_PREEMPTED, EXIT_USER_ERROR
 from training.runtime.dist import DistContext, pick_device
 from training.errors import RiskbrainError
+from training.report import Report
 from training.runtime.preemption import Preempted
 from training.runtime.process import free_port, setup_process
 from training.runtime.watchdog import Watchdog
@@ -164,7 +165,7 @@ def init_context(cfg: TrainConfig, out_dir: Path) -> MPIContext:
     return ctx
 
 
-def lead(cfg: TrainConfig, out_dir: Path) -> dict:
+def lead(cfg: TrainConfig, out_dir: Path) -> Report:
     """Rank 0: share the resolved config and output folder, then train as rank 0."""
     _comm().bcast((cfg, out_dir), root=0)
     return _run_rank(cfg, out_dir)
@@ -188,7 +189,7 @@ def follow() -> int:
     return 0
 
 
-def _run_rank(cfg: TrainConfig, out_dir: Path) -> dict:
+def _run_rank(cfg: TrainConfig, out_dir: Path) -> Report | None:
     comm = _comm()
     ctx = None
     try:

@@ -24,6 +24,7 @@ from pathlib import Path
 from training.config import RayLauncherConfig, TrainConfig
 from training.constants import STOP_FILE
 from training.errors import RiskbrainError
+from training.report import Report
 from training.runtime.preemption import Preempted
 from training.tracking.tracker import ensure_experiment, tracking_uri
 
@@ -36,7 +37,7 @@ class RayJobFailed(RiskbrainError):
     """A Ray worker raised: the message names the worker's rank and its error."""
 
 
-def _worker(config: dict) -> dict | None:
+def _worker(config: dict) -> Report | None:
     """One rank: the pipeline on Ray Train's process group; rank 0's report is the job's result,
     None when the group found a stop request before it started (a restart after ``Preempted``)."""
     import ray.train
@@ -72,7 +73,7 @@ def _worker(config: dict) -> dict | None:
         ) from e
 
 
-def launch(cfg: TrainConfig, out_dir: Path) -> dict:
+def launch(cfg: TrainConfig, out_dir: Path) -> Report:
     """Run the job on Ray Train workers; returns rank 0's evaluation report."""
     import ray
 

@@ -33,6 +33,7 @@ from training.config import (
     to_config,
     to_dict,
 )
+from training.report import Report
 from training.runtime.preemption import Preempted
 from training.tracking.tracker import Tracker, ensure_experiment, open_job_run, open_run
 
@@ -97,12 +98,17 @@ def _trial(
         parent_run_id=parent_run_id,
         on_epoch=lambda epoch, row: tune.report({**row, "epoch": epoch}),
     )
-    objective = report["valid"][str(base.sweep.metric).removeprefix("valid_")]
+    return trial_result(report, base.sweep.metric)
+
+
+def trial_result(report: Report, metric: str) -> dict[str, Any]:
+    """What a trial returns to Tune once its run is evaluated: the objective (``metric``, a
+    validation metric of the final model: valid_auc is ``report.valid.auc``), its run and model."""
     return {
-        base.sweep.metric: objective,
+        metric: getattr(report.valid, str(metric).removeprefix("valid_")),
         EVALUATED: 1,
-        "run_id": report["run_id"],
-        "model_uri": report["model_uri"],
+        "run_id": report.run_id,
+        "model_uri": report.model_uri,
     }
 
 
@@ -293,8 +299,9 @@ def finish(cfg: TrainConfig, trials: list[dict], sweep_dir: Path, parent: Tracke
     parent.set_tags({"best_trial": best["trial"], "best_run_id": best["run_id"]})
     if sweep.ensemble_top_k > 1 and len(completed) > 1:
         top = completed[: sweep.ensemble_top_k]
-        report["ensemble"] = register_ensemble(cfg, top, sweep_dir, parent)
-        report["registered"] = report["ensemble"].get("registered")
+        ensemble = register_ensemble(cfg, top, sweep_dir, parent)
+        report["ensemble"] = ensemble.to_dict()
+        report["registered"] = ensemble.registered.to_dict() if ensemble.registered else None
     elif cfg.registry.register:
         tags = {"sweep": sweep.name, "run_id": best["run_id"], "parent_run_id": parent.run_id}
         tags[sweep.metric] = f"{best['objective']:.4f}"
@@ -314,7 +321,9 @@ def finish(cfg: TrainConfig, trials: list[dict], sweep_dir: Path, parent: Tracke
     return report
 
 
-def register_ensemble(cfg: TrainConfig, top: list[dict], sweep_dir: Path, parent: Tracker) -> dict:
+def register_ensemble(
+    cfg: TrainConfig, top: list[dict], sweep_dir: Path, parent: Tracker
+) -> Report:
     """The mean of the ``top`` trials' networks as one model: evaluated on the sweep's own test
     rows (and against the GBDT benchmark), logged as a child run of the sweep and registered."""
     from training.data.prepare import prepare
@@ -345,15 +354,15 @@ def register_ensemble(cfg: TrainConfig, top: list[dict], sweep_dir: Path, parent
         parent_id=parent.run_id,
     ) as tracker:  # fmt: skip
         evaluation = evaluate(trained, data, cfg, ctx)
-        evaluation.report.update(publish(cfg, run_dir, data, evaluation, tracker, trained, tags))
-    run_dir.mark_done(evaluation.report["run_id"] or evaluation.report["run_key"])
+        report = publish(cfg, run_dir, data, evaluation, tracker, trained, tags)
+    run_dir.mark_done(report.run_id or report.run_key)
     log.info(
         "ensemble of the best %d trials: test auc %.4f (best trial alone: see its run %s)",
         len(top),
-        evaluation.report["test"]["auc"],
+        report.test.auc,
         top[0]["run_id"],
     )
-    return evaluation.report
+    return report
 
 
 def plot_objective(trials: list[dict], sweep: SweepConfig, path: Path) -> Path:
