@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from training.core.loop import Tensors
-from training.models import build_model
+from training.models.build import build_model
 from training.models.config import MLPConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,12 +33,12 @@ from hydra import compose, initialize_config_dir
 
 from training import metrics
 from training.config import TrainConfig, register_configs, to_config
-from training.data.prepare import Prepared, prepare
 from training.core.loop import fit
-from training.models import predict_pd
-from training.models.embeddings import fit_bins
 from training.core.parallel import network
 from training.core.state import TrainState
+from training.data.prepare import Prepared, prepare
+from training.models.build import predict_pd
+from training.models.embeddings import fit_bins
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -145,7 +145,7 @@ def breakdown(m, rows: list[pd.DataFrame]) -> dict[str, float]:
     import torch
     from mlflow.pyfunc.scoring_server import infer_and_parse_data, invocations, predictions_to_json
 
-    from training.models import predict_pd
+    from training.models.build import predict_pd
 
     scorer, schema, n = m.unwrap_python_model().scorer, m.metadata.get_input_schema(), len(rows)
     bodies = [body(r, REASONS) for r in rows]

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.governance.benchmark import gbdt_benchmark
 from training.config import (
     BenchmarkConfig,
     DataConfig,
@@ -15,16 +14,17 @@ from training.config import (
     TrainConfig,
     TrainerConfig,
 )
-from training.data.prepare import prepare
-from training.data.schema import FeatureSpec, Kind
-from training.runtime.dist import DistContext
 from training.core.loop import fit
-from training.models import predict_pd
-from training.models.config import MLPConfig, TabMConfig
 from training.core.parallel import Role
 from training.core.pipeline import build
 from training.core.run_dir import RunDir
-from training.serving import Scorer, save_bundle
+from training.data.prepare import prepare
+from training.data.schema import FeatureSpec, Kind
+from training.governance.benchmark import gbdt_benchmark
+from training.models.build import predict_pd
+from training.models.config import MLPConfig, TabMConfig
+from training.runtime.dist import DistContext
+from training.serving.bundle import Scorer, save_bundle
 
 N = 1500
 

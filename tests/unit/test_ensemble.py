@@ -6,10 +6,10 @@ import numpy as np
 import torch
 
 from tests.unit.test_loop import SCHEMA, _model, toy  # noqa: F401 - the toy data fixture
-from training.models import predict_pd
+from training.models.build import predict_pd
 from training.models.config import MLPConfig, TabMConfig
 from training.models.ensemble import Ensemble
-from training.serving import Scorer, load_model_configs, save_bundle
+from training.serving.bundle import Scorer, load_model_configs, save_bundle
 
 # Different architectures and ensemble sizes (k = 1, 4, 2): the mean is over members, not heads.
 CONFIGS = [

@@ -15,19 +15,19 @@ import pytest
 import torch
 
 from tests.conftest import compose_config
-from training.governance.checks import monotonicity
+from training.core.loop import Tensors
 from training.data import synthetic
 from training.data.preprocess import Preprocessor
 from training.data.schema import Kind
-from training.runtime.dist import DistContext
 from training.errors import ConfigError
-from training.core.loop import Tensors
-from training.models import build_model
+from training.governance.checks import monotonicity
+from training.models.build import build_model
 from training.models.config import MLPConfig, ModelConfig, TabMConfig
 from training.models.dense import mean_pd_logit, one_hot
 from training.models.embeddings import fit_bins
 from training.models.ensemble import Ensemble
 from training.models.monotone import Monotone
+from training.runtime.dist import DistContext
 from training.serving.explain import ExplainConfig, Explainer, reference_sample
 from training.serving.scorecard import ScoreScale, score_bins
 

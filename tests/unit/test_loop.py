@@ -12,14 +12,14 @@ import torch
 
 from training import metrics
 from training.config import OptimConfig, TrainerConfig
+from training.core.loop import Tensors, fit, loss_fn, train_step
+from training.core.state import LRSchedule, TrainState
 from training.data.preprocess import Preprocessor
 from training.data.schema import FeatureSpec, Kind, Schema
-from training.core.loop import Tensors, fit, loss_fn, train_step
-from training.models import build_model, predict_pd
+from training.models.build import build_model, predict_pd
 from training.models.config import MODEL_CONFIGS, MLPConfig, ModelConfig, TabMConfig
 from training.models.embeddings import fit_bins
-from training.serving import Scorer, save_bundle
-from training.core.state import LRSchedule, TrainState
+from training.serving.bundle import Scorer, save_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
 

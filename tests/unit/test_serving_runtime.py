@@ -22,9 +22,9 @@ import torch
 
 from training.data.preprocess import Preprocessor, _quantile_normal
 from training.data.schema import FeatureSpec, Kind, Schema
-from training.models import build_model, predict_pd
+from training.models.build import build_model, predict_pd
 from training.models.config import MLPConfig, ModelConfig, TabMConfig
-from training.serving import Scorer, make_decision, save_bundle
+from training.serving.bundle import Scorer, make_decision, save_bundle
 from training.serving.explain import ExplainConfig
 from training.serving.package import (
     RUNTIME_DISTRIBUTIONS,
@@ -283,7 +283,7 @@ def test_staged_runtime_scores_a_bundle_with_training_packages_blocked(tmp_path)
         sys.path.insert(0, {str(tmp_path / "code")!r})
         import pandas as pd
         import training
-        from training.serving import Scorer
+        from training.serving.bundle import Scorer
 
         frame = pd.read_json({str(tmp_path / "rows.json")!r}, orient="split")
         print(json.dumps({{"file": training.__file__,

@@ -23,15 +23,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from training import metrics
-from training.core.checkpoint import Checkpointer
 from training.config import OptimConfig, TrainerConfig
-from training.runtime.dist import DistContext, GradSync, local_rows
+from training.core.checkpoint import Checkpointer
+from training.core.state import FitResult, TrainState
 from training.errors import RiskbrainError
-from training.models import predict_pd
+from training.models.build import predict_pd
+from training.runtime.dist import DistContext, GradSync, local_rows
 from training.runtime.preemption import Preempted
 from training.runtime.process import peak_rss_mib, seconds_since_start
 from training.runtime.progress import EpochProgress
-from training.core.state import FitResult, TrainState
 from training.tracking.tracker import Tracker
 
 log = logging.getLogger("riskbrain")

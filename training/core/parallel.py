@@ -16,12 +16,12 @@ import torch
 from torch import nn
 
 from training.config import Parallelism, TrainConfig
-from training.runtime.dist import DistContext
-from training.models import build_model
-from training.models.ensemble import Ensemble
 from training.core.run_dir import RunDir
-from training.serving import Member
 from training.core.state import FitResult
+from training.models.build import build_model
+from training.models.ensemble import Ensemble
+from training.runtime.dist import DistContext
+from training.serving.bundle import Member
 
 
 @dataclass(frozen=True)

@@ -24,18 +24,21 @@ import numpy as np
 import torch
 
 from training import metrics
-from training.governance.benchmark import gbdt_benchmark
-from training.governance.card import write_card
-from training.core.checkpoint import Checkpointer, load_latest
-from training.governance.checks import completeness, monotonicity
 from training.config import TrainConfig, training_dict
+from training.core.checkpoint import Checkpointer, load_latest
+from training.core.loop import Hooks, fit
+from training.core.parallel import Role, Trained, gather, network
+from training.core.run_dir import RunDir
+from training.core.state import TrainState
 from training.data.prepare import Prepared, prepare
 from training.data.split import summary
-from training.runtime.dist import DistContext
 from training.errors import ConfigError
+from training.governance.benchmark import gbdt_benchmark
+from training.governance.card import write_card
+from training.governance.checks import completeness, monotonicity
 from training.governance.fairness import fairness_table
-from training.core.loop import Hooks, fit
-from training.models import predict_pd
+from training.governance.plots import save_evaluation_plots
+from training.models.build import predict_pd
 from training.models.embeddings import fit_bins
 from training.report import (
     Benchmark,
@@ -52,14 +55,11 @@ from training.report import (
     Training,
     ensemble_member,
 )
-from training.core.parallel import Role, Trained, gather, network
-from training.governance.plots import save_evaluation_plots
+from training.runtime.dist import DistContext
 from training.runtime.preemption import StopFlag
 from training.runtime.progress import EpochProgress
-from training.core.run_dir import RunDir
-from training.serving import make_decision, save_bundle
+from training.serving.bundle import make_decision, save_bundle
 from training.serving.explain import Explainer
-from training.core.state import TrainState
 from training.tracking.tracker import Tracker, flatten, git_commit, open_job_run
 
 log = logging.getLogger("riskbrain")

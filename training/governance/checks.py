@@ -7,11 +7,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.core.loop import Tensors
 from training.data.preprocess import Preprocessor
 from training.data.schema import Schema
+from training.models.build import predict_pd
 from training.runtime.dist import DistContext
-from training.core.loop import Tensors
-from training.models import predict_pd
 from training.serving.explain import Explainer
 
 STEP = 0.5  # how far a feature is raised: half a standard deviation of its normal scores

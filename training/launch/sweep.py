@@ -326,14 +326,14 @@ def register_ensemble(
 ) -> Report:
     """The mean of the ``top`` trials' networks as one model: evaluated on the sweep's own test
     rows (and against the GBDT benchmark), logged as a child run of the sweep and registered."""
-    from training.data.prepare import prepare
-    from training.runtime.dist import DistContext
-    from training.models.ensemble import Ensemble
     from training.core.parallel import Trained
     from training.core.pipeline import evaluate, publish, run_tags
     from training.core.run_dir import RunDir
-    from training.serving import Scorer
     from training.core.state import FitResult
+    from training.data.prepare import prepare
+    from training.models.ensemble import Ensemble
+    from training.runtime.dist import DistContext
+    from training.serving.bundle import Scorer
 
     scorers = [Scorer(RunDir(sweep_dir / "trials" / t["trial"]).bundle) for t in top]
     model = Ensemble([s.model for s in scorers])

@@ -28,6 +28,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "training/data/schema.py",
     "training/data/preprocess.py",
     "training/models/__init__.py",
+    "training/models/build.py",
     "training/models/config.py",
     "training/models/embeddings.py",
     "training/models/dense.py",
@@ -36,6 +37,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "training/models/monotone.py",
     "training/models/tabm.py",
     "training/serving/__init__.py",
+    "training/serving/bundle.py",
     "training/serving/explain.py",
     "training/serving/scorecard.py",
     "training/serving/package.py",
@@ -99,7 +101,7 @@ def pyfunc_model(
     """
     import json
 
-    from training.serving import BUNDLE, load_model_configs, signature
+    from training.serving.bundle import BUNDLE, load_model_configs, signature
 
     decision = json.loads((Path(bundle_dir) / BUNDLE).read_text())["decision"]
     reasons = decision["explain"]["reasons"] if "reference" in decision else 0

@@ -11,7 +11,7 @@ class CreditRiskModel(PythonModel):
     def load_context(self, context) -> None:
         from pathlib import Path
 
-        from training.serving import Scorer
+        from training.serving.bundle import Scorer
 
         self.scorer = Scorer(Path(context.artifacts["bundle"]))
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.config import TrackingConfig, refuse_password
-from training.tracking.journal import Journal
 from training.runtime.preemption import Preempted
+from training.tracking.journal import Journal
 from training.tracking.secrets import redact
 
 if TYPE_CHECKING:
@@ -551,7 +551,7 @@ def _create_run(client, r: dict) -> str:
 def _log_model(t: MlflowTracker, journal: Journal, r: dict) -> str:
     import pandas as pd
 
-    from training.serving import BUNDLE, schema_from_bundle
+    from training.serving.bundle import BUNDLE, schema_from_bundle
 
     bundle = journal.run_folder / r["bundle"]
     schema = schema_from_bundle(json.loads((bundle / BUNDLE).read_text()))
