@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.common import BATCH, build_mlp, figure, interleave, paired_ratio, synthetic_tensors
-from training.config import OptimConfig, TrainerConfig
+from training.core.config import OptimConfig, TrainerConfig
 from training.core.loop import Tensors, fit
 from training.core.state import TrainState
 

@@ -21,10 +21,10 @@ from benchmarks.common import (
     run_ranks,
     synthetic_tensors,
 )
-from training.config import OptimConfig, TrainerConfig
-from training.launch.mpi import MPIContext
+from training.core.config import OptimConfig, TrainerConfig
 from training.core.loop import fit
 from training.core.state import TrainState
+from training.launch.mpi import MPIContext
 
 GOAL = ">= 0.9"
 VALID_ROWS = 2_000  # per rank; validation is outside the timed part of an epoch anyway

@@ -32,10 +32,9 @@ from pathlib import Path
 
 from omegaconf import MISSING
 
-from training.config import TrackingConfig, from_options
+from training.config import from_options
 from training.constants import EXIT_OK, EXIT_USER_ERROR
 from training.errors import ConfigError, RiskbrainError, check
-from training.runtime.process import setup_process
 from training.governance.promotion import (
     CHAMPION,
     PROMOTED,
@@ -56,6 +55,8 @@ from training.governance.promotion import (
     rollback_decision,
     rollback_target,
 )
+from training.runtime.process import setup_process
+from training.tracking.config import TrackingConfig
 from training.tracking.secrets import PASSWORD, USERNAME, login, redact
 from training.tracking.tracker import tracking_uri
 

@@ -1,5 +1,7 @@
 """Errors a user can fix: each names the config key, column, row or file that is wrong."""
 
+import signal
+from enum import StrEnum
 from typing import Any
 
 
@@ -29,3 +31,14 @@ def check_option(cfg: Any, group: str, options: dict) -> None:
         str(cfg.name),
         f"is set by the config group: use {group}={cfg.name}, not {group}.name",
     )
+
+
+def as_enum(enum: type[StrEnum], key: str, value: Any) -> Any:
+    """Coerce a plain string set from Python (YAML values are coerced by OmegaConf itself)."""
+    check(value in {e.value for e in enum}, key, value, f"must be one of {[e.value for e in enum]}")
+    return enum(value)
+
+
+def check_signal(key: str, name: str) -> None:
+    """``name`` is a signal's name without its ``SIG`` prefix (``USR2``)."""
+    check(hasattr(signal, f"SIG{name}"), key, name, "must name a signal, e.g. USR2")

@@ -6,21 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.config import (
-    BenchmarkConfig,
-    DataConfig,
-    LocalLauncherConfig,
-    OptimConfig,
-    TrainConfig,
-    TrainerConfig,
-)
+from training.config import TrainConfig
+from training.core.config import OptimConfig, TrainerConfig
 from training.core.loop import fit
 from training.core.parallel import Role
 from training.core.pipeline import build
 from training.core.run_dir import RunDir
+from training.data.config import DataConfig
 from training.data.prepare import prepare
 from training.data.schema import FeatureSpec, Kind
 from training.governance.benchmark import gbdt_benchmark
+from training.governance.config import BenchmarkConfig
+from training.launch.config import LocalLauncherConfig
 from training.models.build import predict_pd
 from training.models.config import MLPConfig, TabMConfig
 from training.runtime.dist import DistContext

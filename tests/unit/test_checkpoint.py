@@ -9,12 +9,12 @@ import torch
 
 from tests.unit.test_loop import _model, toy  # noqa: F401 - the toy data fixture
 from training.core.checkpoint import Checkpointer, checkpoint_name, load_latest, save
-from training.config import CheckpointConfig, OptimConfig, TrainerConfig
-from training.runtime.dist import DistContext
+from training.core.config import CheckpointConfig, OptimConfig, TrainerConfig
 from training.core.loop import Hooks, fit
-from training.models.config import MLPConfig
-from training.runtime.preemption import Preempted
 from training.core.state import TrainState
+from training.models.config import MLPConfig
+from training.runtime.dist import DistContext
+from training.runtime.preemption import Preempted
 
 
 def _state(epoch: int, step: int) -> dict:

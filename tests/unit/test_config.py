@@ -6,8 +6,9 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 from tests.conftest import CONFIGS, compose_config
-from training.config import ConfigError, TrainConfig
+from training.config import TrainConfig
 from training.data.schema import Kind
+from training.errors import ConfigError
 
 GROUPS = ["data", "model", "launcher", "debug", "experiment"]
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import compose_config, needs_data
-from training.config import DataConfig, SplitConfig
+from training.data.config import DataConfig, SplitConfig
 from training.data.loaders import load_dataset
 from training.data.preprocess import Preprocessor
 from training.data.schema import FeatureSpec, Kind, Schema, Source

@@ -28,8 +28,9 @@ from training.models.embeddings import fit_bins
 from training.models.ensemble import Ensemble
 from training.models.monotone import Monotone
 from training.runtime.dist import DistContext
-from training.serving.explain import ExplainConfig, Explainer, reference_sample
-from training.serving.scorecard import ScoreScale, score_bins
+from training.serving.config import ExplainConfig, ScoreScale
+from training.serving.explain import Explainer, reference_sample
+from training.serving.scorecard import score_bins
 
 SCHEMA = synthetic.SCHEMA
 CONFIGS = {

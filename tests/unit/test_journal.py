@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from training.config import TrackingConfig
 from training.errors import ConfigError
+from training.tracking.config import TrackingConfig
 from training.tracking.journal import Journal, find_journals
 from training.tracking.tracker import open_job_run, replay, sync_folder
 

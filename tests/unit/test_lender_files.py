@@ -11,12 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import compose_config
-from training.config import DataConfig, RegistryConfig, SplitConfig
+from training.data.config import DataConfig, SplitConfig
 from training.data.loaders import ParquetBook, load_dataset
 from training.data.preprocess import Preprocessor
 from training.data.schema import FeatureSpec, Kind, Parse
 from training.data.split import make_split
 from training.errors import ConfigError, DataError
+from training.tracking.config import RegistryConfig
 
 N = 120
 

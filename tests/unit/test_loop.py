@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from training import metrics
-from training.config import OptimConfig, TrainerConfig
+from training.core.config import OptimConfig, TrainerConfig
 from training.core.loop import Tensors, fit, loss_fn, train_step
 from training.core.state import LRSchedule, TrainState
 from training.data.preprocess import Preprocessor

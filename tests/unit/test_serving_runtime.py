@@ -25,7 +25,7 @@ from training.data.schema import FeatureSpec, Kind, Schema
 from training.models.build import build_model, predict_pd
 from training.models.config import MLPConfig, ModelConfig, TabMConfig
 from training.serving.bundle import Scorer, make_decision, save_bundle
-from training.serving.explain import ExplainConfig
+from training.serving.config import ExplainConfig, ScoreScale
 from training.serving.package import (
     RUNTIME_DISTRIBUTIONS,
     RUNTIME_MODULES,
@@ -34,7 +34,6 @@ from training.serving.package import (
     pyfunc_model,
     stage_runtime,
 )
-from training.serving.scorecard import ScoreScale
 
 SERVING_PACKAGES = {
     "torch",

@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import compose_config
 from training.cluster import doctor
-from training.config import ConfigError
 from training.cluster.submit import render
+from training.errors import ConfigError
 
 
 def test_rendered_script_carries_the_cluster_config_and_overrides():

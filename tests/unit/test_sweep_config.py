@@ -6,9 +6,11 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 from tests.conftest import compose_config
-from training.config import ConfigError, LocalLauncherConfig, ParamSpec, SweepConfig, TrainConfig
-from training.models.config import MLPConfig
+from training.config import TrainConfig
+from training.errors import ConfigError
+from training.launch.config import LocalLauncherConfig, ParamSpec, SweepConfig
 from training.launch.sweep import search_space, trial_config
+from training.models.config import MLPConfig
 
 
 def _sweep(**params: ParamSpec) -> TrainConfig:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from training.config import ClusterConfig
+from training.cluster.config import ClusterConfig
 from training.errors import RiskbrainError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

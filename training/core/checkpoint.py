@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from training.config import CheckpointConfig
-from training.runtime.dist import DistContext
+from training.core.config import CheckpointConfig
 from training.core.state import TrainState
+from training.runtime.dist import DistContext
 
 log = logging.getLogger("riskbrain")
 

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from training import metrics
-from training.config import OptimConfig, TrainerConfig
 from training.core.checkpoint import Checkpointer
+from training.core.config import OptimConfig, TrainerConfig
 from training.core.state import FitResult, TrainState
 from training.errors import RiskbrainError
 from training.models.build import predict_pd

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.config import Parallelism, TrainConfig
+from training.config import TrainConfig
+from training.core.config import Parallelism
 from training.core.run_dir import RunDir
 from training.core.state import FitResult
 from training.models.build import build_model

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.config import OptimConfig, Schedule
+from training.core.config import OptimConfig, Schedule
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.config import DataConfig, SplitConfig
+from training.data.config import DataConfig, SplitConfig
 from training.data.preprocess import is_number
 from training.data.schema import Parse
 from training.errors import DataError

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.config import DataConfig
 from training.data import columns, synthetic
+from training.data.config import DataConfig
 from training.data.parquet import ParquetBook
 from training.data.schema import Kind, Schema
-from training.runtime.dist import DistContext
 from training.errors import DataError
+from training.runtime.dist import DistContext
 
 log = logging.getLogger("riskbrain")
 

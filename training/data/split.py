@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from training.config import SplitConfig
 from training.data.columns import period_bound
+from training.data.config import SplitConfig
 from training.errors import DataError
 
 

@@ -23,9 +23,9 @@ import pandas as pd
 import torch
 
 from training import metrics
-from training.config import BenchmarkConfig
 from training.data.prepare import Prepared
 from training.data.schema import Kind
+from training.governance.config import BenchmarkConfig
 from training.runtime.dist import DistContext, every_kth
 
 log = logging.getLogger("riskbrain")

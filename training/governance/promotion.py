@@ -22,9 +22,10 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from training import metrics
-from training.config import LAUNCHER_CONFIGS, TrainConfig, to_config
+from training.config import TrainConfig, to_config
 from training.data.schema import Kind, Schema
 from training.errors import ConfigError, DataError, check
+from training.launch.config import LAUNCHER_CONFIGS
 from training.models.config import MODEL_CONFIGS
 from training.scoring.portfolio import ScoringModel, psi_against, validate
 from training.tracking.tracker import git_commit
@@ -146,8 +147,8 @@ class Holdout:
 def holdout(cfg: TrainConfig, benchmark: bool) -> Holdout:
     """Read and split the data as the candidate's training run did (one process), keeping every
     test row raw; refit the GBDT benchmark on the same split when ``benchmark``."""
-    from training.governance.benchmark import gbdt_benchmark
     from training.data.prepare import prepare
+    from training.governance.benchmark import gbdt_benchmark
     from training.runtime.dist import DistContext
 
     cfg.benchmark.enabled = True  # prepare keeps every test row raw for the benchmark

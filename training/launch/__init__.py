@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from training.config import TrainConfig
 from training.errors import ConfigError
 from training.report import Report
+
+if TYPE_CHECKING:
+    # Not at run time: training.config imports training.launch.config, which runs this file first.
+    from training.config import TrainConfig
 
 log = logging.getLogger("riskbrain")
 

@@ -7,7 +7,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from training.config import TrackingConfig
+from training.tracking.config import TrackingConfig
 from training.tracking.tracker import ensure_experiment, tracking_uri
 
 

@@ -21,9 +21,10 @@ import socket
 import time
 from pathlib import Path
 
-from training.config import RayLauncherConfig, TrainConfig
+from training.config import TrainConfig
 from training.constants import STOP_FILE
 from training.errors import RiskbrainError
+from training.launch.config import RayLauncherConfig
 from training.report import Report
 from training.runtime.preemption import Preempted
 from training.tracking.tracker import ensure_experiment, tracking_uri
@@ -43,8 +44,8 @@ def _worker(config: dict) -> Report | None:
     import ray.train
     import ray.train.torch
 
-    from training.runtime.dist import TorchDistContext
     from training.core.pipeline import run
+    from training.runtime.dist import TorchDistContext
     from training.runtime.process import setup_process
 
     cfg: TrainConfig = config["cfg"]

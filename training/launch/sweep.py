@@ -23,16 +23,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from training.config import (
-    ParamType,
-    RayLauncherConfig,
-    Scheduler,
-    Search,
-    SweepConfig,
-    TrainConfig,
-    to_config,
-    to_dict,
-)
+from training.config import TrainConfig, to_config, to_dict
+from training.launch.config import ParamType, RayLauncherConfig, Scheduler, Search, SweepConfig
 from training.report import Report
 from training.runtime.preemption import Preempted
 from training.tracking.tracker import Tracker, ensure_experiment, open_job_run, open_run

@@ -29,8 +29,8 @@ import pandas as pd
 
 from training.constants import EXIT_FAILED, EXIT_USER_ERROR
 from training.data.parquet import ParquetBook
-from training.runtime.dist import DistContext
 from training.errors import ConfigError, DataError, RiskbrainError
+from training.runtime.dist import DistContext
 
 log = logging.getLogger("riskbrain")
 
@@ -637,7 +637,7 @@ def write_summary(summary: dict, path: Path) -> Path:
 def log_scoring_run(summary: dict, *, tracking_uri: str | None, experiment: str) -> str | None:
     """The scoring run in MLflow: params, counts and PSI, tags naming the model version, and the
     summary as ``summary.json``; returns its run id."""
-    from training.config import TrackingConfig
+    from training.tracking.config import TrackingConfig
     from training.tracking.tracker import open_run
 
     ref = summary["model"]

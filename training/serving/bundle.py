@@ -16,8 +16,9 @@ from torch import nn
 from training.data.preprocess import Preprocessor
 from training.data.schema import FeatureSpec, Kind, Schema, Source
 from training.models.config import ModelConfig, model_config_from_dict, model_config_to_dict
-from training.serving.explain import METHOD, ExplainConfig, Explainer, reference_sample
-from training.serving.scorecard import ScoreScale, feature_bins, score_bins
+from training.serving.config import ExplainConfig, ScoreScale
+from training.serving.explain import METHOD, Explainer, reference_sample
+from training.serving.scorecard import feature_bins, score_bins
 
 WEIGHTS, BUNDLE = "weights.safetensors", "bundle.json"
 

@@ -16,7 +16,7 @@ every evaluation report and in the tests).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -24,25 +24,10 @@ import torch
 
 from training.data.preprocess import Preprocessor
 from training.data.schema import Schema
-from training.errors import check
 from training.models.dense import DenseInput, mean_pd_logit, one_hot
+from training.serving.config import ExplainConfig
 
 METHOD = "integrated gradients (Gauss-Legendre) from each reference row, averaged"
-
-
-@dataclass(kw_only=True)
-class ExplainConfig:
-    """How reasons are computed; stored with the model."""
-
-    reasons: int = 4  # reasons per row (a request's params {"reasons": k} overrides; 0 = none)
-    reference_rows: int = 16  # training rows the contributions are measured from
-    steps: int = 16  # integration points per reference row
-    tolerance: float = 0.02  # the completeness error the report and the tests accept, in logits
-
-    def __post_init__(self) -> None:
-        for key in ("reference_rows", "steps"):
-            check(getattr(self, key) > 0, f"explain.{key}", getattr(self, key), "must be > 0")
-        check(self.reasons >= 0, "explain.reasons", self.reasons, "must be >= 0")
 
 
 def reference_sample(x_num: torch.Tensor, x_cat: torch.Tensor, n: int, seed: int = 0) -> dict:

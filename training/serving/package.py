@@ -38,6 +38,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "training/models/tabm.py",
     "training/serving/__init__.py",
     "training/serving/bundle.py",
+    "training/serving/config.py",
     "training/serving/explain.py",
     "training/serving/scorecard.py",
     "training/serving/package.py",

@@ -1,40 +1,12 @@
-"""Scorecard points from a PD, and the training distributions a scored portfolio is compared
-with: the scores' deciles and each feature's (characteristic stability)."""
+"""The training distributions a scored portfolio is compared with: the scores' deciles and each
+feature's (characteristic stability). The points themselves: ``ScoreScale`` (``serving/config.py``)."""
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from training.data.schema import Kind, Schema
-from training.errors import check
-
-
-@dataclass(kw_only=True)
-class ScoreScale:
-    """``base_points`` at good:bad odds of ``base_odds``; every ``pdo`` points double the odds.
-
-    score = base_points + pdo / ln 2 * ln(odds / base_odds), odds = (1 - PD) / PD, so a higher
-    score is a safer borrower (600 at 50:1, 620 at 100:1, 580 at 25:1 with the defaults).
-    """
-
-    base_points: float = 600.0
-    base_odds: float = 50.0
-    pdo: float = 20.0
-
-    def __post_init__(self) -> None:
-        check(self.base_odds > 0, "score.base_odds", self.base_odds, "must be > 0 (good:bad odds)")
-        check(self.pdo > 0, "score.pdo", self.pdo, "must be > 0 (points to double the odds)")
-
-    def score(self, pd: np.ndarray) -> np.ndarray:
-        """Shape: (n,) PDs -> (n,) points, float64; PDs of 0 or 1 are taken as 1e-12 from them."""
-        p = np.clip(np.asarray(pd, dtype=np.float64), 1e-12, 1 - 1e-12)
-        return self.base_points + self.pdo / math.log(2) * (
-            np.log((1 - p) / p) - math.log(self.base_odds)
-        )
 
 
 def score_bins(scores: np.ndarray, n_bins: int = 10) -> dict[str, list[float]]:

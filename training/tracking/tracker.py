@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.config import TrackingConfig, refuse_password
 from training.runtime.preemption import Preempted
+from training.tracking.config import TrackingConfig, refuse_password
 from training.tracking.journal import Journal
 from training.tracking.secrets import redact
 

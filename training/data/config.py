@@ -1,0 +1,177 @@
+"""The data config: where a data set is, what its columns are, how it is split (``data.*``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from omegaconf import MISSING
+
+from training.data.schema import FeatureSpec, Kind
+from training.errors import as_enum, check
+
+
+class DataFormat(StrEnum):
+    synthetic = "synthetic"
+    csv = "csv"
+    parquet = "parquet"
+    arff = "arff"
+
+
+class SplitMethod(StrEnum):
+    stratified = "stratified"
+    time = "time"
+
+
+@dataclass(kw_only=True)
+class SplitConfig:
+    """Stratified random split, or out-of-time by a period column (train < valid_from <= valid < test_from <= test).
+
+    The period column holds numbers (a year, a month index) or dates: ISO dates are read as they
+    are, other forms with ``period_format`` (a strptime format: ``'%b-%Y'`` reads ``Dec-2011``).
+    With dates, ``valid_from``/``test_from`` are dates too (``2015-01-01``; a bare year is its
+    1 January).
+    """
+
+    method: SplitMethod = SplitMethod.stratified
+    train: float = 0.70
+    valid: float = 0.15
+    test: float = 0.15
+    period_column: str | None = None
+    period_format: str | None = None
+    valid_from: Any = None  # a number or a date
+    test_from: Any = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.method = as_enum(SplitMethod, "data.split.method", self.method)
+        if self.method == "stratified":
+            for key in ("train", "valid", "test"):
+                v = getattr(self, key)
+                check(0 < v < 1, f"data.split.{key}", v, "must be in (0, 1)")
+            total = self.train + self.valid + self.test
+            check(
+                math.isclose(total, 1.0, abs_tol=1e-6),
+                "data.split.train+valid+test",
+                round(total, 6),
+                "must sum to 1",
+            )
+            return
+        for key in ("period_column", "valid_from", "test_from"):
+            value = getattr(self, key)
+            check(
+                value not in (None, ""), f"data.split.{key}", value, "is required for method=time"
+            )
+        if all(isinstance(v, (int, float)) for v in (self.valid_from, self.test_from)):
+            check(
+                self.valid_from < self.test_from,
+                "data.split.valid_from",
+                self.valid_from,
+                f"must be < data.split.test_from={self.test_from}",
+            )
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    """A data set: where it is, what its columns are, how to split it.
+
+    For ``format: synthetic`` the schema comes from the generator and ``n_rows`` sets the size;
+    for files, ``path`` is read relative to ``root`` (env ``RISKBRAIN_DATA_ROOT`` by default).
+    """
+
+    name: str = MISSING
+    format: DataFormat = DataFormat.synthetic
+    root: str = "${oc.env:RISKBRAIN_DATA_ROOT,../shared/data}"
+    path: str | None = None  # a file; for parquet also a folder of part files (hive partitions too)
+    target: str = "default_flag"
+    positive_label: Any = None  # the target value(s) that mean default, e.g. bad or [Charged Off]
+    target_map: dict[Any, int] = field(default_factory=dict)  # or every target value -> 0/1
+    missing_values: list[Any] = field(default_factory=list)  # tokens meaning "no value", any column
+    sep: str = ","  # csv: the field separator ("\\s+": any whitespace, as in UCI's german.data)
+    column_names: list[str] = field(default_factory=list)  # csv without a header row: its columns
+    encoding: str = "utf-8-sig"  # csv: the text encoding (utf-8-sig also reads plain UTF-8)
+    features: list[FeatureSpec] = field(default_factory=list)
+    protected: list[str] = field(default_factory=list)  # columns never used as inputs or reasons
+    protected_bands: dict[str, Any] = field(default_factory=dict)  # {age: [25, 50]}: 3 age bands
+    n_rows: int = 100_000
+    seed: int = 0
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+    def __post_init__(self) -> None:
+        self.format = as_enum(DataFormat, "data.format", self.format)
+        if self.format == "synthetic":
+            check(self.n_rows >= 100, "data.n_rows", self.n_rows, "must be >= 100")
+        else:
+            check(bool(self.path), "data.path", self.path, f"is required for format={self.format}")
+            check(
+                bool(self.features),
+                "data.features",
+                "[]",
+                f"must list the columns for format={self.format}",
+            )
+        for i, f in enumerate(self.features):
+            check(
+                f.monotone in (-1, 0, 1),
+                f"data.features[{i}].monotone",
+                f.monotone,
+                "must be -1, 0 or 1",
+            )
+            check(
+                f.monotone == 0 or f.kind != Kind.categorical,
+                f"data.features[{i}].monotone",
+                f.monotone,
+                "applies to numeric and binary columns (categories have no order): set it to 0",
+            )
+            check(
+                not f.sentinels or f.kind != Kind.categorical,
+                f"data.features[{i}].sentinels",
+                f.sentinels,
+                "applies to numeric and binary columns (a categorical code is already a category)",
+            )
+        self._check_protected()
+        check(
+            self.positive_label is None or not self.target_map,
+            "data.positive_label",
+            self.positive_label,
+            "and data.target_map both label the target: set one of them",
+        )
+        check(
+            all(v in (0, 1) for v in self.target_map.values()),
+            "data.target_map",
+            dict(self.target_map),
+            "must map each target value to 0 or 1 (1 = default)",
+        )
+
+    def _check_protected(self) -> None:
+        """A protected column is never an input; its bands are numbers in ascending order."""
+        inputs = [f.name for f in self.features]
+        for i, name in enumerate(self.protected):
+            check(
+                name not in inputs,
+                f"data.protected[{i}]",
+                name,
+                f"is also data.features[{inputs.index(name) if name in inputs else -1}]: a "
+                "protected attribute is never a model input; remove one of the two",
+            )
+        for name, edges in self.protected_bands.items():
+            check(
+                len(edges) > 0
+                and all(isinstance(e, int | float) for e in edges)
+                and list(edges) == sorted(edges),
+                f"data.protected_bands.{name}",
+                list(edges),
+                "must list the band edges of a data.protected column, numbers in ascending order",
+            )
+
+    @property
+    def positive_labels(self) -> list[Any]:
+        """``positive_label`` as a list (a YAML scalar or list)."""
+        if self.positive_label is None:
+            return []
+        return (
+            list(self.positive_label)
+            if isinstance(self.positive_label, (list, tuple))
+            else [self.positive_label]
+        )
