@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 
 from tests.conftest import CONFIGS, compose_config
 from training.config import TrainConfig
 from training.data.schema import Kind
 from training.errors import ConfigError
+from training.launch.config import LAUNCHER_CONFIGS
+from training.models.config import MODEL_CONFIGS
 
 GROUPS = ["data", "model", "launcher", "debug", "experiment"]
 
@@ -87,3 +93,71 @@ def test_unknown_keys_and_wrong_types_fail_at_composition(override, names):
 def test_time_split_needs_its_period_column():
     with pytest.raises(ConfigError, match="data.split.period_column"):
         compose_config("data=sba", "data.split.period_column=null")
+
+
+def _leaves(node: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 0.001}}`` -> ``{"optim.lr": 0.001}``."""
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            out |= _leaves(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def yaml_values(rel: str, root: Path = CONFIGS) -> dict[str, Any]:
+    """Every value a config file sets, by dotted key, as written (interpolations unresolved)."""
+    node = OmegaConf.to_container(OmegaConf.load(root / rel), resolve=False)
+    for key in ("defaults", "hydra"):
+        node.pop(key, None)
+    return _leaves(node)
+
+
+def schema_defaults(schema: type) -> dict[str, Any]:
+    """Every field's default in a config dataclass, by dotted key, as YAML would write it."""
+    node = OmegaConf.structured(schema)
+    return _leaves(OmegaConf.to_container(node, resolve=False, enum_to_str=True))
+
+
+def disagreements(rel: str, schema: type, root: Path = CONFIGS) -> dict[str, tuple[Any, Any]]:
+    """(the YAML's value, the dataclass default) of each key where they differ."""
+    defaults = schema_defaults(schema)
+    return {
+        key: (value, defaults.get(key, "<no such field>"))
+        for key, value in yaml_values(rel, root).items()
+        if key not in defaults or defaults[key] != value
+    }
+
+
+# train.yaml and each option of the groups with a dataclass of their own: the YAML states the
+# defaults so people can read them, the dataclass holds them; they must be the same values. (The
+# options of data, cluster and sweep share one dataclass and set their own values on purpose.)
+STATED = [("train.yaml", TrainConfig)] + [
+    (f"{group}/{name}.yaml", schema)
+    for group, options in (("model", MODEL_CONFIGS), ("launcher", LAUNCHER_CONFIGS))
+    for name, schema in options.items()
+]
+
+
+@pytest.mark.parametrize(("rel", "schema"), STATED, ids=[rel for rel, _ in STATED])
+def test_the_yaml_states_the_dataclass_defaults(rel, schema):
+    assert yaml_values(rel), f"configs/{rel} sets no value"
+    assert disagreements(rel, schema) == {}, f"configs/{rel} (value, dataclass default)"
+
+
+def test_the_defaults_check_sees_a_value_that_differs(tmp_path):
+    (tmp_path / "train.yaml").write_text(
+        "defaults:\n  - train_schema\noptim:\n  lr: 3.0e-4\n  batch_size: 512\n"
+        "registry:\n  name: credit-risk-${data.name}\n  flavour: x\n"
+    )
+    assert disagreements("train.yaml", TrainConfig, tmp_path) == {
+        "optim.lr": (3.0e-4, 1.0e-3),
+        "registry.flavour": ("x", "<no such field>"),
+    }
+
+
+def test_the_default_job_composes_from_the_yaml_it_states():
+    cfg = compose_config()
+    assert cfg.optim.lr == yaml_values("train.yaml")["optim.lr"]
+    assert cfg.model.d_block == yaml_values("model/mlp.yaml")["d_block"]

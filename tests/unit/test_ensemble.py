@@ -15,7 +15,7 @@ from training.serving.bundle import Scorer, load_model_configs, save_bundle
 CONFIGS = [
     MLPConfig(d_block=16, n_blocks=1),
     TabMConfig(k=4, d_block=16, n_blocks=1, num_embeddings="piecewise", n_bins=8),
-    TabMConfig(k=2, d_block=8, n_blocks=2),
+    TabMConfig(k=2, d_block=8, n_blocks=2, num_embeddings="none"),
 ]
 
 

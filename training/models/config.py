@@ -61,10 +61,13 @@ class MLPConfig(ModelConfig):
 
 @dataclass(kw_only=True)
 class TabMConfig(ModelConfig):
-    """TabM: ``k`` weight-sharing MLPs trained as one ensemble."""
+    """TabM: ``k`` weight-sharing MLPs trained as one ensemble, with piecewise-linear numeric
+    embeddings (the defaults are ``configs/model/tabm.yaml``'s, which jobs have always used)."""
 
     name: ModelName = ModelName.tabm
-    k: int = 32
+    k: int = 16
+    n_blocks: int = 2
+    num_embeddings: NumEmbeddings = NumEmbeddings.piecewise
 
     def __post_init__(self) -> None:
         super().__post_init__()
