@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.core.loop import Tensors
+from training.data.tensors import Tensors
 from training.models.build import build_model
 from training.models.config import MLPConfig
 

@@ -8,8 +8,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.common import BATCH, figure, interleave, median, paired_ratio, synthetic_tensors
+from training.data.tensors import Tensors
 from training.runtime.dist import local_rows
-from training.core.loop import Tensors
 
 GOAL = ">= 10"
 

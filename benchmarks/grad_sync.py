@@ -34,9 +34,10 @@ from benchmarks.common import (
     run_ranks,
     synthetic_tensors,
 )
-from training.runtime.dist import GradSync
+from training.core.loop import loss_fn
+from training.data.tensors import Tensors
 from training.launch.mpi import MPIContext
-from training.core.loop import Tensors, loss_fn
+from training.runtime.dist import GradSync
 from training.runtime.watchdog import Watchdog
 
 GOAL_VS_MPI4PY = "<= 1.2"

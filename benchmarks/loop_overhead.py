@@ -11,8 +11,9 @@ from torch import nn
 
 from benchmarks.common import BATCH, build_mlp, figure, interleave, paired_ratio, synthetic_tensors
 from training.core.config import OptimConfig, TrainerConfig
-from training.core.loop import Tensors, fit
+from training.core.loop import fit
 from training.core.state import TrainState
+from training.data.tensors import Tensors
 
 GOAL = "<= 1.05"
 

@@ -1,7 +1,7 @@
 """Preflight: ``python -m jobs.doctor [overrides]`` checks what a job needs before it is queued.
 
 Tracking store reachable, checkpoint folder writable, data present, MPI and Ray usable, Slurm
-variables consistent with the config. Prints a table; exits 1 if any check fails.
+variables consistent with the config. Prints a table; exits 4 (refused) if any check fails.
 
 ``python -m jobs.doctor --repair [overrides]`` also ends FAILED every RUNNING run of the experiment
 whose job is dead (its run folder's lock is free: the job was killed, or its node died), with the
@@ -18,8 +18,9 @@ from hydra import compose, initialize_config_dir
 from rich.console import Console
 from rich.table import Table
 
-from training.config import register_configs, to_config
 from training.cluster.doctor import FAIL, OK, run_checks
+from training.config import register_configs, to_config
+from training.constants import EXIT_OK, EXIT_REFUSED
 from training.errors import RiskbrainError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -35,7 +36,7 @@ def main(argv: list[str]) -> int:
             cfg = to_config(compose(config_name="train", overrides=argv))
     except (RiskbrainError, Exception) as e:  # noqa: BLE001 - composition errors are reported the same way
         console.print(f"[red]FAIL[/] config: {e}")
-        return 1
+        return EXIT_REFUSED
     out_root = Path(os.environ.get("RISKBRAIN_RUN_DIR", "outputs"))
     results = run_checks(cfg, out_root)
     table = Table(title="riskbrain doctor", show_lines=False)
@@ -48,7 +49,7 @@ def main(argv: list[str]) -> int:
     failed = any(status == FAIL for status, _, _ in results)
     if repair and not failed:
         repair_stale_runs(cfg, console)
-    return 1 if failed else 0
+    return EXIT_REFUSED if failed else EXIT_OK
 
 
 def repair_stale_runs(cfg, console: Console) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training.config import from_options
+from training.constants import EXIT_OK, EXIT_USER_ERROR
 from training.data.parquet import write_synthetic_book
 from training.errors import RiskbrainError, check
 
@@ -37,7 +38,7 @@ class PortfolioConfig:
 def main(argv: list[str]) -> int:
     if {"-h", "--help"} & set(argv):
         print(__doc__)
-        return 0
+        return EXIT_OK
     try:
         cfg: PortfolioConfig = from_options(PortfolioConfig, argv)
         out = write_synthetic_book(
@@ -46,7 +47,7 @@ def main(argv: list[str]) -> int:
         )  # fmt: skip
     except RiskbrainError as e:
         print(f"make_portfolio: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     print(
         f"wrote {out['rows']:,} rows in {out['files']} files ({out['bytes'] / 2**20:.0f} MiB) to "
         f"{out['output']} in {out['seconds']:.1f} s ({out['rows_per_s'] / 1e6:.2f} M rows/s)"
@@ -54,7 +55,7 @@ def main(argv: list[str]) -> int:
     print(
         f"train on it: python -m jobs.train data=portfolio data.path={Path(out['output']).resolve()}"
     )
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -10,37 +10,34 @@ The candidate and the champion are re-scored on the hold-out rows of the candida
 config and split (recomputed from the data; both must carry the same data fingerprint) and
 checked against the ``promotion.*`` thresholds (``training/governance/promotion.py``). Every decision but a
 dry run is recorded: tags on the versions, and a run in the experiment ``promotions`` with
-``promotion.json``. This file owns the options, the registry and MLflow calls, and exit codes.
+``promotion.json``. This file owns the options and the exit codes; the registry's MLflow calls are
+``training/tracking/registry.py``'s.
 
 Options (``key=value``): name, candidate (alias or version; default challenger), dry_run
 (or --dry-run), history (or --history <name>), rollback, reason, tracking_uri, experiment
 (default promotions), threads, promotion.<threshold>.
 
-Exit codes: 0 promoted (or a dry run that would promote; history; rollback done), 1 refused
-(the table says which checks failed), 2 bad input (the line names the option) or not allowed by
+Exit codes (``training/constants.py``): 0 promoted (or a dry run that would promote; history;
+rollback done), 4 refused (the table says which checks failed), 2 bad input (the line names the option) or not allowed by
 the tracking server (the line names the user and the permission it lacks; nothing moved).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from omegaconf import MISSING
 
 from training.config import from_options
-from training.constants import EXIT_OK, EXIT_USER_ERROR
+from training.constants import EXIT_OK, EXIT_REFUSED, EXIT_USER_ERROR
 from training.errors import ConfigError, RiskbrainError, check
 from training.governance.promotion import (
-    CHAMPION,
     PROMOTED,
+    REFUSED,
     Decision,
     PromotionConfig,
-    Version,
     auc_difference,
     config_from_yaml,
     describe,
@@ -57,12 +54,9 @@ from training.governance.promotion import (
 )
 from training.runtime.process import setup_process
 from training.tracking.config import TrackingConfig
+from training.tracking.registry import CHAMPION, DENIED, Registry, Version
 from training.tracking.secrets import PASSWORD, USERNAME, login, redact
 from training.tracking.tracker import tracking_uri
-
-EXIT_REFUSED = 1  # the gate refused the candidate (the same number as EXIT_FAILED: a non-zero end)
-# MLflow's error codes for a login refused (401) and a permission missing (403, basic-auth app)
-DENIED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
 
 
 @dataclass(kw_only=True)
@@ -120,7 +114,6 @@ def main(argv: list[str]) -> int:
     try:
         cfg: PromoteConfig = from_options(PromoteConfig, options(argv))
         setup_process(cfg.threads)
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         store = tracking_uri(TrackingConfig(uri=cfg.tracking_uri, experiment=cfg.experiment))
         registry = Registry(store, cfg.name)
         if cfg.history:
@@ -140,7 +133,7 @@ def main(argv: list[str]) -> int:
 
 def denied_message(error: str, code: str, store: str, cfg: PromoteConfig) -> str:
     """One line for a login refused or a permission missing: who, what it lacks, and that
-    nothing moved (``Registry.record`` moves the alias last, after every other write)."""
+    nothing moved (``record`` moves the alias last, after every other write)."""
     user = login()
     who = f"user {user[0]!r}" if user else f"no user ({USERNAME} not set)"
     if code == "UNAUTHENTICATED":
@@ -162,6 +155,19 @@ def denied_message(error: str, code: str, store: str, cfg: PromoteConfig) -> str
     )
 
 
+def record(registry: Registry, d: Decision, experiment: str) -> None:
+    """The decision in the registry; @champion moves last, and only if it was not refused."""
+    registry.record(
+        experiment,
+        run_name=f"{d.kind} {registry.name} v{d.candidate.version}",
+        run_tags=d.run_tags(),
+        metrics=d.run_metrics(),
+        record=d.record(),
+        version_tags=d.version_tags(),
+        champion=None if d.result == REFUSED else d.candidate.version,
+    )
+
+
 def promote(cfg: PromoteConfig, registry: Registry) -> int:
     """Gate the candidate against @champion; record the decision and move the alias if it passed."""
     cand = registry.version(cfg.candidate, "candidate")
@@ -180,7 +186,7 @@ def promote(cfg: PromoteConfig, registry: Registry) -> int:
     if cfg.dry_run:
         print("(dry run: nothing recorded, no alias moved)")
     else:
-        registry.record(decision, cfg.experiment)
+        record(registry, decision, cfg.experiment)
     return EXIT_OK if decision.result == PROMOTED else EXIT_REFUSED
 
 
@@ -220,7 +226,7 @@ def rollback(cfg: PromoteConfig, registry: Registry) -> int:
     if cfg.dry_run:
         print("(dry run: nothing recorded, no alias moved)")
     else:
-        registry.record(decision, cfg.experiment)
+        record(registry, decision, cfg.experiment)
     return EXIT_OK
 
 
@@ -230,134 +236,6 @@ def show_history(cfg: PromoteConfig, registry: Registry) -> int:
     records = registry.history(cfg.experiment)
     print(format_history(cfg.name, records, current.version if current else None))
     return EXIT_OK
-
-
-# ---------------------------------------------------------------------------------------------
-# MLflow: the registry's versions and aliases, the decision runs
-
-
-class Registry:
-    """One registered model in one store: its versions, @champion, and the promotion runs."""
-
-    def __init__(self, store: str, name: str) -> None:
-        from mlflow import MlflowClient
-
-        self.store, self.name = store, name
-        self.client = MlflowClient(tracking_uri=store, registry_uri=store)
-
-    def model(self):
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return self.client.get_registered_model(self.name)
-        except MlflowException as e:
-            if e.error_code in DENIED:
-                raise
-            raise ConfigError(
-                f"config name={self.name}: no registered model of that name in {redact(self.store)}"
-            ) from None
-
-    def version(self, ref: str, option: str) -> Version:
-        """A version by number or alias; a ConfigError naming ``option`` when there is none."""
-        from mlflow.exceptions import MlflowException
-
-        self.model()
-        try:
-            if ref.isdigit():
-                mv = self.client.get_model_version(self.name, ref)
-            else:
-                mv = self.client.get_model_version_by_alias(self.name, ref)
-        except MlflowException as e:
-            if e.error_code in DENIED:
-                raise
-            what = "version" if ref.isdigit() else "alias"
-            raise ConfigError(
-                f"config {option}={ref}: {self.name} has no {what} {ref} (store {redact(self.store)})"
-            ) from None
-        return Version(str(mv.version), mv.run_id or "", mv.tags.get("data_fingerprint", ""))
-
-    def champion(self) -> Version | None:
-        if CHAMPION not in self.model().aliases:
-            return None
-        return self.version(CHAMPION, "champion")
-
-    def config_yaml(self, v: Version) -> str:
-        """The training run's resolved config (its ``config.yaml`` artifact)."""
-        from mlflow.exceptions import MlflowException
-
-        with tempfile.TemporaryDirectory(prefix="riskbrain-promote-") as tmp:
-            try:
-                path = self.client.download_artifacts(v.run_id, "config.yaml", tmp)
-            except MlflowException as e:
-                if e.error_code in DENIED:
-                    raise
-                raise ConfigError(
-                    f"config candidate: version {v.version}'s run {v.run_id} has no config.yaml "
-                    "artifact (not registered by jobs.train): its data cannot be read again"
-                ) from None
-            return Path(path).read_text()
-
-    def load(self, v: Version):
-        """The version as a ``ScoringModel`` (PD and score, no reasons)."""
-        from jobs.score import load_model
-        from training.scoring.portfolio import ModelRef
-
-        pinned = f"models:/{self.name}/{v.version}"
-        ref = ModelRef(
-            uri=pinned, pinned=pinned, name=self.name, version=v.version, run_id=v.run_id
-        )
-        return load_model(ref, self.store, reasons=0)
-
-    def record(self, d: Decision, experiment: str) -> None:
-        """The decision as a run (tags, metrics, ``promotion.json``), its tags on the versions,
-        then the alias: a failure on the way leaves the run FAILED, and so out of the history."""
-        from training.tracking.tracker import open_run
-
-        tracking = TrackingConfig(uri=self.store, experiment=experiment)
-        name = f"{d.kind} {self.name} v{d.candidate.version}"
-        with open_run(tracking, name=name) as tracker:
-            tracker.set_tags(d.run_tags())
-            tracker.log_metrics(run_metrics(d))
-            tracker.log_dict(d.record(), "promotion.json")
-            for version, tags in d.version_tags().items():
-                for key, value in (tags | {"promotion_run_id": tracker.run_id}).items():
-                    self.client.set_model_version_tag(self.name, version, key, value)
-            if d.result != "refused":
-                self.client.set_registered_model_alias(self.name, CHAMPION, d.candidate.version)
-
-    def history(self, experiment: str) -> list[dict]:
-        """The finished decision runs of this model, oldest first, as their tags."""
-        found = self.client.get_experiment_by_name(experiment)
-        if found is None:
-            return []
-        runs = self.client.search_runs(
-            [found.experiment_id],
-            filter_string=f"tags.registered_model = '{self.name}' and attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time ASC"],
-            max_results=10_000,
-        )
-        keys = (
-            "time",
-            "kind",
-            "result",
-            "candidate_version",
-            "previous_champion",
-            "champion",
-            "user",
-            "host",
-            "reason",
-        )
-        return [{k: r.data.tags.get(k, "") for k in keys} | {"run_id": r.info.run_id} for r in runs]
-
-
-def run_metrics(d: Decision) -> dict[str, float]:
-    """The numbers of both models as run metrics (``candidate_auc``, ``champion_auc``, ...)."""
-    out = {}
-    for who, m in d.metrics.items():
-        out |= {f"{who}_{k}": float(v) for k, v in m.items() if isinstance(v, int | float)}
-    if d.auc_difference:
-        out |= {f"auc_difference_{k}": d.auc_difference[k] for k in ("delta", "low", "high")}
-    return out
 
 
 if __name__ == "__main__":

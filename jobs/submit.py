@@ -15,10 +15,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from training.cluster.submit import default_env, render, submit
 from training.config import register_configs, to_config
 from training.constants import EXIT_USER_ERROR
 from training.errors import RiskbrainError
-from training.cluster.submit import default_env, render, submit
 
 log = logging.getLogger("riskbrain")
 register_configs()

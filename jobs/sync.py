@@ -20,6 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
+from training.constants import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR
 from training.tracking.journal import find_journals
 from training.tracking.tracker import sync_folder
 
@@ -36,13 +37,13 @@ def main(argv: list[str]) -> int:
     log = logging.getLogger("riskbrain")
     if not args.path.exists():
         log.error("%s: no such folder (give a run folder or outputs/)", args.path)
-        return 2
+        return EXIT_USER_ERROR
     journals = find_journals(args.path)
     if not journals:
         log.error(
             "%s: no run folder with a tracking journal (tracking/journal.jsonl) in it", args.path
         )
-        return 2
+        return EXIT_USER_ERROR
     failed = 0
     for journal in journals:
         result = sync_folder(
@@ -57,7 +58,7 @@ def main(argv: list[str]) -> int:
         detail = {"synced": f"{sent}; {runs}" if runs else sent, "running": "a job is running there: it sends its own",
                   "failed": result.get("error", "")}[result["outcome"]]  # fmt: skip
         print(f"{result['outcome']:8s} {result['folder']}: {detail}", flush=True)
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 if __name__ == "__main__":

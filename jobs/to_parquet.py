@@ -16,6 +16,7 @@ from pathlib import Path
 from omegaconf import MISSING
 
 from training.config import from_options
+from training.constants import EXIT_OK, EXIT_USER_ERROR
 from training.data.parquet import csv_to_parquet
 from training.errors import DataError, RiskbrainError
 
@@ -31,7 +32,7 @@ class ConvertConfig:
 def main(argv: list[str]) -> int:
     if {"-h", "--help"} & set(argv):
         print(__doc__)
-        return 0
+        return EXIT_OK
     try:
         cfg: ConvertConfig = from_options(ConvertConfig, argv)
         source, output = Path(cfg.input), Path(cfg.output)
@@ -43,12 +44,12 @@ def main(argv: list[str]) -> int:
                              row_group_size=cfg.row_group_size)  # fmt: skip
     except RiskbrainError as e:
         print(f"to_parquet: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     kept = f"; kept as text: {out['text_columns']}" if out["text_columns"] else ""
     print(
         f"wrote {out['rows']:,} rows in {out['files']} files to {out['output']} in {out['seconds']:.1f} s{kept}"
     )
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from training.config import register_configs, to_config
-from training.constants import EXIT_PREEMPTED, EXIT_USER_ERROR
-from training.errors import RiskbrainError
+from training.constants import EXIT_FAILED, EXIT_PREEMPTED, EXIT_USER_ERROR
+from training.errors import JobFailed, RiskbrainError
 from training.launch import mpi_world
 from training.runtime.preemption import Preempted
 
@@ -40,6 +40,9 @@ def compose_and_launch(dcfg: DictConfig) -> float:
     except Preempted as e:
         log.warning("preempted: %s; exit %d so the scheduler requeues the job", e, EXIT_PREEMPTED)
         sys.exit(EXIT_PREEMPTED)
+    except JobFailed as e:  # a crash elsewhere (a Ray worker), already told in one line
+        log.error("%s", e)
+        sys.exit(EXIT_FAILED)
     except RiskbrainError as e:
         if size > 1:  # failed before the config was shared (errors after it abort every rank)
             from training.launch.mpi import release_followers

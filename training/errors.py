@@ -9,6 +9,10 @@ class RiskbrainError(Exception):
     """Base class: the job reports these as one clear line and exits non-zero."""
 
 
+class JobFailed(Exception):
+    """Not the user's to fix: a rank or worker elsewhere crashed, told in one line (exit 1)."""
+
+
 class ConfigError(RiskbrainError, ValueError):
     """A config value is out of range or inconsistent (names the key and the value)."""
 

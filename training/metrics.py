@@ -150,11 +150,13 @@ def _check_sample(x: ArrayLike, name: str) -> Array:
     return x
 
 
-def psi(expected: ArrayLike, actual: ArrayLike, n_bins: int = 10, floor: float = 1e-6) -> float:
+PSI_FLOOR = 1e-6  # a bin's share is floored so an empty bin keeps PSI finite
+
+
+def psi(expected: ArrayLike, actual: ArrayLike, n_bins: int = 10, floor: float = PSI_FLOOR) -> float:
     """Population stability index of `actual` against `expected`, in quantile bins of `expected`.
 
-    PSI = sum_b (a_b - e_b) * ln(a_b / e_b) over bin shares. Rule of thumb: < 0.1 stable,
-    0.1-0.25 some shift, > 0.25 a major shift. Shares are floored so an empty bin stays finite.
+    Rule of thumb: < 0.1 stable, 0.1-0.25 some shift, > 0.25 a major shift.
     """
     expected, actual = _check_sample(expected, "expected"), _check_sample(actual, "actual")
     if n_bins < 1:
@@ -162,10 +164,24 @@ def psi(expected: ArrayLike, actual: ArrayLike, n_bins: int = 10, floor: float =
     # Interior quantile edges only: the outer bins are open, so actual scores beyond the
     # expected range still count. Tied scores can merge edges, hence unique.
     edges = np.unique(np.quantile(expected, np.linspace(0, 1, n_bins + 1)[1:-1]))
-    n = len(edges) + 1
-    e = np.bincount(np.searchsorted(edges, expected, side="right"), minlength=n) / len(expected)
-    a = np.bincount(np.searchsorted(edges, actual, side="right"), minlength=n) / len(actual)
-    e, a = np.maximum(e, floor), np.maximum(a, floor)
+    e = bin_counts(edges, expected) / len(expected)
+    return psi_of_shares(e, bin_counts(edges, actual), floor)
+
+
+def bin_counts(edges: NDArray, x: ArrayLike) -> NDArray:
+    """Rows per bin of the interior ``edges`` (``len(edges) + 1`` bins; an edge's value goes up)."""
+    return np.bincount(np.searchsorted(edges, x, side="right"), minlength=len(edges) + 1)
+
+
+def psi_of_shares(expected: ArrayLike, counts: ArrayLike, floor: float = PSI_FLOOR) -> float:
+    """PSI = sum_b (a_b - e_b) * ln(a_b / e_b): expected shares against actual counts per bin.
+
+    The one PSI formula: ``psi`` above and scoring's drift against a model's stored training
+    bins both end here. Shares are floored so an empty bin stays finite.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    e = np.maximum(np.asarray(expected, dtype=np.float64), floor)
+    a = np.maximum(counts / max(counts.sum(), 1), floor)
     return float(np.sum((a - e) * np.log(a / e)))
 
 

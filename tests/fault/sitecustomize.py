@@ -13,6 +13,9 @@ With ``RISKBRAIN_STEP_SLEEP=s``, every training step first sleeps s seconds, as 
 node: a small job then runs long enough to be signalled in the middle of its training, at almost
 no CPU cost. The sleep changes no number the job computes.
 
+With ``RISKBRAIN_SCORE_SLEEP=s``, ``jobs.score`` sleeps s seconds before each batch it scores,
+so a small book is still being scored when a test stops one of its ranks.
+
 The library itself has no such hook.
 """
 
@@ -62,9 +65,22 @@ def _patch(loop) -> None:
     loop.train_step = train_step
 
 
+def _patch_scoring(portfolio) -> None:
+    original, sleep_s = portfolio.score_batch, float(os.environ["RISKBRAIN_SCORE_SLEEP"])
+
+    def score_batch(*args, **kwargs):
+        time.sleep(sleep_s)
+        return original(*args, **kwargs)
+
+    portfolio.score_batch = score_batch
+
+
 class _PatchOnImport(importlib.abc.MetaPathFinder):
+    def __init__(self, module: str, patch) -> None:
+        self.module, self.patch = module, patch
+
     def find_spec(self, name, path, target=None):
-        if name != "training.core.loop":
+        if name != self.module:
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
@@ -72,7 +88,7 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
 
         def exec_and_patch(module):
             exec_module(module)
-            _patch(module)
+            self.patch(module)
 
         spec.loader.exec_module = exec_and_patch
         return spec
@@ -82,4 +98,6 @@ if any(
     os.environ.get(k)
     for k in ("RISKBRAIN_FAIL_RANK", "RISKBRAIN_KILL_RANK", "RISKBRAIN_STEP_SLEEP")
 ):
-    sys.meta_path.insert(0, _PatchOnImport())
+    sys.meta_path.insert(0, _PatchOnImport("training.core.loop", _patch))
+if os.environ.get("RISKBRAIN_SCORE_SLEEP"):
+    sys.meta_path.insert(0, _PatchOnImport("training.scoring.portfolio", _patch_scoring))

@@ -23,6 +23,7 @@ import pytest
 
 from tests.conftest import ROOT, compose_config, run_job
 from tests.fault.report import record
+from training.constants import EXIT_REFUSED
 from training.errors import ConfigError
 from training.tracking.secrets import PASSWORD, USERNAME, has_password, redact
 
@@ -207,13 +208,13 @@ def test_doctor_stops_a_wrong_password_before_the_job_is_queued(server, tmp_path
     wrong = "wrong-pw-" + secrets.token_hex(6)
     proc, seconds = _doctor(uri, _as("trainer", wrong), tmp_path)
     text = proc.stdout + proc.stderr
-    assert proc.returncode == 1, text
+    assert proc.returncode == EXIT_REFUSED, text
     assert "FAIL" in text and "user 'trainer': wrong username or password" in text, text
     assert f"{USERNAME} / {PASSWORD}" in text and "Traceback" not in text
     assert wrong not in text
     record(
         "wrong tracking password (basic-auth server)",
-        "doctor: FAIL tracking store, names the user and the two variables; exit 1",
+        "doctor: FAIL tracking store, names the user and the two variables; exit 4",
         seconds,
         "0 (job not queued)",
     )

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.integration.conftest import BIN
+from training.constants import EXIT_REFUSED
 
 pytestmark = pytest.mark.slow
 
@@ -42,9 +43,9 @@ def test_healthy_setup_passes(tmp_path):
 
 def test_unreachable_tracking_server_fails_and_is_named(tmp_path):
     proc = _doctor(tmp_path, "tracking.uri=http://127.0.0.1:9")
-    assert proc.returncode == 1 and "FAIL" in proc.stdout and "http://127.0.0.1:9" in proc.stdout
+    assert proc.returncode == EXIT_REFUSED and "FAIL" in proc.stdout and "http://127.0.0.1:9" in proc.stdout
 
 
 def test_bad_config_fails(tmp_path):
     proc = _doctor(tmp_path, "optim.lr=-1")
-    assert proc.returncode == 1 and "optim.lr" in proc.stdout
+    assert proc.returncode == EXIT_REFUSED and "optim.lr" in proc.stdout

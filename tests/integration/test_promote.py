@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, run_job
+from training.constants import EXIT_REFUSED
 
 pytestmark = pytest.mark.slow
 
@@ -100,9 +101,9 @@ def test_gate_history_and_rollback(versions, mlflow_server, client):
     assert "PROMOTED" in first.stdout and "no champion yet" in first.stdout
     assert _champion(client) == v["base"]
 
-    # A weaker challenger: refused, exit 1, champion unchanged, the refusal recorded.
+    # A weaker challenger: refused, exit 4 (EXIT_REFUSED), champion unchanged, the refusal recorded.
     weak = _promote(store, f"name={MODEL}", f"candidate={v['weak']}")
-    assert weak.returncode == 1, weak.stdout + weak.stderr
+    assert weak.returncode == EXIT_REFUSED, weak.stdout + weak.stderr
     assert "REFUSED" in weak.stdout and "failed checks:" in weak.stdout
     assert _champion(client) == v["base"]
     tags = client.get_model_version(MODEL, v["weak"]).tags
@@ -139,11 +140,11 @@ def test_gate_history_and_rollback(versions, mlflow_server, client):
     assert fingerprints["other"] != fingerprints["strong"]
     recorded = len(_decisions(client))
     dry = _promote(store, f"name={MODEL}", "--dry-run")
-    assert dry.returncode == 1, dry.stdout + dry.stderr
+    assert dry.returncode == EXIT_REFUSED, dry.stdout + dry.stderr
     assert fingerprints["other"] in dry.stdout and fingerprints["strong"] in dry.stdout
     assert "dry run" in dry.stdout and len(_decisions(client)) == recorded
     other = _promote(store, f"name={MODEL}")
-    assert other.returncode == 1 and "REFUSED" in other.stdout, other.stdout + other.stderr
+    assert other.returncode == EXIT_REFUSED and "REFUSED" in other.stdout, other.stdout + other.stderr
     assert _champion(client) == v["strong"]
     assert fingerprints["other"] in _decisions(client)[-1].data.tags["reason"]
 

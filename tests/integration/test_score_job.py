@@ -1,20 +1,26 @@
 """Portfolio scoring end to end: a registered model scores a CSV with bad rows, as one process
 and as 2 MPI ranks; the outputs are identical, bad rows land in the rejects, each scoring is an
-MLflow run linked to the model version, and a missing column stops every rank before writing."""
+MLflow run linked to the model version, a missing column stops every rank before writing, and a
+rank that stops answering ends the job after ``timeout_s`` (the watchdog, as in training)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import run_job
+from tests.conftest import faults, run_job
+from tests.fault.report import record
 from tests.integration.conftest import BIN
+from training.constants import EXIT_FAILED
 from training.data import synthetic
 
 pytestmark = pytest.mark.slow
@@ -162,3 +168,44 @@ def test_a_missing_column_stops_every_rank_before_anything_is_written(store, boo
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "input has no column 'revenue'" in proc.stderr
     assert not any(tmp_path.glob("scores*"))
+
+
+def test_a_stopped_scoring_rank_ends_the_job_after_the_timeout(store, book, tmp_path):
+    """SIGSTOP one of 2 scoring ranks: the other names it silent and MPI_Abort ends both."""
+    timeout_s, work = 6, tmp_path
+    cmd = [*MPIRUN, sys.executable, "-m", "jobs.score", f"model=models:/{MODEL}@challenger",
+           f"input={book}", f"output={work}/scores", "chunk_rows=10", "reasons=0",
+           "launcher=mpi", f"timeout_s={timeout_s}", f"tracking_uri={store}"]  # fmt: skip
+    env = os.environ | faults(score_sleep="0.2")  # 20 chunks a rank, 0.2 s each
+    with open(work / "score.log", "w") as log_file:
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    rank_file, pid = work / ".scores.ranks" / "1", None
+    try:
+        deadline = time.monotonic() + 120
+        while not (rank_file.is_file() and any((work / "scores").glob("part-*"))):
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                (work / "score.log").read_text()[-3000:]
+            )
+            time.sleep(0.05)
+        pid = json.loads(rank_file.read_text())["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        code = proc.wait(timeout=timeout_s + 40)
+        detect_s = time.monotonic() - stopped
+    finally:
+        if proc.poll() is None:  # the watchdog failed: leave no stopped rank behind
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+            proc.kill()
+    log = (work / "score.log").read_text()
+    assert code == EXIT_FAILED, log[-3000:]
+    said = re.search(r"riskbrain: rank 0 of 2: rank 1 went silent: no answer in (.*) for", log)
+    assert said, log[-3000:]
+    assert not Path(f"{work}/scores.summary.json").exists()  # no summary of a half-scored book
+    record(
+        "MPI scoring rank stopped (SIGSTOP) mid-book (`timeout_s=6`)",
+        f"rank 0 named rank 1 silent ({said[1]}) and MPI_Abort ended the job (exit {code}); "
+        "no summary was written",
+        detect_s,
+        "the scoring run (score again into a new output folder)",
+    )

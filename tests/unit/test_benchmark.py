@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import compose_config
-from training.governance.benchmark import DEFAULT, GRID, features, gbdt_benchmark, settings
 from training.data.prepare import prepare
 from training.data.schema import Kind
+from training.governance.benchmark import DEFAULT, GRID, features, gbdt_benchmark, settings
 from training.runtime.dist import DistContext
 
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from tests.conftest import compose_config
-from training.core.loop import Tensors
 from training.data import synthetic
 from training.data.preprocess import Preprocessor
 from training.data.schema import Kind
+from training.data.tensors import Tensors
 from training.errors import ConfigError
 from training.governance.checks import monotonicity
 from training.models.build import build_model

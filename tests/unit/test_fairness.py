@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 
 from tests.conftest import compose_config
+from training.data.columns import bands
 from training.data.prepare import prepare
 from training.data.schema import FeatureSpec, Kind
 from training.errors import ConfigError
-from training.governance.fairness import bands, fairness_table
+from training.governance.fairness import fairness_table
 
 
 def test_bands_name_each_range_and_missing():

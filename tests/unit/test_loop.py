@@ -12,10 +12,11 @@ import torch
 
 from training import metrics
 from training.core.config import OptimConfig, TrainerConfig
-from training.core.loop import Tensors, fit, loss_fn, train_step
+from training.core.loop import fit, loss_fn, train_step
 from training.core.state import LRSchedule, TrainState
 from training.data.preprocess import Preprocessor
 from training.data.schema import FeatureSpec, Kind, Schema
+from training.data.tensors import Tensors
 from training.models.build import build_model, predict_pd
 from training.models.config import MODEL_CONFIGS, MLPConfig, ModelConfig, TabMConfig
 from training.models.embeddings import fit_bins

@@ -35,7 +35,7 @@ from training.governance.promotion import (
     rollback_decision,
     rollback_target,
 )
-from training.scoring.portfolio import ModelRef, ScoringModel
+from training.tracking.registry import ModelRef, ScoringModel
 
 GOOD = {
     "auc": 0.75,

@@ -8,29 +8,29 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.runtime.dist import DistContext
 from training.errors import ConfigError, DataError
 from training.metrics import psi
-from training.scoring.portfolio import (
-    Agreed,
+from training.runtime.dist import DistContext
+from training.runtime.dist import Agreed, agree
+from training.scoring.books import (
     CsvInput,
-    ModelRef,
     ParquetInput,
-    ScoringModel,
-    ScoringProgress,
-    Tally,
-    agree,
     check_columns,
     check_fresh,
     open_input,
-    psi_against,
+    validate,
+    write_part,
+)
+from training.scoring.drift import psi_against
+from training.scoring.portfolio import (
+    ScoringProgress,
+    Tally,
     rank_counts,
     score_batch,
     score_shard,
     summarize,
-    validate,
-    write_part,
 )
+from training.tracking.registry import ModelRef, ScoringModel
 
 INPUTS = {"x": "double", "y": "double", "k": "string"}
 
@@ -330,7 +330,7 @@ def test_a_failure_on_any_rank_fails_every_rank():
 
 
 def test_score_options_are_checked():
-    from jobs.score import ScoreConfig
+    from training.scoring.config import ScoreConfig
     from training.config import from_options
 
     base = ["model=models:/m@a", "input=a.csv", "output=o"]
@@ -346,7 +346,7 @@ def test_score_options_are_checked():
 
 def test_feature_psi_is_small_for_the_training_population_and_flags_a_shift():
     from training.data import synthetic
-    from training.scoring.portfolio import feature_counts, feature_psi
+    from training.scoring.drift import feature_counts, feature_psi
     from training.serving.scorecard import feature_bins
 
     train = synthetic.generate(20_000, seed=1).frame

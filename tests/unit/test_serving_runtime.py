@@ -132,7 +132,7 @@ def test_runtime_module_imports_only_the_serving_runtime(rel):
         ("from scipy.special import ndtri", "training.data", ["scipy.special"]),
         ("def f():\n    import rich.console\n", "training.serving", ["rich.console"]),
         ("from training.config import TrainConfig", "training.serving", ["training.config"]),
-        ("from training.core import loop", "training.serving", ["training.core.loop"]),
+        ("from training.core import loop", "training.serving", ["training.core", "training.core.loop"]),
         ("from ..tracking import Tracker", "training.serving", ["training.tracking"]),
         ("from . import config", "training", ["training.config"]),
         ("import training.core.pipeline", "training.serving", ["training.core.pipeline"]),

@@ -15,6 +15,7 @@ from urllib.request import Request, urlopen
 
 from training.config import TrainConfig
 from training.errors import ConfigError
+from training.runtime.process import fail_fast_http, set_env
 from training.tracking.secrets import PASSWORD, USERNAME, basic_auth, login, redact
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -33,10 +34,7 @@ def tracking(cfg: TrainConfig) -> Check:
     except ConfigError as e:
         return FAIL, "tracking store", str(e)
     shown = redact(uri)  # a password is never printed, even in a FAIL
-    os.environ.setdefault(
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"
-    )  # a down server fails now, not after minutes
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    set_env(fail_fast_http(10))
     user, note = login(), ""
     if uri.startswith(("http://", "https://")):
         problem, note = server_access(uri, cfg.tracking.experiment, user)

@@ -26,6 +26,7 @@ from training import metrics
 from training.core.checkpoint import Checkpointer
 from training.core.config import OptimConfig, TrainerConfig
 from training.core.state import FitResult, TrainState
+from training.data.tensors import Tensors
 from training.errors import RiskbrainError
 from training.models.build import predict_pd
 from training.runtime.dist import DistContext, GradSync, local_rows
@@ -39,40 +40,6 @@ log = logging.getLogger("riskbrain")
 
 class TrainingDiverged(RiskbrainError):
     """The loss became NaN or infinite."""
-
-
-@dataclass(frozen=True)
-class Tensors:
-    """This rank's rows of one split, ready for the model.
-
-    Shape: x_num (n, d_num) float32, x_cat (n, n_cat) int64, y (n,) float32. The rows are
-    positions ``offset .. offset + n - 1`` of the split's ``total`` rows across all ranks.
-    """
-
-    x_num: torch.Tensor
-    x_cat: torch.Tensor
-    y: torch.Tensor
-    offset: int = 0
-    total: int = -1  # -1: this rank holds the whole split
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    @property
-    def global_rows(self) -> int:
-        return len(self) if self.total < 0 else self.total
-
-    def take(self, idx: torch.Tensor) -> Tensors:
-        return Tensors(
-            self.x_num.index_select(0, idx),
-            self.x_cat.index_select(0, idx),
-            self.y.index_select(0, idx),
-        )
-
-    def to(self, device: torch.device) -> Tensors:
-        return Tensors(
-            self.x_num.to(device), self.x_cat.to(device), self.y.to(device), self.offset, self.total
-        )
 
 
 def loss_fn(

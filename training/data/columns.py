@@ -223,3 +223,26 @@ def period_bound(value: Any, key: str, dates: bool, fmt: str | None) -> Any:
     raise DataError(
         f"config {key}={value!r}: not a date (use ISO, e.g. 2015-01-01, or data.split.period_format)"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Protected columns as groups (fairness per group is measured by training/governance/fairness.py)
+
+
+def bands(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Numbers -> band labels such as "<25", "25-35", ">=50"; missing -> "missing"."""
+    x = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
+    names = (
+        [f"<{edges[0]:g}"]
+        + [f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        + [f">={edges[-1]:g}"]
+    )
+    out = np.asarray(names, dtype=object)[np.searchsorted(edges, x, side="right")]
+    return np.where(np.isnan(x), "missing", out)
+
+
+def groups_of(values: np.ndarray, edges: list[float] | None) -> np.ndarray:
+    """A protected column's group label per row: its band, or its value as text."""
+    if edges:
+        return bands(values, edges)
+    return pd.Series(values, dtype=object).astype(str).where(pd.notna(values), "missing").to_numpy()

@@ -21,13 +21,12 @@ import pandas as pd
 import torch
 
 from training.config import TrainConfig
-from training.data.columns import check_target_classes
+from training.data.columns import check_target_classes, groups_of
 from training.data.loaders import Shard, check_whole
 from training.data.preprocess import Preprocessor
 from training.data.split import Split, make_split
+from training.data.tensors import Tensors
 from training.runtime.dist import DistContext, every_kth
-from training.governance.fairness import groups_of
-from training.core.loop import Tensors
 from training.runtime.process import peak_rss_mib, seconds_since_start
 
 log = logging.getLogger("riskbrain")

@@ -7,9 +7,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.core.loop import Tensors
 from training.data.preprocess import Preprocessor
 from training.data.schema import Schema
+from training.data.tensors import Tensors
 from training.models.build import predict_pd
 from training.runtime.dist import DistContext
 from training.serving.explain import Explainer

@@ -15,25 +15,6 @@ import pandas as pd
 from training import metrics
 
 
-def bands(values: np.ndarray, edges: list[float]) -> np.ndarray:
-    """Numbers -> band labels such as "<25", "25-35", ">=50"; missing -> "missing"."""
-    x = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
-    names = (
-        [f"<{edges[0]:g}"]
-        + [f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
-        + [f">={edges[-1]:g}"]
-    )
-    out = np.asarray(names, dtype=object)[np.searchsorted(edges, x, side="right")]
-    return np.where(np.isnan(x), "missing", out)
-
-
-def groups_of(values: np.ndarray, edges: list[float] | None) -> np.ndarray:
-    """A protected column's group label per row: its band, or its value as text."""
-    if edges:
-        return bands(values, edges)
-    return pd.Series(values, dtype=object).astype(str).where(pd.notna(values), "missing").to_numpy()
-
-
 def fairness_table(
     y: np.ndarray, p: np.ndarray, groups: dict[str, np.ndarray], approve_rate: float = 0.8,
     min_rows: int = 30,

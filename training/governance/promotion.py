@@ -27,12 +27,13 @@ from training.data.schema import Kind, Schema
 from training.errors import ConfigError, DataError, check
 from training.launch.config import LAUNCHER_CONFIGS
 from training.models.config import MODEL_CONFIGS
-from training.scoring.portfolio import ScoringModel, psi_against, validate
+from training.scoring.books import validate
+from training.scoring.drift import psi_against
+from training.tracking.registry import CHAMPION, ScoringModel, Version
 from training.tracking.tracker import git_commit
 
 log = logging.getLogger("riskbrain")
 
-CHAMPION = "champion"  # the alias the gate moves
 WRONG = 1e-9  # a PD move the wrong way smaller than this is float noise (as training/governance/checks.py)
 PROMOTED, REFUSED, ROLLED_BACK = "promoted", "refused", "rolled_back"
 # How the AUC difference is read (PromotionConfig.auc_rule): which number of it must be
@@ -350,15 +351,6 @@ def gate(cand: dict, champ: dict | None, diff: dict | None, cfg: PromotionConfig
     return relative + floors(cand, champ or {}, cfg)
 
 
-@dataclass(frozen=True)
-class Version:
-    """A registered version as the gate sees it (``jobs/promote.py`` reads it from the registry)."""
-
-    version: str
-    run_id: str = ""
-    fingerprint: str = ""  # its data_fingerprint tag
-
-
 def fingerprint_check(cand: Version, champ: Version | None, recomputed: str | None) -> Check:
     """The candidate's data as tagged, as recomputed from its config now, and the champion's:
     all one fingerprint, or the models cannot be compared on the same rows."""
@@ -451,6 +443,15 @@ class Decision:
             "champion": self.champion_after,
             "reason": self.reason[:500],
         } | self.context
+
+    def run_metrics(self) -> dict[str, float]:
+        """The numbers of both models as run metrics (``candidate_auc``, ``champion_auc``, ...)."""
+        out = {}
+        for who, m in self.metrics.items():
+            out |= {f"{who}_{k}": float(v) for k, v in m.items() if isinstance(v, int | float)}
+        if self.auc_difference:
+            out |= {f"auc_difference_{k}": self.auc_difference[k] for k in ("delta", "low", "high")}
+        return out
 
     def version_tags(self) -> dict[str, dict[str, str]]:
         """Version -> the tags it gets: its latest promotion decision, in brief."""

@@ -25,12 +25,12 @@ import torch
 
 from training.config import TrainConfig
 from training.constants import EXIT_FAILED, EXIT_PREEMPTED, EXIT_USER_ERROR
-from training.runtime.dist import DistContext, pick_device
 from training.errors import RiskbrainError
 from training.report import Report
+from training.runtime.dist import DistContext, pick_device
 from training.runtime.preemption import Preempted
 from training.runtime.process import free_port, setup_process
-from training.runtime.watchdog import Watchdog
+from training.runtime.watchdog import FOLDER, Watchdog
 
 log = logging.getLogger("riskbrain")
 
@@ -141,18 +141,8 @@ def init_context(cfg: TrainConfig, out_dir: Path) -> MPIContext:
         world_size=comm.Get_size(),
         timeout=timedelta(seconds=cfg.launcher.timeout_s),
     )
-    watchdog = None
-    if comm.Get_size() > 1:
-        watchdog = Watchdog(
-            out_dir,
-            rank=comm.Get_rank(),
-            world_size=comm.Get_size(),
-            timeout_s=cfg.launcher.timeout_s,
-            end=comm.Abort,
-        ).start()
-    ctx = MPIContext(comm, cfg.launcher.grad_sync, device, local_rank, watchdog)
-    if watchdog is not None:
-        watchdog.before_end = ctx.abort_hooks
+    launcher = cfg.launcher
+    ctx = _guarded(comm, launcher.grad_sync, device, local_rank, launcher.timeout_s, out_dir)
     if ctx.is_main:
         log.info(
             "mpi: %d ranks, %d torch threads each, device %s, rendezvous %s:%d, grad_sync=%s",
@@ -163,6 +153,34 @@ def init_context(cfg: TrainConfig, out_dir: Path) -> MPIContext:
             cfg.launcher.grad_sync,
         )
     return ctx
+
+
+def _guarded(comm, grad_sync: str, device, local_rank: int, timeout_s: float, state: Path,
+             folder: str = FOLDER) -> MPIContext:  # fmt: skip
+    """The context, with a watchdog over its collectives when there are other ranks to wait on
+    (its files in ``state/folder``, a folder every rank sees)."""
+    watchdog = None
+    if comm.Get_size() > 1:
+        watchdog = Watchdog(
+            state,
+            rank=comm.Get_rank(),
+            world_size=comm.Get_size(),
+            timeout_s=timeout_s,
+            end=comm.Abort,
+            folder=folder,
+        ).start()
+    ctx = MPIContext(comm, grad_sync, device, local_rank, watchdog)
+    if watchdog is not None:
+        watchdog.before_end = ctx.abort_hooks
+    return ctx
+
+
+def scoring_context(threads: int, timeout_s: float, state: Path, folder: str) -> MPIContext:
+    """The MPI world on CPU for a job that does not train (scoring): torch threads, and the
+    watchdog, so a rank that stops answering ends the job after ``timeout_s`` as in training."""
+    local_rank, local_size = _local_rank_and_size()
+    setup_process(threads, local_size)
+    return _guarded(_comm(), "mpi", torch.device("cpu"), local_rank, timeout_s, state, folder)
 
 
 def lead(cfg: TrainConfig, out_dir: Path) -> Report:

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import time
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from training.config import TrainConfig
 from training.constants import STOP_FILE
-from training.errors import RiskbrainError
+from training.errors import JobFailed, RiskbrainError
 from training.launch.config import RayLauncherConfig
 from training.report import Report
 from training.runtime.preemption import Preempted
@@ -34,8 +35,12 @@ log = logging.getLogger("riskbrain")
 ATTEMPTS_FILE = "ray_attempts.jsonl"  # in the run folder: one line per worker-group start
 
 
-class RayJobFailed(RiskbrainError):
-    """A Ray worker raised: the message names the worker's rank and its error."""
+class RayJobFailed(JobFailed):
+    """A Ray worker crashed: the message names the worker's rank and its error."""
+
+
+class RayWorkerRefused(RiskbrainError):
+    """A Ray worker refused the config or the data (a ``RiskbrainError`` there): bad input."""
 
 
 def _worker(config: dict) -> Report | None:
@@ -94,7 +99,9 @@ def launch(cfg: TrainConfig, out_dir: Path) -> Report:
     except Exception as e:
         if stop_file.exists():  # the workers checkpointed and stopped on request
             raise Preempted(f"{stopped}; checkpoint written") from e
-        raise RayJobFailed(f"ray job failed{_attempts_note(out_dir)}: {_root_message(e)}") from e
+        root = _root_message(e)
+        failed = RayWorkerRefused if _names_user_error(root) else RayJobFailed
+        raise failed(f"ray job failed{_attempts_note(out_dir)}: {root}") from e
     finally:
         signal.signal(getattr(signal, f"SIG{cfg.checkpoint.signal}"), previous)
         if started_here:
@@ -181,6 +188,17 @@ def _attempts_note(out_dir: Path) -> str:
 def _forward_stop_signal(name: str, stop_file: Path):
     """The driver takes the stop signal and leaves a file the workers' loops look for."""
     return signal.signal(getattr(signal, f"SIG{name}"), lambda *_: stop_file.touch())
+
+
+def _names_user_error(message: str) -> bool:
+    """``rank r of n failed: DataError: ...`` (``_worker``'s line): the rank refused its input."""
+    found = re.search(r"failed: (\w+): ", message)
+    user_errors = {c.__name__ for c in _subclasses(RiskbrainError)}
+    return found is not None and found.group(1) in user_errors
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls] + [s for c in cls.__subclasses__() for s in _subclasses(c)]
 
 
 def _root_message(e: BaseException) -> str:

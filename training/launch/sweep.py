@@ -27,6 +27,7 @@ from training.config import TrainConfig, to_config, to_dict
 from training.launch.config import ParamType, RayLauncherConfig, Scheduler, Search, SweepConfig
 from training.report import Report
 from training.runtime.preemption import Preempted
+from training.runtime.process import scoped_env
 from training.tracking.tracker import Tracker, ensure_experiment, open_job_run, open_run
 
 log = logging.getLogger("riskbrain")
@@ -124,8 +125,8 @@ def run_sweep(cfg: TrainConfig, sweep_dir: Path) -> dict:
     # The experiment is created against the store itself, so artifacts go to a folder on disk
     # (not through the temporary server) and stay readable after the sweep.
     store = ensure_experiment(cfg.tracking)
-    with tracking_server(store, sweep_dir) as uri:
-        os.environ["MLFLOW_TRACKING_URI"] = uri  # Ray workers inherit it
+    with tracking_server(store, sweep_dir) as uri, scoped_env({"MLFLOW_TRACKING_URI": uri}):
+        # Ray workers inherit the environment; it is restored when the sweep ends
         base = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, uri=uri))
         parent_file = sweep_dir / "parent_run_id"
         parent_id = parent_file.read_text().strip() if parent_file.is_file() else None

@@ -7,12 +7,19 @@ depend on how many processes ran the job.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+
+from training.constants import EXIT_FAILED, EXIT_USER_ERROR
+from training.errors import RiskbrainError
+
+log = logging.getLogger("riskbrain")
 
 
 @dataclass
@@ -145,3 +152,31 @@ class TorchDistContext(DistContext):
         import torch.distributed as dist
 
         dist.barrier()
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps every rank must agree on: a failure on one is a failure on all, before anyone waits
+
+
+class Agreed(Exception):
+    """A step failed on some rank and every rank raises this, so none waits in a collective."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code  # the exit code: EXIT_USER_ERROR for a RiskbrainError, else EXIT_FAILED
+
+
+def agree(ctx: DistContext, step: Callable[[], object]) -> object:
+    """``step()`` on every rank; if it raised on any, raise ``Agreed`` on all (the first
+    failing rank's message), else return this rank's result."""
+    try:
+        result, error = step(), None
+    except RiskbrainError as e:
+        result, error = None, (str(e), EXIT_USER_ERROR)
+    except Exception as e:
+        log.exception("rank %d of %d failed", ctx.rank, ctx.world_size)
+        result, error = None, (f"rank {ctx.rank}: {type(e).__name__}: {e}", EXIT_FAILED)
+    errors = [e for e in ctx.allgather(error) if e is not None]
+    if errors:
+        raise Agreed(*errors[0])
+    return result

@@ -53,8 +53,9 @@ class Watchdog:
         world_size: int,
         timeout_s: float,
         end: Callable[[int], object],
+        folder: str = FOLDER,
     ) -> None:
-        self.folder, self.rank, self.world_size = run_dir / FOLDER, rank, world_size
+        self.folder, self.rank, self.world_size = run_dir / folder, rank, world_size
         self.timeout_s, self.end = timeout_s, end
         self.before_end: list[Callable[[str], object]] = []  # each gets the message first
         self.period = min(5.0, timeout_s / 10)  # how often the thread looks; detection lags by this

@@ -1,261 +1,107 @@
-"""Portfolio scoring: a registered model's outputs for every row of a CSV or Parquet book, by rank.
+"""Portfolio scoring, the driver: a registered model's outputs for every row of a book, by rank.
 
-The input is cut into chunks that do not depend on the number of ranks: a Parquet book's row
-groups, or a CSV's blocks of ``chunk_rows`` data rows. Chunk ``c`` goes to rank
-``c % world_size`` and becomes the output part ``part-{c:06d}.parquet``, so the output folder
-read in path order is the input order whatever the number of ranks. No rank holds the
+Each rank scores its own chunks (``books.py``) and writes one part per chunk; rank 0 gathers the
+counts into a summary that is the same for any number of ranks, with drift against training
+(``drift.py``), logs the scoring run and writes the summary beside the output. No rank holds the
 portfolio: a rank holds one chunk at a time, and one float per row it scored (the score, for the
-summary's histogram). Rows with a value the model cannot read go to ``rejects-{c:06d}.csv`` parts
-with the column and the reason; they are counted, never dropped silently.
-
-MLflow stays out of this module (``jobs/score.py`` loads the model into a ``ScoringModel``;
-the scoring run goes through ``training.tracking.tracker``).
+summary's histogram). MLflow stays out of this wing: the model comes from
+``training.tracking.registry`` and the run goes through ``training.tracking.tracker``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from training.constants import EXIT_FAILED, EXIT_USER_ERROR
-from training.data.parquet import ParquetBook
-from training.errors import ConfigError, DataError, RiskbrainError
-from training.runtime.dist import DistContext
+from training.metrics import bin_counts, psi_of_shares
+from training.runtime.dist import DistContext, agree
+from training.scoring.books import (
+    ROW,
+    CsvInput,
+    ParquetInput,
+    check_columns,
+    check_fresh,
+    open_input,
+    validate,
+    write_part,
+    write_summary,
+)
+from training.scoring.config import ScoreConfig
+from training.scoring.drift import (
+    feature_counts,
+    gathered_feature_psi,
+    reference_bins,
+    usable_reference,
+)
+from training.tracking.config import TrackingConfig
+from training.tracking.registry import ModelRef, ScoringModel, load_model, resolve
+from training.tracking.tracker import open_run, tracking_uri
 
 log = logging.getLogger("riskbrain")
-
-ROW = "row"  # the output's id column: the row's 0-based number in the input
-NUMBER_TYPES = ("double", "float")  # signature types read as numbers; "string" as text
 HIST_BINS = 1000  # fine histogram of the scores (quantiles to 1/1000 of the range)
 SUMMARY_BINS = 20  # the histogram the summary shows
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-PSI_FLOOR = 1e-6  # as training.metrics.psi: an empty bin stays finite
-# Text that means "no value" in a number column: pandas' default missing tokens (what a CSV read
-# gives as NaN), for text columns of a Parquet book; blank text too.
-MISSING_TOKENS = frozenset(
-    ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
-)  # fmt: skip
 
 
-@dataclass(kw_only=True)
-class ModelRef:
-    """Which model scored: the URI asked for, the pinned one every rank loads, its registry entry."""
-
-    uri: str
-    pinned: str
-    name: str | None = None
-    version: str | None = None
-    run_id: str | None = None  # the training run that logged the version
-
-
-@dataclass(kw_only=True)
-class ScoringModel:
-    """What scoring needs from a loaded model, free of MLflow (``jobs/score.py`` builds it)."""
-
-    predict: Callable[[pd.DataFrame], pd.DataFrame]  # model-ready rows -> one output row each
-    inputs: dict[str, str]  # the signature's input columns: name -> type ("double", "string")
-    outputs: list[str]  # the signature's output columns (pd; score and reasons when it has them)
-    ref: ModelRef
-    score_reference: dict | None = None  # {"edges", "shares"} of the training scores, for PSI
-    feature_reference: dict | None = None  # each feature's training bins and shares (drift)
-    notes: list[str] = field(default_factory=list)  # what the summary should say about it
-
-    @property
-    def score_column(self) -> str:
-        """The column whose distribution is summarised: ``score``, else ``pd`` (a fallback)."""
-        return "score" if "score" in self.outputs else "pd"
+def score(cfg: ScoreConfig, ctx: DistContext) -> dict | None:
+    """Score ``cfg.input`` with ``cfg.model`` on this rank; rank 0 returns the summary."""
+    store = tracking_uri(TrackingConfig(uri=cfg.tracking_uri, experiment=cfg.experiment))
+    paths = cfg.paths()
+    # Rank 0 resolves the alias once: every rank loads the same version even if it moves now.
+    ref = ctx.broadcast(agree(ctx, lambda: plan(cfg, paths, store) if ctx.is_main else None))
+    model, source = agree(ctx, lambda: prepare(cfg, paths, ref, store))
+    if ctx.is_main:
+        paths["output"].mkdir(parents=True, exist_ok=True)
+    ctx.barrier()
+    total = source.rows_of(ctx.rank, ctx.world_size) if isinstance(source, ParquetInput) else None
+    progress = ScoringProgress(ctx, total)
+    tally = score_shard(source, model, output=paths["output"], rejects=paths["rejects"],
+                        keep=cfg.keep, ctx=ctx, progress=progress)  # fmt: skip
+    progress.close(tally)
+    summary = gather_summary(ctx, tally, model)
+    if ctx.is_main:
+        publish(summary, cfg, paths, store)
+    ctx.barrier()  # no rank returns before rank 0 has logged the run
+    return summary
 
 
-# ---------------------------------------------------------------------------------------------
-# Input: chunks that do not depend on the number of ranks
+def plan(cfg: ScoreConfig, paths: dict[str, Path], store: str) -> ModelRef:
+    """Rank 0, before anything is written: fresh output places, the model version pinned."""
+    check_fresh(paths["output"], paths["rejects"], paths["summary"])
+    return resolve(cfg.model, store)
 
 
-@dataclass
-class Chunk:
-    index: int  # c: the output part's number
-    start: int  # the input row number of its first row
-    frames: Iterable[pd.DataFrame]  # its rows in order, a batch at a time
-    rows: int | None = None  # its number of rows
+def prepare(cfg: ScoreConfig, paths: dict[str, Path], ref: ModelRef, store: str):
+    """Every rank: the pinned model, and the input, checked against the model's columns."""
+    model = load_model(ref, store, cfg.reasons)
+    source = open_input(paths["input"], cfg.chunk_rows, cfg.sep)
+    check_columns(source.columns, model, cfg.keep)
+    return model, source
 
 
-class CsvInput:
-    """A CSV read as text, in blocks of ``chunk_rows`` data rows. Every rank streams the whole
-    file and keeps its own blocks (convert a big book with ``jobs.to_parquet`` to read less).
-    pandas' missing tokens (empty, ``NA``, ``nan``, ...) are missing values."""
-
-    def __init__(self, path: Path, chunk_rows: int, sep: str = ",") -> None:
-        self.path, self.chunk_rows, self.sep = path, chunk_rows, sep
-        try:
-            header = pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8-sig")
-        except (OSError, ValueError) as e:
-            raise DataError(f"input={path}: cannot read as CSV ({e})") from None
-        self.columns = [str(c) for c in header.columns]
-
-    def chunks(self, rank: int, world: int) -> Iterator[Chunk]:
-        reader = pd.read_csv(
-            self.path, sep=self.sep, dtype=str, chunksize=self.chunk_rows, encoding="utf-8-sig"
-        )
-        try:
-            for c, frame in enumerate(reader):
-                if c % world == rank:
-                    yield Chunk(c, c * self.chunk_rows, [frame], len(frame))
-        except (pd.errors.ParserError, UnicodeDecodeError) as e:
-            raise DataError(f"input={self.path}: cannot read as CSV ({e})") from None
-
-
-class ParquetInput:
-    """A Parquet book: each row group is a chunk, read in batches of ``chunk_rows`` rows."""
-
-    def __init__(self, path: Path, chunk_rows: int) -> None:
-        self.book, self.chunk_rows = ParquetBook(path), chunk_rows
-        self.columns = self.book.columns
-
-    def chunks(self, rank: int, world: int) -> Iterator[Chunk]:
-        start = 0
-        for c, (_, _, n) in enumerate(self.book.groups):
-            if c % world == rank:
-                frames = self.book.chunks(start, start + n, self.columns, self.chunk_rows)
-                yield Chunk(c, start, (frame for _, frame in frames), n)
-            start += n
-
-    def rows_of(self, rank: int, world: int) -> int:
-        return sum(n for c, (_, _, n) in enumerate(self.book.groups) if c % world == rank)
-
-
-def open_input(path: Path, chunk_rows: int, sep: str = ",") -> CsvInput | ParquetInput:
-    """A ``.csv`` file (any other single file too), or a Parquet file or folder."""
-    if not path.exists():
-        raise ConfigError(f"input={path}: no such file or folder")
-    if path.is_file() and path.suffix.lower() not in (".parquet", ".pq"):
-        return CsvInput(path, chunk_rows, sep)
-    return ParquetInput(path, chunk_rows)
-
-
-# ---------------------------------------------------------------------------------------------
-# Checks before anything is written, agreed by every rank
-
-
-class Agreed(Exception):
-    """A step failed on some rank and every rank raises this, so none waits in a collective."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code  # the exit code: EXIT_USER_ERROR for a RiskbrainError, else EXIT_FAILED
-
-
-def agree(ctx: DistContext, step: Callable[[], object]) -> object:
-    """``step()`` on every rank; if it raised on any, raise ``Agreed`` on all (the first
-    failing rank's message), else return this rank's result."""
-    try:
-        result, error = step(), None
-    except RiskbrainError as e:
-        result, error = None, (str(e), EXIT_USER_ERROR)
-    except Exception as e:
-        log.exception("rank %d of %d failed", ctx.rank, ctx.world_size)
-        result, error = None, (f"rank {ctx.rank}: {type(e).__name__}: {e}", EXIT_FAILED)
-    errors = [e for e in ctx.allgather(error) if e is not None]
-    if errors:
-        raise Agreed(*errors[0])
-    return result
-
-
-def check_columns(columns: list[str], model: ScoringModel, keep: list[str]) -> None:
-    """Every input column of the model and every ``keep`` column is in the file, and the output's
-    column names do not collide."""
-    missing = [c for c in model.inputs if c not in columns]
-    if missing:
-        raise DataError(
-            f"input has no column {missing[0]!r}, which the model {model.ref.uri} needs"
-            + (f" (and {len(missing) - 1} more: {missing[1:]})" if len(missing) > 1 else "")
-        )
-    for c in keep:
-        if c not in columns:
-            raise ConfigError(f"config keep: the input has no column {c!r}")
-    clash = {ROW, *model.outputs} & set(keep)
-    if clash:
-        raise ConfigError(f"config keep: {sorted(clash)} would clash with the output's columns")
-
-
-def check_fresh(output: Path, rejects: Path, summary: Path) -> None:
-    """Scoring writes into new places only: the output and rejects folders are absent or empty."""
-    for key, path in (("output", output), ("rejects", rejects)):
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise ConfigError(f"config {key}={path}: already exists and is not empty")
-    if summary.exists():
-        raise ConfigError(f"config output={output}: {summary} already exists")
-
-
-# ---------------------------------------------------------------------------------------------
-# One batch: validate, predict, assemble
-
-
-def validate(frame: pd.DataFrame, inputs: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split a batch (index: input row numbers) into model-ready rows and rejects.
-
-    A number column's value that is not empty and does not read as a finite number rejects the
-    row; missing values are kept (the model reads them as missing). Returns the ready rows (the
-    model's input columns: numbers as float64, text as str with NaN for missing) and one reject
-    line per rejected row: ``row, column, value, reason`` (several bad values joined by "; "),
-    then the raw row.
-    """
-    ready, bad = {}, {}
-    for c, kind in inputs.items():
-        raw = frame[c]
-        if kind in NUMBER_TYPES:
-            ready[c], bad[c] = _numbers(raw)
-        elif kind == "string":
-            text = raw.astype(object)
-            ready[c] = text.where(raw.isna(), text.astype(str))
-        else:
-            ready[c] = raw
-    ready = pd.DataFrame(ready, index=frame.index)
-    flags = pd.DataFrame(bad, index=frame.index, dtype=object)
-    rejected = flags.notna().any(axis=1).to_numpy()
-    return ready[~rejected], _reject_lines(frame[rejected], flags[rejected])
-
-
-def _numbers(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """(values as float64, per value: why it is bad, else None). Blanks and ``MISSING_TOKENS``
-    are missing values, in text columns of a Parquet book as in a CSV."""
-    if pd.api.types.is_numeric_dtype(raw):
-        x = raw.to_numpy(np.float64)
-        unread = np.zeros(len(raw), dtype=bool)
-    else:
-        raw = raw.astype(object)
-        x = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
-        unread = np.isnan(x) & raw.notna().to_numpy()
-        if unread.any():  # few rows, usually: look closer at those only
-            text = raw[unread].astype(str).str.strip()
-            unread[np.flatnonzero(unread)[text.isin(MISSING_TOKENS).to_numpy()]] = False
-    reason = np.full(len(raw), None, dtype=object)
-    reason[unread] = "not a number"
-    reason[np.isinf(x)] = "not a finite number"
-    return pd.Series(x, index=raw.index), reason
-
-
-def _reject_lines(raw: pd.DataFrame, flags: pd.DataFrame) -> pd.DataFrame:
-    """One line per row: the bad columns, their values and reasons ("; "-joined), the raw row."""
-    columns, values, reasons = [], [], []
-    for row, reason_of in zip(raw.index, flags.itertuples(index=False), strict=True):
-        bad = [(c, r) for c, r in zip(flags.columns, reason_of, strict=True) if isinstance(r, str)]
-        columns.append("; ".join(c for c, _ in bad))
-        values.append("; ".join(str(raw.at[row, c]) for c, _ in bad))
-        reasons.append("; ".join(r for _, r in bad))
-    meta = pd.DataFrame(
-        {ROW: raw.index.to_numpy(np.int64), "column": columns, "value": values, "reason": reasons}
+def publish(summary: dict, cfg: ScoreConfig, paths: dict[str, Path], store: str) -> None:
+    """Rank 0: the scoring run in MLflow, the summary beside the output, and where it all went."""
+    summary["paths"] = {k: str(v) for k, v in paths.items()}
+    summary["settings"] = {"reasons": cfg.reasons, "chunk_rows": cfg.chunk_rows,
+                           "keep": ",".join(cfg.keep), "launcher": cfg.launcher}  # fmt: skip
+    summary["experiment"] = cfg.experiment
+    summary["mlflow_run_id"] = log_scoring_run(
+        summary, tracking_uri=store, experiment=cfg.experiment
     )
-    return pd.concat([meta, raw.astype(object).reset_index(drop=True)], axis=1)
+    write_summary(summary, paths["summary"])
+    print(describe(summary), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# One batch, and a rank's share: its chunks, one part each
 
 
 def score_batch(
@@ -275,29 +121,6 @@ def score_batch(
     ids = pd.DataFrame({ROW: ready.index.to_numpy(np.int64)})
     kept = frame.loc[ready.index, keep].reset_index(drop=True)
     return pd.concat([ids, kept, pred.reset_index(drop=True)], axis=1), rejects
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing parts: a temporary name, renamed when complete
-
-
-def write_part(frame: pd.DataFrame, folder: Path, name: str) -> Path:
-    """``frame`` as ``folder/name`` (Parquet or, for ``.csv``, CSV), atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path, tmp = folder / name, folder / f".{name}.tmp"
-    try:
-        if name.endswith(".csv"):
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
-        tmp.rename(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-# ---------------------------------------------------------------------------------------------
-# A rank's share: its chunks, one part each
 
 
 @dataclass
@@ -423,86 +246,6 @@ class ScoringProgress:
 
 
 # ---------------------------------------------------------------------------------------------
-# PSI against the model's training scores
-
-
-def reference_bins(reference: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(interior edges, shares) of a score reference ``{"edges": [...], "shares": [...]}``.
-
-    ``edges`` may hold the outer bounds too (``len(shares) + 1`` edges, as ``np.histogram``
-    gives) or only the interior ones (``len(shares) - 1``); either way the outer bins are open,
-    so scores beyond the training range still count. A score on an edge goes to the upper bin.
-    """
-    edges = np.asarray(reference.get("edges", []), dtype=np.float64)
-    shares = np.asarray(reference.get("shares", []), dtype=np.float64)
-    if len(edges) == len(shares) + 1:
-        edges = edges[1:-1]
-    ok = (
-        len(shares) >= 1
-        and len(edges) == len(shares) - 1
-        and np.all(np.diff(edges) > 0)
-        and np.all(shares >= 0)
-        and abs(shares.sum() - 1) < 1e-3
-    )
-    if not ok:
-        raise DataError(f"score reference is malformed: {len(edges)} edges, shares {shares}")
-    return edges, shares
-
-
-def bin_counts(edges: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Rows per bin of the interior ``edges`` (``len(edges) + 1`` bins)."""
-    return np.bincount(np.searchsorted(edges, scores, side="right"), minlength=len(edges) + 1)
-
-
-def psi_from_counts(shares: np.ndarray, counts: np.ndarray) -> float:
-    """PSI = sum_b (a_b - e_b) * ln(a_b / e_b), shares floored as ``training.metrics.psi``."""
-    e = np.maximum(shares, PSI_FLOOR)
-    a = np.maximum(counts / max(counts.sum(), 1), PSI_FLOOR)
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
-def psi_against(reference: dict, scores: np.ndarray) -> float:
-    """Population stability index of ``scores`` against the model's training-score reference."""
-    edges, shares = reference_bins(reference)
-    return psi_from_counts(shares, bin_counts(edges, np.asarray(scores, dtype=np.float64)))
-
-
-# ---------------------------------------------------------------------------------------------
-# Drift: each feature's PSI against its training distribution (characteristic stability)
-
-
-def feature_counts(frame: pd.DataFrame, reference: dict[str, dict]) -> dict[str, np.ndarray]:
-    """Rows per training bin of each feature: a number's deciles, then missing; a category's
-    training categories, then any other."""
-    out = {}
-    for name, ref in reference.items():
-        if name not in frame:
-            continue
-        if ref["kind"] == "categorical":
-            cats = ref["categories"]
-            index = pd.Index(cats).get_indexer(frame[name].astype("string").fillna("missing"))
-            out[name] = np.bincount(np.where(index < 0, len(cats), index), minlength=len(cats) + 1)
-            continue
-        x = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64)
-        missing = np.isnan(x)
-        present = bin_counts(np.asarray(ref["edges"], dtype=np.float64), x[~missing])
-        out[name] = np.append(present, missing.sum())
-    return out
-
-
-def feature_psi(reference: dict[str, dict], counts: dict[str, np.ndarray]) -> dict[str, dict]:
-    """PSI per feature with its band: < 0.10 stable, 0.10-0.25 some shift, >= 0.25 major."""
-    out = {}
-    for name, c in counts.items():
-        ref = reference[name]
-        tail = 0.0 if ref["kind"] == "categorical" else ref["missing_share"]
-        value = psi_from_counts(np.append(ref["shares"], tail), np.asarray(c, dtype=np.float64))
-        band = "stable" if value < 0.10 else "some shift" if value < 0.25 else "major shift"
-        out[name] = {"psi": value, "band": band}
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]["psi"]))
-
-
-# ---------------------------------------------------------------------------------------------
 # The summary: gathered to rank 0, the same for any number of ranks
 
 
@@ -525,7 +268,7 @@ def rank_counts(tally: Tally, model: ScoringModel, bounds: tuple[float, float]) 
     """What a rank sends to rank 0: its counts, and its scores binned over the global ``bounds``."""
     scores, (lo, hi) = tally.scores(), bounds
     hist, _ = np.histogram(scores, bins=HIST_BINS, range=(lo, hi if hi > lo else lo + 1.0))
-    reference, _ = _usable_reference(model)
+    reference, _ = usable_reference(model)
     ref_counts = bin_counts(reference_bins(reference)[0], scores) if reference else None
     return {
         "rows_read": tally.rows_read,
@@ -541,24 +284,9 @@ def rank_counts(tally: Tally, model: ScoringModel, bounds: tuple[float, float]) 
     }
 
 
-def _usable_reference(model: ScoringModel) -> tuple[dict | None, str | None]:
-    """The model's score reference when PSI can use it, else None and why not."""
-    reference = model.score_reference
-    if reference is None:
-        return None, "the model carries no training-score reference: PSI skipped"
-    column = reference.get("column", "score")
-    if column != model.score_column:
-        return None, f"the reference is of {column!r}, not {model.score_column!r}: PSI skipped"
-    try:
-        reference_bins(reference)
-    except DataError as e:
-        return None, f"{e}: PSI skipped"
-    return reference, None
-
-
 def summarize(ranks: list[dict], model: ScoringModel, bounds: tuple[float, float]) -> dict:
     """Rank 0's summary from every rank's ``rank_counts``."""
-    reference, note = _usable_reference(model)
+    reference, note = usable_reference(model)
     total = {k: sum(r[k] for r in ranks) for k in ("rows_read", "rows_scored", "rows_rejected")}
     seconds = max(r["seconds"] for r in ranks)
     by_column = sum((Counter(r["rejected_by_column"]) for r in ranks), Counter())
@@ -568,7 +296,7 @@ def summarize(ranks: list[dict], model: ScoringModel, bounds: tuple[float, float
     psi: dict = {"column": column, "value": None, "note": note}
     if reference is not None:
         counts = np.sum([r["ref_counts"] for r in ranks], axis=0)
-        psi["value"] = psi_from_counts(reference_bins(reference)[1], counts)
+        psi["value"] = psi_of_shares(reference_bins(reference)[1], counts)
         psi["actual_shares"] = (counts / max(counts.sum(), 1)).tolist()
         psi["expected_shares"] = list(reference["shares"])
     notes = list(model.notes) + ([note] if note else [])
@@ -584,19 +312,9 @@ def summarize(ranks: list[dict], model: ScoringModel, bounds: tuple[float, float
         "rejected_by_column": dict(sorted(by_column.items())),
         "distribution": {"column": column, **distribution},
         "psi": psi,
-        "feature_psi": _feature_psi(ranks, model),
+        "feature_psi": gathered_feature_psi(ranks, model),
         "notes": notes,
     }
-
-
-def _feature_psi(ranks: list[dict], model: ScoringModel) -> dict[str, dict]:
-    if not model.feature_reference:
-        return {}
-    counts = {
-        n: sum(r["features"][n] for r in ranks if n in r["features"])
-        for n in model.feature_reference
-    }
-    return feature_psi(model.feature_reference, {n: c for n, c in counts.items() if np.sum(c) > 0})
 
 
 def _distribution(hist: np.ndarray, bounds: tuple[float, float], total: float, n: int) -> dict:
@@ -627,19 +345,9 @@ def _distribution(hist: np.ndarray, bounds: tuple[float, float], total: float, n
 # Rank 0: where it went
 
 
-def write_summary(summary: dict, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(summary, indent=1, default=float))
-    tmp.rename(path)
-    return path
-
-
 def log_scoring_run(summary: dict, *, tracking_uri: str | None, experiment: str) -> str | None:
     """The scoring run in MLflow: params, counts and PSI, tags naming the model version, and the
     summary as ``summary.json``; returns its run id."""
-    from training.tracking.config import TrackingConfig
-    from training.tracking.tracker import open_run
-
     ref = summary["model"]
     name = f"score-{ref['name']}-v{ref['version']}" if ref["name"] else "score"
     with open_run(TrackingConfig(uri=tracking_uri, experiment=experiment), name=name) as tracker:

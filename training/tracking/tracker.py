@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.runtime.preemption import Preempted
+from training.runtime.process import fail_fast_http, set_env
 from training.tracking.config import TrackingConfig, refuse_password
 from training.tracking.journal import Journal
 from training.tracking.secrets import redact
@@ -414,8 +415,7 @@ def open_job_run(
     journal.lock()
     try:
         if cfg.mode == "online":  # a down server fails a request now, not after minutes of retries
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(cfg.request_timeout_s))
+            set_env(fail_fast_http(cfg.request_timeout_s))
         end_stale_runs(
             journal, f"the job died without ending the run (found by the next job in {folder})"
         )
