@@ -153,7 +153,9 @@ def _check_sample(x: ArrayLike, name: str) -> Array:
 PSI_FLOOR = 1e-6  # a bin's share is floored so an empty bin keeps PSI finite
 
 
-def psi(expected: ArrayLike, actual: ArrayLike, n_bins: int = 10, floor: float = PSI_FLOOR) -> float:
+def psi(
+    expected: ArrayLike, actual: ArrayLike, n_bins: int = 10, floor: float = PSI_FLOOR
+) -> float:
     """Population stability index of `actual` against `expected`, in quantile bins of `expected`.
 
     Rule of thumb: < 0.1 stable, 0.1-0.25 some shift, > 0.25 a major shift.

@@ -10,8 +10,7 @@ import pytest
 
 from training.errors import ConfigError, DataError
 from training.metrics import psi
-from training.runtime.dist import DistContext
-from training.runtime.dist import Agreed, agree
+from training.runtime.dist import Agreed, DistContext, agree
 from training.scoring.books import (
     CsvInput,
     ParquetInput,
@@ -330,8 +329,8 @@ def test_a_failure_on_any_rank_fails_every_rank():
 
 
 def test_score_options_are_checked():
-    from training.scoring.config import ScoreConfig
     from training.config import from_options
+    from training.scoring.config import ScoreConfig
 
     base = ["model=models:/m@a", "input=a.csv", "output=o"]
     cfg = from_options(ScoreConfig, [*base, "keep=[id,branch]"])
