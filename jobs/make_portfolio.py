@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.config import from_options
+from training.config import asks_for_help, from_options
 from training.constants import EXIT_OK, EXIT_USER_ERROR
 from training.data.parquet import write_synthetic_book
 from training.errors import RiskbrainError, check
@@ -36,8 +36,7 @@ class PortfolioConfig:
 
 
 def main(argv: list[str]) -> int:
-    if {"-h", "--help"} & set(argv):
-        print(__doc__)
+    if asks_for_help(argv, __doc__):
         return EXIT_OK
     try:
         cfg: PortfolioConfig = from_options(PortfolioConfig, argv)

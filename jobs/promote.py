@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from omegaconf import MISSING
 
-from training.config import from_options
+from training.config import asks_for_help, from_options
 from training.constants import EXIT_OK, EXIT_REFUSED, EXIT_USER_ERROR
 from training.errors import ConfigError, RiskbrainError, check
 from training.governance.promotion import (
@@ -108,8 +108,7 @@ def options(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if {"-h", "--help"} & set(argv):
-        print(__doc__)
+    if asks_for_help(argv, __doc__):
         return EXIT_OK
     try:
         cfg: PromoteConfig = from_options(PromoteConfig, options(argv))

@@ -23,7 +23,7 @@ import shutil
 import sys
 import traceback
 
-from training.config import from_options
+from training.config import asks_for_help, from_options
 from training.constants import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR
 from training.errors import ConfigError, RiskbrainError
 from training.launch import mpi_world
@@ -34,8 +34,7 @@ from training.scoring.portfolio import score
 
 
 def main(argv: list[str]) -> int:
-    if {"-h", "--help"} & set(argv):
-        print(__doc__)
+    if asks_for_help(argv, __doc__):
         return EXIT_OK
     rank, _ = mpi_world()
     ctx = None

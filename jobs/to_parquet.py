@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import MISSING
 
-from training.config import from_options
+from training.config import asks_for_help, from_options
 from training.constants import EXIT_OK, EXIT_USER_ERROR
 from training.data.parquet import csv_to_parquet
 from training.errors import DataError, RiskbrainError
@@ -30,8 +30,7 @@ class ConvertConfig:
 
 
 def main(argv: list[str]) -> int:
-    if {"-h", "--help"} & set(argv):
-        print(__doc__)
+    if asks_for_help(argv, __doc__):
         return EXIT_OK
     try:
         cfg: ConvertConfig = from_options(ConvertConfig, argv)

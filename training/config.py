@@ -113,6 +113,14 @@ def to_config(cfg: Any) -> TrainConfig:
         raise ConfigError(str(e)) from e
 
 
+def asks_for_help(argv: list[str], doc: str | None) -> bool:
+    """``-h``/``--help`` among a small job's options: print its docstring (the manual) first."""
+    if {"-h", "--help"} & set(argv):
+        print(doc)
+        return True
+    return False
+
+
 def from_options(schema: type, argv: list[str]) -> Any:
     """A small job's ``key=value`` options into its dataclass, checked: an unknown key, a wrong
     type, a missing value or an out-of-range one is a ``ConfigError`` naming it."""

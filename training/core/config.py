@@ -73,11 +73,8 @@ class TrainerConfig:
     eval_batch_size: int = 16_384
 
     def __post_init__(self) -> None:
-        check(self.max_epochs > 0, "trainer.max_epochs", self.max_epochs, "must be > 0")
-        check(self.patience > 0, "trainer.patience", self.patience, "must be > 0")
-        check(
-            self.eval_batch_size > 0, "trainer.eval_batch_size", self.eval_batch_size, "must be > 0"
-        )
+        for key in ("max_epochs", "patience", "eval_batch_size"):
+            check(getattr(self, key) > 0, f"trainer.{key}", getattr(self, key), "must be > 0")
 
 
 @dataclass(kw_only=True)

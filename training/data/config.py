@@ -14,6 +14,8 @@ from training.errors import as_enum, check
 
 
 class DataFormat(StrEnum):
+    """How a data set is read: generated (the synthetic SME book), or a file or folder of one."""
+
     synthetic = "synthetic"
     csv = "csv"
     parquet = "parquet"
@@ -21,6 +23,8 @@ class DataFormat(StrEnum):
 
 
 class SplitMethod(StrEnum):
+    """Rows to train/valid/test: at random within each class, or out of time by a period."""
+
     stratified = "stratified"
     time = "time"
 

@@ -22,6 +22,12 @@ N_CALIBRATION_BINS = 10
 BAD_COLOR, GOOD_COLOR = "tab:red", "tab:blue"
 
 
+def _label(ax, title: str, legend: str, **axes) -> None:
+    """A plot's axes (labels, limits), its title and where its legend goes."""
+    ax.set(title=title, **axes)
+    ax.legend(loc=legend)
+
+
 def _titled(name: str, title: str) -> str:
     return f"{name}: {title}" if title else name
 
@@ -62,13 +68,8 @@ def _plot_ks(fig: Figure, y: np.ndarray, p: np.ndarray, title: str) -> None:
         linewidth=2,
         label=f"KS = {hi - lo:.3f} at PD {thresholds[at]:.3g}",
     )
-    ax.set(
-        xlabel="predicted PD",
-        ylabel="cumulative share with p <= PD",
-        ylim=(0, 1.01),
-        title=_titled("KS", title),
-    )
-    ax.legend(loc="lower right")
+    _label(ax, _titled("KS", title), "lower right", xlabel="predicted PD",
+           ylabel="cumulative share with p <= PD", ylim=(0, 1.01))  # fmt: skip
 
 
 def _plot_calibration(fig: Figure, y: np.ndarray, p: np.ndarray, title: str) -> None:
@@ -77,13 +78,8 @@ def _plot_calibration(fig: Figure, y: np.ndarray, p: np.ndarray, title: str) -> 
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
     ece = metrics.ece(y, p, n_bins=N_CALIBRATION_BINS)
     ax.plot(mean_p, frac_pos, marker="o", color=BAD_COLOR, label=f"model (ECE = {ece:.3f})")
-    ax.set(
-        ylabel="observed default rate",
-        xlim=(0, 1),
-        ylim=(0, 1.01),
-        title=_titled("Calibration", title),
-    )
-    ax.legend(loc="upper left")
+    _label(ax, _titled("Calibration", title), "upper left", ylabel="observed default rate",
+           xlim=(0, 1), ylim=(0, 1.01))  # fmt: skip
     # Counts span orders of magnitude in imbalanced books, so a log axis keeps the tail visible.
     ax_count.hist(p, bins=N_CALIBRATION_BINS, range=(0, 1), color="grey", log=True)
     ax_count.set(xlabel=f"predicted PD ({N_CALIBRATION_BINS} equal-width bins)", ylabel="count")
@@ -103,13 +99,8 @@ def _plot_score_distribution(fig: Figure, y: np.ndarray, p: np.ndarray, title: s
             color=color,
             label=f"{name}, n={len(scores):,}",
         )
-    ax.set(
-        xlabel="predicted PD",
-        ylabel="density",
-        xlim=(0, 1),
-        title=_titled("Score distribution", title),
-    )
-    ax.legend(loc="upper right")
+    _label(ax, _titled("Score distribution", title), "upper right", xlabel="predicted PD",
+           ylabel="density", xlim=(0, 1))  # fmt: skip
 
 
 PLOTS = {

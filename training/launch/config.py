@@ -22,34 +22,6 @@ class GradSync(StrEnum):
     torch = "torch"  # the torch process group: gloo, or NCCL on GPUs
 
 
-class Objective(StrEnum):
-    """What a sweep may optimise: the validation metrics the loop reports each epoch."""
-
-    valid_auc = "valid_auc"
-    valid_ks = "valid_ks"
-    valid_log_loss = "valid_log_loss"
-
-    @property
-    def mode(self) -> str:
-        return "min" if self is Objective.valid_log_loss else "max"
-
-
-class Search(StrEnum):
-    tpe = "tpe"  # Optuna's TPE
-    random = "random"
-
-
-class Scheduler(StrEnum):
-    asha = "asha"
-    none = "none"
-
-
-class ParamType(StrEnum):
-    float = "float"
-    int = "int"
-    choice = "choice"
-
-
 @dataclass(kw_only=True)
 class LauncherConfig:
     """How processes are started; each option of the ``launcher`` group adds its own fields."""
@@ -127,6 +99,44 @@ LAUNCHER_CONFIGS: dict[LauncherName, type[LauncherConfig]] = {
     LauncherName.mpi: MPILauncherConfig,
     LauncherName.ray: RayLauncherConfig,
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps
+
+
+class Objective(StrEnum):
+    """What a sweep may optimise: the validation metrics the loop reports each epoch."""
+
+    valid_auc = "valid_auc"
+    valid_ks = "valid_ks"
+    valid_log_loss = "valid_log_loss"
+
+    @property
+    def mode(self) -> str:
+        return "min" if self is Objective.valid_log_loss else "max"
+
+
+class ParamType(StrEnum):
+    """How a swept parameter is drawn: a float or int range (log scale optional), or a list."""
+
+    float = "float"
+    int = "int"
+    choice = "choice"
+
+
+class Scheduler(StrEnum):
+    """Early stopping of a sweep's trials: ASHA's rungs, or every trial to its end."""
+
+    asha = "asha"
+    none = "none"
+
+
+class Search(StrEnum):
+    """How a sweep picks its next trial's values."""
+
+    tpe = "tpe"  # Optuna's TPE
+    random = "random"
 
 
 @dataclass(kw_only=True)
