@@ -27,26 +27,32 @@ from training.serving.bundle import Member
 
 @dataclass(frozen=True)
 class Role:
-    """This rank's part: the context its network trains with, its seed and checkpoint folder."""
+    """This rank's part: the context its network trains with, its seed and checkpoint folder.
 
-    job: DistContext  # every rank of the job
-    ctx: DistContext  # the ranks that train this rank's network together
+    Two contexts, one meaning each: ``ctx`` is the only one the steps that train and measure
+    this rank's network see (data parallel: every rank; ensemble: this rank alone); ``world``
+    is every rank of the job, for what the job does once (tags, gathering an ensemble,
+    publishing, the final barrier).
+    """
+
+    world: DistContext
+    ctx: DistContext
     seed: int
     checkpoints: Path
     member: int | None = None  # ensemble parallelism: this rank's member number
 
     @classmethod
-    def of(cls, cfg: TrainConfig, job: DistContext, run_dir: RunDir) -> Role:
+    def of(cls, cfg: TrainConfig, world: DistContext, run_dir: RunDir) -> Role:
         if cfg.launcher.parallelism is Parallelism.data:
-            return cls(job, job, cfg.seed, run_dir.checkpoints)
-        alone = DistContext(device=job.device)  # reads every row, trains without collectives
-        folder = run_dir.checkpoints / f"member-{job.rank}"
-        return cls(job, alone, cfg.seed + job.rank, folder, job.rank)
+            return cls(world, world, cfg.seed, run_dir.checkpoints)
+        alone = DistContext(device=world.device)  # reads every row, trains without collectives
+        folder = run_dir.checkpoints / f"member-{world.rank}"
+        return cls(world, alone, cfg.seed + world.rank, folder, world.rank)
 
     @property
     def evaluates(self) -> bool:
         """Data parallel: every rank (the metrics are collective). Ensemble: rank 0 alone."""
-        return self.member is None or self.job.is_main
+        return self.member is None or self.world.is_main
 
 
 @dataclass
@@ -67,8 +73,8 @@ def gather(role: Role, trained: Trained, rebuild) -> Trained | None:
         return trained
     weights = {k: v.cpu() for k, v in trained.model.state_dict().items()}
     summary = trained.result.summary() | {"seed": role.seed, "member": role.member}
-    everyone = role.job.allgather((weights, summary))
-    if not role.job.is_main:
+    everyone = role.world.allgather((weights, summary))
+    if not role.world.is_main:
         return None
     networks = []
     for state, _ in everyone:

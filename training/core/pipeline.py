@@ -71,53 +71,53 @@ def run(
 ) -> Report | None:  # fmt: skip
     """Train, evaluate, log and register; returns the evaluation report (on every rank that
     evaluates; rank 0's is the published one, ``evaluation.json``)."""
-    ctx, run_dir = ctx or DistContext(), RunDir(out_dir)
+    run_dir = RunDir(out_dir)
     if cfg.checkpoint.resume and (report := run_dir.finished_report()) is not None:
         log.info("%s already finished (DONE); nothing to do", out_dir)
         return report
-    role = Role.of(cfg, ctx, run_dir)  # data parallel: one network; ensemble: one per rank
-    resume = find_resume(cfg, role)
-    if ctx.is_main:
+    role, params = Role.of(cfg, ctx or DistContext(), run_dir), flatten(training_dict(cfg))
+    world, resume = role.world, find_resume(params, role)
+    if world.is_main:
         run_dir.start(cfg)
     stop = StopFlag(run_dir.stop_file)
     stop.install(cfg.checkpoint.signal)
     data = prepare(cfg, role.ctx)
 
-    name, tags = f"{cfg.data.name}-{cfg.model.name}", run_tags(cfg, data, ctx)
+    name, tags = f"{cfg.data.name}-{cfg.model.name}", run_tags(cfg, data, world)
     with open_job_run(
         cfg.tracking, run_dir.path, name=name, tags=tags | {"output_dir": str(run_dir.path.resolve())},
-        resume=resume, parent_id=parent_run_id, enabled=ctx.is_main,
+        resume=resume, parent_id=parent_run_id, enabled=world.is_main,
     ) as tracker:  # fmt: skip
         if resume is None:
-            tracker.log_params(flatten(training_dict(cfg)))
-        ctx.abort_hooks.append(tracker.fail)  # a watchdog about to end the job: the run says why
+            tracker.log_params(params)
+        world.abort_hooks.append(tracker.fail)  # a watchdog about to end the job: the run says why
         state, bins = build(cfg, data, role, resume)
         hooks = make_hooks(cfg, role, tracker, stop, on_epoch)
         train, valid = data.train.to(role.ctx.device), data.valid.to(role.ctx.device)
         result = fit(state, train, valid, cfg.optim, cfg.trainer, ctx=role.ctx, hooks=hooks)
-        ours = Trained(state.model.cpu(), [(cfg.model, bins)], result, ctx.world_size)
+        ours = Trained(state.model.cpu(), [(cfg.model, bins)], result, world.world_size)
         trained = gather(role, ours, rebuild=lambda: network(cfg, data, bins))
         evaluation = evaluate(trained, data, cfg, role.ctx) if role.evaluates else None
         report = evaluation.report if evaluation else None
-        if ctx.is_main:
+        if world.is_main:
             report = publish(cfg, run_dir, data, evaluation, tracker, trained, tags)
-    if ctx.is_main:  # the MLflow run has ended FINISHED
+    if world.is_main:  # the MLflow run has ended FINISHED
         run_dir.mark_done(report.run_id or report.run_key)
-    ctx.barrier()
+    world.barrier()
     return report
 
 
-def find_resume(cfg: TrainConfig, role: Role) -> dict | None:
+def find_resume(params: dict, role: Role) -> dict | None:
     """The latest valid checkpoint of this rank's network (read once, shared by the ranks that
-    train it), if resuming."""
-    if not cfg.checkpoint.resume:
+    train it), if resuming; its config must equal the job's (``params``, flattened)."""
+    if not params["checkpoint.resume"]:
         return None
     ctx = role.ctx
     found = load_latest(role.checkpoints) if ctx.is_main else None
     state = ctx.broadcast(found[0] if found else None)
     if state is None:
         return None
-    now, then = flatten(training_dict(cfg)), flatten(state["config"])
+    now, then = params, flatten(state["config"])
     ignored = ("launcher.", "checkpoint.", "tracking.", "registry.", "trainer.eval_batch_size")
     differ = sorted(
         k
@@ -172,7 +172,7 @@ def make_hooks(cfg: TrainConfig, role: Role, tracker: Tracker, stop, on_epoch) -
     """What fit reports to: MLflow (rank 0), the progress display (rank 0), checkpoints."""
     meta = {"run_key": tracker.key, "run_id": tracker.run_id or "", "config": training_dict(cfg)}
     checkpointer = Checkpointer(role.checkpoints, cfg.checkpoint, role.ctx, meta)
-    progress = EpochProgress(cfg.trainer.max_epochs) if role.job.is_main else None
+    progress = EpochProgress(cfg.trainer.max_epochs) if role.world.is_main else None
     return Hooks(tracker, progress, checkpointer, stop, on_epoch)
 
 
