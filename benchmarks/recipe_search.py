@@ -152,7 +152,8 @@ def search(
             todo = [r for r in recipes if any((name, seed, n) not in done for n in names[r])]
             if not todo:
                 continue
-            data = prepare(compose_cfg(SETS[name] + seed_overrides(name, seed)))
+            cfg = compose_cfg(SETS[name] + seed_overrides(name, seed))
+            data = prepare(cfg.data, benchmark_rows=cfg.benchmark.rows)
             for recipe in todo:
                 cfg = compose_cfg(SETS[name] + seed_overrides(name, seed) + RECIPES[recipe])
                 if members:

@@ -64,7 +64,7 @@ def test_a_book_trains_scores_and_benchmarks_with_every_model(tmp_path, kinds, m
         features=features,
     )
     cfg = TrainConfig(data=data_cfg, model=model, launcher=LocalLauncherConfig())
-    data = prepare(cfg)
+    data = prepare(cfg.data, benchmark_rows=cfg.benchmark.rows)
     state, bins = build(cfg, data, Role.of(cfg, DistContext(), RunDir(tmp_path)), resume=None)
     optim, trainer = OptimConfig(lr=1e-2, batch_size=64), TrainerConfig(max_epochs=3, patience=3)
     result = fit(state, data.train, data.valid, optim, trainer)

@@ -22,7 +22,7 @@ def test_settings_start_with_the_default_and_are_seeded_and_distinct():
 @pytest.fixture(scope="module")
 def data():
     cfg = compose_config("debug=tiny", "benchmark.enabled=true", "benchmark.n_trials=3")
-    return cfg, prepare(cfg)
+    return cfg, prepare(cfg.data, benchmark_rows=cfg.benchmark.rows)
 
 
 def test_categoricals_keep_the_training_vocabulary(data):

@@ -63,12 +63,13 @@ def test_protected_columns_are_grouped_for_test_rows_and_never_inputs(tmp_path):
     _book(tmp_path)
     cfg = _cfg(tmp_path, "data.protected=[sex,age]", "data.protected_bands={}")
     cfg.data.protected_bands = {"age": [30, 60]}  # (a YAML data config sets it directly)
-    data = prepare(cfg)
+    data = prepare(cfg.data, benchmark_rows=cfg.benchmark.rows)
     assert set(data.groups) == {"sex", "age"}
     assert len(data.groups["sex"]) == len(data.tensors["test"]) > 0
     assert set(data.groups["age"]) <= {"<30", "30-60", ">=60"}
     assert data.pre.numeric == ["income"] and data.pre.categorical == ["sector"]
-    without = prepare(_cfg(tmp_path, "data.protected=[]", "data.protected_bands={}"))
+    bare = _cfg(tmp_path, "data.protected=[]", "data.protected_bands={}")
+    without = prepare(bare.data, benchmark_rows=bare.benchmark.rows)
     assert without.fingerprint == data.fingerprint  # what the model learns from is the same
     assert without.groups == {}
 

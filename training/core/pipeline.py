@@ -81,7 +81,7 @@ def run(
         run_dir.start(cfg)
     stop = StopFlag(run_dir.stop_file)
     stop.install(cfg.checkpoint.signal)
-    data = prepare(cfg, role.ctx)
+    data = prepare(cfg.data, role.ctx, benchmark_rows=cfg.benchmark.rows)
 
     name, tags = f"{cfg.data.name}-{cfg.model.name}", run_tags(cfg, data, world)
     with open_job_run(

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from training.config import TrainConfig
 from training.data.columns import check_target_classes, groups_of
+from training.data.config import DataConfig
 from training.data.loaders import Shard, check_whole
 from training.data.preprocess import Preprocessor
 from training.data.split import Split, make_split
@@ -64,10 +64,16 @@ class Prepared:
         return self.tensors["valid"]
 
 
-def prepare(cfg: TrainConfig, ctx: DistContext | None = None) -> Prepared:
-    """Stream this rank's shard of ``cfg.data``: split it, fit the preprocessing, fill tensors."""
+def prepare(
+    data: DataConfig, ctx: DistContext | None = None, *, benchmark_rows: int | None = None
+) -> Prepared:
+    """Stream this rank's shard of ``data``: split it, fit the preprocessing, fill tensors.
+
+    Raw rows are kept where a later step reads them: ``benchmark_rows`` evenly spaced training
+    and validation rows and every test row for the GBDT benchmark, else a few test rows (the
+    model's input example)."""
     ctx = ctx or DistContext()
-    shard = Shard(cfg.data, ctx)
+    shard = Shard(data, ctx)
     target = shard.schema.target
 
     # 1. Every row's label (and period): small, so gathered, then split identically everywhere.
@@ -75,8 +81,8 @@ def prepare(cfg: TrainConfig, ctx: DistContext | None = None) -> Prepared:
     shard.scan(lambda first, chunk: mine.append(chunk.astype({target: np.int8})), features=False)
     keys = pd.concat(ctx.allgather(pd.concat(mine, ignore_index=True)), ignore_index=True)
     labels = keys[target].to_numpy()
-    check_target_classes(np.bincount(labels, minlength=2), cfg.data, shard.source)
-    split = make_split(keys, target, cfg.data.split)
+    check_target_classes(np.bincount(labels, minlength=2), data, shard.source)
+    split = make_split(keys, target, data.split)
 
     # 2. The preprocessing, fitted on evenly spaced training rows chosen by global row number.
     sample_rows = split.train[:: max(1, -(-len(split.train) // PREPROCESS_SAMPLE))]
@@ -88,9 +94,9 @@ def prepare(cfg: TrainConfig, ctx: DistContext | None = None) -> Prepared:
     # 3. Model-ready tensors, chunk by chunk; raw rows kept only where a later step reads them.
     parts = {name: _Part.empty(rows, shard, pre) for name, rows in split.parts().items()}
     for name, part in parts.items():
-        part.keep = _kept(cfg, name, part.tensors)
+        part.keep = _kept(benchmark_rows, name, part.tensors)
     mixed = _fill(shard, parts, pre)
-    _log(cfg, shard, split, parts, ctx)
+    _log(data, shard, split, parts, ctx)
     return Prepared(
         shard,
         split,
@@ -103,7 +109,7 @@ def prepare(cfg: TrainConfig, ctx: DistContext | None = None) -> Prepared:
         labels,
         _digest(mixed, sample.columns.drop(shard.schema.protected), ctx),
         {name: part.rows - shard.lo for name, part in parts.items()},
-        _groups(parts["test"], cfg),
+        _groups(parts["test"], data),
     )
 
 
@@ -137,25 +143,23 @@ class _Part:
         return pd.DataFrame(columns=[*shard.schema.names(), shard.schema.target])
 
 
-def _kept(cfg: TrainConfig, part: str, t: Tensors) -> np.ndarray:
+def _kept(benchmark_rows: int | None, part: str, t: Tensors) -> np.ndarray:
     """The raw rows of a part that later steps read: the benchmark's (every k-th training and
     validation row, every test row), else the first test rows for the model's input example."""
-    if cfg.benchmark.enabled:
+    if benchmark_rows is not None:
         if part == "test":
             return np.arange(len(t))
-        return every_kth(t.global_rows, t.offset, len(t), cfg.benchmark.max_rows)
+        return every_kth(t.global_rows, t.offset, len(t), benchmark_rows)
     return np.arange(min(EXAMPLE_ROWS, len(t))) if part == "test" else np.empty(0, np.int64)
 
 
-def _groups(test: _Part, cfg: TrainConfig) -> dict[str, np.ndarray]:
+def _groups(test: _Part, data: DataConfig) -> dict[str, np.ndarray]:
     """Each protected column's group per test row on this shard (numbers banded as configured)."""
     if not test.protected:
-        return {name: np.empty(0, dtype=object) for name in cfg.data.protected}
+        return {name: np.empty(0, dtype=object) for name in data.protected}
     values = pd.concat(test.protected, ignore_index=True)
-    bands = cfg.data.protected_bands
-    return {
-        name: groups_of(values[name].to_numpy(), bands.get(name)) for name in cfg.data.protected
-    }
+    bands = data.protected_bands
+    return {name: groups_of(values[name].to_numpy(), bands.get(name)) for name in data.protected}
 
 
 def _rows_and_presence(shard: Shard, rows: np.ndarray) -> tuple[pd.DataFrame, pd.Series]:
@@ -201,7 +205,7 @@ def _fill(shard: Shard, parts: dict[str, _Part], pre: Preprocessor) -> int:
 
 
 def _log(
-    cfg: TrainConfig, shard: Shard, split: Split, parts: dict[str, _Part], ctx: DistContext
+    data: DataConfig, shard: Shard, split: Split, parts: dict[str, _Part], ctx: DistContext
 ) -> None:
     """What each rank read and holds, the file's columns that the data config leaves out, and
     the memory the data takes."""
@@ -209,12 +213,12 @@ def _log(
     if shard.unused and ctx.is_main:
         log.info(
             "data %s: file columns not used (not in data.features): %s",
-            cfg.data.name,
+            data.name,
             list(shard.unused),
         )
     log.info(
         "data %s: %s; split %s; rank %d/%d holds %s",
-        cfg.data.name, shard.source, {p: len(i) for p, i in split.parts().items()},
+        data.name, shard.source, {p: len(i) for p, i in split.parts().items()},
         ctx.rank, ctx.world_size, {p: len(part.rows) for p, part in parts.items()},
     )  # fmt: skip
     size = sum(

@@ -24,6 +24,11 @@ class BenchmarkConfig:
         for key in ("n_trials", "max_rounds", "early_stopping", "max_rows"):
             check(getattr(self, key) > 0, f"benchmark.{key}", getattr(self, key), "must be > 0")
 
+    @property
+    def rows(self) -> int | None:
+        """The training and validation rows data preparation keeps raw for it (None: off)."""
+        return self.max_rows if self.enabled else None
+
 
 @dataclass(kw_only=True)
 class FairnessConfig:

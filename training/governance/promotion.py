@@ -153,7 +153,7 @@ def holdout(cfg: TrainConfig, benchmark: bool) -> Holdout:
     from training.runtime.dist import DistContext
 
     cfg.benchmark.enabled = True  # prepare keeps every test row raw for the benchmark
-    data = prepare(cfg)
+    data = prepare(cfg.data, benchmark_rows=cfg.benchmark.rows)
     gbdt = gbdt_benchmark(cfg.benchmark, data, DistContext()) if benchmark else None
     fair = getattr(cfg, "fairness", None)
     return Holdout(

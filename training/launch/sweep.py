@@ -335,7 +335,11 @@ def register_ensemble(
         {"trial": t["trial"], "run_id": t["run_id"], cfg.sweep.metric: t["objective"]} for t in top
     ]
     # Every trial fits the same preprocessing on the same rows, so one preprocessor serves all.
-    data, ctx, run_dir = prepare(cfg), DistContext(), RunDir(sweep_dir / "ensemble")
+    data, ctx, run_dir = (
+        prepare(cfg.data, benchmark_rows=cfg.benchmark.rows),
+        DistContext(),
+        RunDir(sweep_dir / "ensemble"),
+    )
     run_dir.start(cfg)
     # Its members' training, for the report: the fewest epochs any of them trained.
     result = FitResult(epochs_run=min(t["epochs"] for t in top))
