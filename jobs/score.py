@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import shutil
 import sys
-import traceback
 
 from training.config import asks_for_help, from_options
-from training.constants import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR
+from training.constants import EXIT_OK, EXIT_USER_ERROR
 from training.errors import ConfigError, RiskbrainError
 from training.launch import mpi_world
+from training.launch.mpi import abort_all, scoring_context
 from training.runtime.dist import Agreed, DistContext
 from training.runtime.process import setup_process
 from training.scoring.config import ScoreConfig
@@ -46,13 +46,13 @@ def main(argv: list[str]) -> int:
         return EXIT_OK
     except (Agreed, RiskbrainError) as e:  # the same on every rank: each exits, none waits
         if ctx is not None and ctx.world_size > 1 and not isinstance(e, Agreed):
-            abort(ctx, e)
+            abort_all(ctx.comm, e)
         if rank == 0:
             print(f"score: {e}", file=sys.stderr)
         return e.code if isinstance(e, Agreed) else EXIT_USER_ERROR
     except BaseException as e:
         if ctx is not None and ctx.world_size > 1:
-            abort(ctx, e)
+            abort_all(ctx.comm, e)
         raise
 
 
@@ -67,8 +67,6 @@ def open_context(cfg: ScoreConfig) -> DistContext:
             )
         setup_process(cfg.threads)
         return DistContext()
-    from training.launch.mpi import scoring_context
-
     return scoring_context(cfg.threads, cfg.timeout_s, *cfg.watch_folder())
 
 
@@ -80,17 +78,6 @@ def close_context(cfg: ScoreConfig, ctx: DistContext) -> None:
         if ctx.is_main:
             parent, folder = cfg.watch_folder()
             shutil.rmtree(parent / folder, ignore_errors=True)
-
-
-def abort(ctx: DistContext, e: BaseException) -> None:
-    """A failure on one rank while the others score: end every rank now (MPI_Abort)."""
-    detail = "" if isinstance(e, RiskbrainError) else "\n" + traceback.format_exc()
-    print(
-        f"riskbrain: rank {ctx.rank} of {ctx.world_size} failed: {type(e).__name__}: {e}{detail}",
-        file=sys.stderr,
-        flush=True,
-    )
-    ctx.comm.Abort(EXIT_USER_ERROR if isinstance(e, RiskbrainError) else EXIT_FAILED)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import faults, run_job
+from tests.fault.procs import wait_for
 from tests.fault.report import record
 from tests.integration.conftest import BIN
 from training.constants import EXIT_FAILED
@@ -181,12 +182,11 @@ def test_a_stopped_scoring_rank_ends_the_job_after_the_timeout(store, book, tmp_
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     rank_file, pid = work / ".scores.ranks" / "1", None
     try:
-        deadline = time.monotonic() + 120
-        while not (rank_file.is_file() and any((work / "scores").glob("part-*"))):
-            assert proc.poll() is None and time.monotonic() < deadline, (
-                (work / "score.log").read_text()[-3000:]
-            )
-            time.sleep(0.05)
+
+        def scoring() -> bool:
+            return rank_file.is_file() and any((work / "scores").glob("part-*"))
+
+        wait_for("rank 1's watchdog file and a scored part", scoring, timeout=120, proc=proc)
         pid = json.loads(rank_file.read_text())["pid"]
         os.kill(pid, signal.SIGSTOP)
         stopped = time.monotonic()

@@ -218,16 +218,22 @@ def _run_rank(cfg: TrainConfig, out_dir: Path) -> Report | None:
     except Preempted:
         raise  # every rank stopped at the same step: a clean exit, not a failure
     except BaseException as e:
-        rank, size = comm.Get_rank(), comm.Get_size()
-        detail = "" if isinstance(e, RiskbrainError) else "\n" + traceback.format_exc()
-        print(
-            f"riskbrain: rank {rank} of {size} failed: {type(e).__name__}: {e}{detail}",
-            file=sys.stderr,
-            flush=True,
-        )
-        # Ends every rank now: none waits in a collective.
-        comm.Abort(EXIT_USER_ERROR if isinstance(e, RiskbrainError) else EXIT_FAILED)
+        abort_all(comm, e)
         raise
     finally:
         if ctx is not None:
             ctx.close()
+
+
+def abort_all(comm, e: BaseException) -> None:
+    """A failure on this rank while others may wait in a collective: one line naming the rank and
+    its error (with the traceback unless the user can fix it), then ``MPI_Abort`` ends every rank
+    now, with the bad-input or the crash exit code. Call it from an ``except`` block."""
+    rank, size = comm.Get_rank(), comm.Get_size()
+    detail = "" if isinstance(e, RiskbrainError) else "\n" + traceback.format_exc()
+    print(
+        f"riskbrain: rank {rank} of {size} failed: {type(e).__name__}: {e}{detail}",
+        file=sys.stderr,
+        flush=True,
+    )
+    comm.Abort(EXIT_USER_ERROR if isinstance(e, RiskbrainError) else EXIT_FAILED)
