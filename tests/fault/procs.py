@@ -51,6 +51,21 @@ def wait_for(what: str, ready: Callable[[], bool], timeout: float, proc=None) ->
     return time.monotonic() - t0
 
 
+def stop_rank(proc: subprocess.Popen, pid: int, timeout: float) -> tuple[int, float]:
+    """SIGSTOP the rank ``pid`` of the job ``proc``: the job's exit code and the seconds until it
+    ended. If it has not ended within ``timeout`` (the watchdog failed), the stopped rank and the
+    job are killed, none left behind, and the wait's error stands."""
+    os.kill(pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        code = proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.kill(pid, signal.SIGKILL)
+            proc.kill()
+    return code, time.monotonic() - stopped
+
+
 def journal_epochs(run_dir: Path) -> int:
     """The last epoch whose metrics the job has written to its journal."""
     path = run_dir / "tracking" / "journal.jsonl"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from tests.fault.procs import stop_rank
 from tests.fault.report import record
 from tests.integration.conftest import BIN
 from training.core.checkpoint import load_latest
@@ -71,13 +71,9 @@ def test_a_stopped_rank_fails_the_job_and_the_rerun_resumes(tmp_path):
 
         _wait_for(checkpoint, proc, timeout=150)
         pid = _rank_pid(run, 1)
-        os.kill(pid, signal.SIGSTOP)
-        stopped = time.monotonic()
-        code = proc.wait(timeout=TIMEOUT_S + 20)
-        detect_s = time.monotonic() - stopped
+        code, detect_s = stop_rank(proc, pid, timeout=TIMEOUT_S + 20)
     finally:
-        if proc.poll() is None:  # the watchdog failed: leave no stopped rank behind
-            os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:  # it failed before the fault: leave nothing running
             proc.kill()
     log = (tmp_path / "hung.log").read_text()
     assert code != 0 and detect_s < TIMEOUT_S + 20, log[-3000:]

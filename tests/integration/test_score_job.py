@@ -8,17 +8,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from tests.conftest import faults, run_job
-from tests.fault.procs import wait_for
+from tests.fault.procs import stop_rank, wait_for
 from tests.fault.report import record
 from tests.integration.conftest import BIN
 from training.constants import EXIT_FAILED
@@ -180,7 +178,7 @@ def test_a_stopped_scoring_rank_ends_the_job_after_the_timeout(store, book, tmp_
     env = os.environ | faults(score_sleep="0.2")  # 20 chunks a rank, 0.2 s each
     with open(work / "score.log", "w") as log_file:
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    rank_file, pid = work / ".scores.ranks" / "1", None
+    rank_file = work / ".scores.ranks" / "1"
     try:
 
         def scoring() -> bool:
@@ -188,14 +186,9 @@ def test_a_stopped_scoring_rank_ends_the_job_after_the_timeout(store, book, tmp_
 
         wait_for("rank 1's watchdog file and a scored part", scoring, timeout=120, proc=proc)
         pid = json.loads(rank_file.read_text())["pid"]
-        os.kill(pid, signal.SIGSTOP)
-        stopped = time.monotonic()
-        code = proc.wait(timeout=timeout_s + 40)
-        detect_s = time.monotonic() - stopped
+        code, detect_s = stop_rank(proc, pid, timeout=timeout_s + 40)
     finally:
-        if proc.poll() is None:  # the watchdog failed: leave no stopped rank behind
-            if pid:
-                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:  # it failed before the fault: leave nothing running
             proc.kill()
     log = (work / "score.log").read_text()
     assert code == EXIT_FAILED, log[-3000:]
