@@ -36,7 +36,7 @@ from training.config import TrainConfig, register_configs, to_config
 from training.core.loop import fit
 from training.core.parallel import network
 from training.core.state import TrainState
-from training.data.prepare import Prepared, prepare
+from training.data.prepare import Prepared, TrainingData, prepare
 from training.models.build import predict_pd
 from training.models.embeddings import fit_bins
 
@@ -90,7 +90,7 @@ def seed_overrides(name: str, seed: int) -> list[str]:
     return [f"seed={seed}"] if name in TIME_SPLIT else [f"data.split.seed={seed}"]
 
 
-def build(cfg: TrainConfig, data: Prepared) -> TrainState:
+def build(cfg: TrainConfig, data: TrainingData) -> TrainState:
     """The network and its training state, as the job builds them (``training.core.pipeline.build``:
     the same bins, output bias and monotone directions)."""
     torch.manual_seed(cfg.seed)
@@ -101,9 +101,9 @@ def build(cfg: TrainConfig, data: Prepared) -> TrainState:
 def fit_recipe(cfg: TrainConfig, data: Prepared) -> dict:
     """Build and train one recipe on prepared data; validation and test AUC of the best epoch."""
     t0 = time.perf_counter()
-    state = build(cfg, data)
-    result = fit(state, data.train, data.valid, cfg.optim, cfg.trainer)
-    test = data.tensors["test"]
+    state = build(cfg, data.training)
+    result = fit(state, data.training.train, data.training.valid, cfg.optim, cfg.trainer)
+    test = data.tensors("test")
     p = predict_pd(state.model, test.x_num, test.x_cat, cfg.trainer.eval_batch_size)
     return {
         "valid_auc": result.best_valid_auc,
@@ -117,14 +117,15 @@ def fit_recipe(cfg: TrainConfig, data: Prepared) -> dict:
 def fit_ensembles(cfg: TrainConfig, data: Prepared, sizes: list[int]) -> dict[int, dict]:
     """Members seeded ``cfg.seed + r`` (as ``launcher.parallelism=ensemble`` seeds its ranks),
     trained in turn; per size k, validation and test AUC of the mean PD of the first k members."""
-    parts = {"valid": data.tensors["valid"], "test": data.tensors["test"]}
+    parts = {part: data.tensors(part) for part in ("valid", "test")}
     y = {part: t.y.numpy().astype(int) for part, t in parts.items()}
     pds: dict[str, list] = {part: [] for part in parts}
     fits, out, t0 = [], {}, time.perf_counter()
     for r in range(max(sizes)):
         member = dataclasses.replace(cfg, seed=cfg.seed + r)
-        state = build(member, data)
-        fits.append(fit(state, data.train, data.valid, member.optim, member.trainer))
+        state = build(member, data.training)
+        train, valid = data.training.train, data.training.valid
+        fits.append(fit(state, train, valid, member.optim, member.trainer))
         for part, t in parts.items():
             pds[part].append(predict_pd(state.model, t.x_num, t.x_cat, cfg.trainer.eval_batch_size))
         if (k := r + 1) in sizes:

@@ -65,14 +65,14 @@ def test_a_book_trains_scores_and_benchmarks_with_every_model(tmp_path, kinds, m
     )
     cfg = TrainConfig(data=data_cfg, model=model, launcher=LocalLauncherConfig())
     data = prepare(cfg.data, benchmark_rows=cfg.benchmark.rows)
-    state, bins = build(cfg, data, Role.of(cfg, DistContext(), RunDir(tmp_path)), resume=None)
+    state, bins = build(cfg, data.training, Role.of(cfg, DistContext(), RunDir(tmp_path)), resume=None)
     optim, trainer = OptimConfig(lr=1e-2, batch_size=64), TrainerConfig(max_epochs=3, patience=3)
-    result = fit(state, data.train, data.valid, optim, trainer)
+    result = fit(state, data.training.train, data.training.valid, optim, trainer)
     assert result.epochs_run == 3 and result.best_valid_auc > 0.55  # it learns from these columns
-    save_bundle(tmp_path / "m", model=state.model, members=[(model, bins)], pre=data.pre,
-                schema=data.dataset.schema)  # fmt: skip
-    frame = data.frames["test"]
-    t = data.tensors["test"]
+    save_bundle(tmp_path / "m", model=state.model, members=[(model, bins)], pre=data.training.pre,
+                schema=data.training.schema)  # fmt: skip
+    frame = data.evaluation.frames["test"]
+    t = data.tensors("test")
     np.testing.assert_allclose(
         Scorer(tmp_path / "m").predict(frame), predict_pd(state.model, t.x_num, t.x_cat), atol=1e-6
     )

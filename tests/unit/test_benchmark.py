@@ -27,36 +27,33 @@ def data():
 
 def test_categoricals_keep_the_training_vocabulary(data):
     cfg, prepared = data
-    frame = prepared.frames["test"].head(20).copy()
-    cat = prepared.dataset.schema.names(Kind.categorical)[0]
+    fitted = prepared.training
+    frame = prepared.evaluation.frames["test"].head(20).copy()
+    cat = fitted.schema.names(Kind.categorical)[0]
     frame.loc[frame.index[0], cat] = "never seen in training"
-    x = features(frame, prepared)
-    names = prepared.dataset.schema.names()
+    x = features(frame, fitted)
+    names = fitted.schema.names()
     assert len(x.columns) == len(names) and all(
         c.endswith(n) for c, n in zip(x, names, strict=True)
     )
     col = x.columns[names.index(cat)]
-    assert list(x[col].cat.categories) == prepared.pre.vocab[cat] and x[col].isna().iloc[0]
+    assert list(x[col].cat.categories) == fitted.pre.vocab[cat] and x[col].isna().iloc[0]
 
 
 def test_feature_names_lightgbm_refuses_are_renamed(data):
     _, prepared = data
-    frame = prepared.frames["test"].head(5)
-    odd = {n: f"{n}[x/y]" for n in prepared.dataset.schema.names()}
-    import copy
     import dataclasses
 
+    fitted = prepared.training
+    frame = prepared.evaluation.frames["test"].head(5)
+    odd = {n: f"{n}[x/y]" for n in fitted.schema.names()}
     schema = dataclasses.replace(
-        prepared.dataset.schema,
-        features=[
-            dataclasses.replace(f, name=odd[f.name]) for f in prepared.dataset.schema.features
-        ],
+        fitted.schema,
+        features=[dataclasses.replace(f, name=odd[f.name]) for f in fitted.schema.features],
     )
-    shard = copy.copy(prepared.dataset)
-    shard.schema = schema
     renamed = dataclasses.replace(
-        prepared, dataset=shard,
-        pre=dataclasses.replace(prepared.pre, vocab={odd[k]: v for k, v in prepared.pre.vocab.items()}),
+        fitted, schema=schema,
+        pre=dataclasses.replace(fitted.pre, vocab={odd[k]: v for k, v in fitted.pre.vocab.items()}),
     )  # fmt: skip
     x = features(frame.rename(columns=odd), renamed)
     assert not any(ch in c for c in x.columns for ch in '[]/,:{}"')
@@ -65,8 +62,8 @@ def test_feature_names_lightgbm_refuses_are_renamed(data):
 def test_benchmark_on_the_networks_split(data):
     cfg, prepared = data
     out = gbdt_benchmark(cfg.benchmark, prepared, DistContext())
-    assert out["test"]["n"] == len(prepared.split.test)  # every test row, no sample
-    assert out["train_rows"] == len(prepared.split.train)
+    assert out["test"]["n"] == len(prepared.evaluation.split.test)  # every test row, no sample
+    assert out["train_rows"] == len(prepared.evaluation.split.train)
     assert out["params"] in settings(3, cfg.benchmark.seed) and out["rounds"] >= 1
     assert 0.6 < out["test"]["auc"] <= 1  # synthetic data carry real signal
 
@@ -74,9 +71,9 @@ def test_benchmark_on_the_networks_split(data):
 def test_a_row_cap_takes_evenly_spaced_rows(data):
     cfg, prepared = data
     capped = gbdt_benchmark(type(cfg.benchmark)(n_trials=1, max_rows=500), prepared, DistContext())
-    step = -(-len(prepared.split.train) // 500)
-    assert capped["train_rows"] == -(-len(prepared.split.train) // step) <= 500
-    assert capped["valid_rows"] <= 500 and capped["test"]["n"] == len(prepared.split.test)
+    step = -(-len(prepared.evaluation.split.train) // 500)
+    assert capped["train_rows"] == -(-len(prepared.evaluation.split.train) // step) <= 500
+    assert capped["valid_rows"] <= 500 and capped["test"]["n"] == len(prepared.evaluation.split.test)
 
 
 def test_on_by_default_off_in_debug_tiny_and_then_absent(data):

@@ -64,14 +64,16 @@ def test_protected_columns_are_grouped_for_test_rows_and_never_inputs(tmp_path):
     cfg = _cfg(tmp_path, "data.protected=[sex,age]", "data.protected_bands={}")
     cfg.data.protected_bands = {"age": [30, 60]}  # (a YAML data config sets it directly)
     data = prepare(cfg.data, benchmark_rows=cfg.benchmark.rows)
-    assert set(data.groups) == {"sex", "age"}
-    assert len(data.groups["sex"]) == len(data.tensors["test"]) > 0
-    assert set(data.groups["age"]) <= {"<30", "30-60", ">=60"}
-    assert data.pre.numeric == ["income"] and data.pre.categorical == ["sector"]
+    groups = data.evaluation.groups
+    assert set(groups) == {"sex", "age"}
+    assert len(groups["sex"]) == len(data.tensors("test")) > 0
+    assert set(groups["age"]) <= {"<30", "30-60", ">=60"}
+    assert data.training.pre.numeric == ["income"] and data.training.pre.categorical == ["sector"]
     bare = _cfg(tmp_path, "data.protected=[]", "data.protected_bands={}")
     without = prepare(bare.data, benchmark_rows=bare.benchmark.rows)
-    assert without.fingerprint == data.fingerprint  # what the model learns from is the same
-    assert without.groups == {}
+    # what the model learns from is the same
+    assert without.training.fingerprint == data.training.fingerprint
+    assert without.evaluation.groups == {}
 
 
 def test_config_refuses_bands_out_of_order(tmp_path):

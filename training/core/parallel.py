@@ -19,6 +19,7 @@ from training.config import TrainConfig
 from training.core.config import Parallelism
 from training.core.run_dir import RunDir
 from training.core.state import FitResult
+from training.data.prepare import TrainingData
 from training.models.build import build_model
 from training.models.ensemble import Ensemble
 from training.runtime.dist import DistContext
@@ -86,13 +87,13 @@ def gather(role: Role, trained: Trained, rebuild) -> Trained | None:
     return Trained(Ensemble(networks), members, trained.result, trained.world_size, summaries)
 
 
-def network(cfg: TrainConfig, data, bins: list[torch.Tensor] | None) -> nn.Module:
+def network(cfg: TrainConfig, data: TrainingData, bins: list[torch.Tensor] | None) -> nn.Module:
     """An untrained network for ``data`` (output bias at the training default rate's log-odds)."""
     return build_model(
         cfg.model,
         n_num=data.pre.n_num_features,
         cat_cardinalities=data.pre.cat_cardinalities,
         bins=bins,
-        base_rate=float(data.train_sample[data.dataset.schema.target].mean()),
-        directions=data.pre.directions(data.dataset.schema),
+        base_rate=data.base_rate,
+        directions=data.pre.directions(data.schema),
     )

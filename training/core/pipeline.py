@@ -30,7 +30,7 @@ from training.core.loop import Hooks, fit
 from training.core.parallel import Role, Trained, gather, network
 from training.core.run_dir import RunDir
 from training.core.state import TrainState
-from training.data.prepare import Prepared, prepare
+from training.data.prepare import EvaluationData, Prepared, TrainingData, prepare
 from training.data.split import summary
 from training.errors import ConfigError
 from training.governance.benchmark import gbdt_benchmark
@@ -91,12 +91,12 @@ def run(
         if resume is None:
             tracker.log_params(params)
         world.abort_hooks.append(tracker.fail)  # a watchdog about to end the job: the run says why
-        state, bins = build(cfg, data, role, resume)
+        state, bins = build(cfg, data.training, role, resume)
         hooks = make_hooks(cfg, role, tracker, stop, on_epoch)
-        train, valid = data.train.to(role.ctx.device), data.valid.to(role.ctx.device)
+        train, valid = (data.tensors(part).to(role.ctx.device) for part in ("train", "valid"))
         result = fit(state, train, valid, cfg.optim, cfg.trainer, ctx=role.ctx, hooks=hooks)
         ours = Trained(state.model.cpu(), [(cfg.model, bins)], result, world.world_size)
-        trained = gather(role, ours, rebuild=lambda: network(cfg, data, bins))
+        trained = gather(role, ours, rebuild=lambda: network(cfg, data.training, bins))
         evaluation = evaluate(trained, data, cfg, role.ctx) if role.evaluates else None
         report = evaluation.report if evaluation else None
         if world.is_main:
@@ -146,8 +146,8 @@ def run_tags(cfg: TrainConfig, data: Prepared, ctx: DistContext) -> dict[str, st
     return {
         "git_commit": git_commit(),
         "dataset": cfg.data.name,
-        "data_fingerprint": data.fingerprint,
-        "data_source": data.dataset.source,
+        "data_fingerprint": data.training.fingerprint,
+        "data_source": data.evaluation.source,
         "model_name": str(cfg.model.name),
         "launcher": str(cfg.launcher.name),
         "world_size": str(ctx.world_size),
@@ -156,7 +156,7 @@ def run_tags(cfg: TrainConfig, data: Prepared, ctx: DistContext) -> dict[str, st
 
 
 def build(
-    cfg: TrainConfig, data: Prepared, role: Role, resume: dict | None
+    cfg: TrainConfig, data: TrainingData, role: Role, resume: dict | None
 ) -> tuple[TrainState, list[torch.Tensor] | None]:
     """This rank's network and its training state, loaded from ``resume`` when there is one;
     also the embedding bins the network was built with."""
@@ -188,19 +188,19 @@ def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContex
     """Whole-split metrics from gathered predictions; the Bayes-optimal AUC when the true PDs are
     known; how training went; the split and the data fingerprint."""
     p, y, model, batch = {}, {}, trained.model, cfg.trainer.eval_batch_size
+    held = data.evaluation
     for part in ("valid", "test"):
-        t = data.tensors[part]
+        t = data.tensors(part)
         p[part] = ctx.allgather_array(predict_pd(model, t.x_num, t.x_cat, batch))
         y[part] = ctx.allgather_array(t.y.numpy().astype(int))
-    p_train = predict_pd(model, *data.sample_x, batch)
+    p_train = predict_pd(model, *data.training.sample_x, batch)
     test = Metrics.from_dict(metrics.evaluate(y["test"], p["test"]), "report.test")
     ci = metrics.bootstrap_ci(y["test"], p["test"], seed=cfg.seed) if ctx.is_main else None
     bayes = None
-    if data.dataset.pd_true is not None:
-        pd_true = ctx.allgather_array(data.dataset.pd_true[data.rows["test"]])
-        bayes = metrics.auc(y["test"], pd_true)
+    if held.pd_true is not None:
+        bayes = metrics.auc(y["test"], ctx.allgather_array(held.pd_true))
     decision, monotone, explain = decision_parts(cfg, data, model, p_train, ctx)
-    fairness = fairness_on_test_rows(cfg, data, y["test"], p["test"], ctx)
+    fairness = fairness_on_test_rows(cfg, held, y["test"], p["test"], ctx)
     gbdt = gbdt_benchmark(cfg.benchmark, data, ctx)
     gbdt = Benchmark.from_dict(gbdt, "report.benchmark") if gbdt is not None else None
     report = Report(
@@ -218,15 +218,15 @@ def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContex
         benchmark=gbdt,
         lift=Lift(auc=test.auc - gbdt.test.auc, ks=test.ks - gbdt.test.ks) if gbdt else None,
         split=SplitSummary.from_dict(
-            summary(data.labels, data.split, cfg.data.split), "report.split"
+            summary(held.labels, held.split, cfg.data.split), "report.split"
         ),
         data=DataSummary(
-            source=data.dataset.source,
-            rows=len(data.labels),
-            unused_columns=list(data.dataset.unused),
-            protected=list(data.dataset.schema.protected),
+            source=held.source,
+            rows=len(held.labels),
+            unused_columns=held.unused,
+            protected=list(data.training.schema.protected),
         ),  # fmt: skip
-        data_fingerprint=data.fingerprint,
+        data_fingerprint=data.training.fingerprint,
     )
     if ctx.is_main:
         log.info(
@@ -239,7 +239,7 @@ def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContex
 
 
 def fairness_on_test_rows(
-    cfg: TrainConfig, data: Prepared, y: np.ndarray, p: np.ndarray, ctx: DistContext
+    cfg: TrainConfig, data: EvaluationData, y: np.ndarray, p: np.ndarray, ctx: DistContext
 ) -> Fairness | None:
     """The fairness table of the test rows (``y``, ``p``: every rank's, in global order), when
     the data declare protected columns."""
@@ -258,17 +258,18 @@ def decision_parts(
     """What the bundle stores to turn a PD into a decision (the score scale, the reasons'
     settings and reference rows, the training scores' deciles), and the report's checks of it:
     monotone directions on test rows, and the reasons' completeness (rank 0; None elsewhere)."""
-    schema, test = data.dataset.schema, data.tensors["test"]
+    fitted, test = data.training, data.tensors("test")
+    schema, pre = fitted.schema, fitted.pre
     decision = make_decision(
-        cfg.score, cfg.explain, *data.sample_x, p_train, data.train_sample, schema, cfg.seed
+        cfg.score, cfg.explain, *fitted.sample_x, p_train, fitted.sample, schema, cfg.seed
     )
     monotone = {
         name: MonotoneCheck.from_dict(m, f"report.monotonicity.{name}")
-        for name, m in monotonicity(model, test, data.pre, schema, ctx).items()
+        for name, m in monotonicity(model, test, pre, schema, ctx).items()
     }
     explain = None
     if ctx.is_main:
-        explainer = Explainer(model, data.pre, schema, decision["reference"], cfg.explain)
+        explainer = Explainer(model, pre, schema, decision["reference"], cfg.explain)
         explain = Completeness.from_dict(completeness(explainer, test), "report.explain")
         wrong = sum(m.violations for m in monotone.values())
         log.info(
@@ -291,16 +292,17 @@ def publish(
     """Rank 0: plots, the model bundle and example predictions in the run folder; all of it, the
     model and the report in MLflow; then the registered version. Returns the finished report, as
     ``evaluation.json`` holds it."""
-    report, schema = evaluation.report, data.dataset.schema
+    report, fitted = evaluation.report, data.training
+    schema, pre = fitted.schema, fitted.pre
     tracker.log_metrics(report.flat_metrics(), step=report.training.epochs_run)
     title = f"{cfg.data.name} / {cfg.model.name}"
     save_evaluation_plots(evaluation.test_y, evaluation.test_p, run_dir.plots, title=title)
     model, extra = trained.model, {"metrics": report.test.to_dict(), **tags}
-    bundle = {"model": model, "members": trained.members, "pre": data.pre, "schema": schema,
+    bundle = {"model": model, "members": trained.members, "pre": pre, "schema": schema,
               "decision": evaluation.decision}  # fmt: skip
     run_dir.write_folder(run_dir.bundle, lambda tmp: save_bundle(tmp, **bundle, extra=extra))
-    example = data.frames["test"][schema.names()].head(5)
-    x_num, x_cat = (torch.from_numpy(x) for x in data.pre.transform(example))
+    example = data.evaluation.frames["test"][schema.names()].head(5)
+    x_num, x_cat = (torch.from_numpy(x) for x in pre.transform(example))
     examples = {
         "columns": list(example.columns),
         "data": json.loads(example.to_json(orient="values")),

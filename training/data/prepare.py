@@ -24,6 +24,7 @@ from training.data.columns import check_target_classes, groups_of
 from training.data.config import DataConfig
 from training.data.loaders import Shard, check_whole
 from training.data.preprocess import Preprocessor
+from training.data.schema import Schema
 from training.data.split import Split, make_split
 from training.data.tensors import Tensors
 from training.runtime.dist import DistContext, every_kth
@@ -38,30 +39,52 @@ EXAMPLE_ROWS = (
 
 
 @dataclass(frozen=True)
-class Prepared:
-    """This rank's shard of a data set, split and preprocessed: model-ready tensors, and the raw
-    rows that later steps read (``frames``: the benchmark's rows, or a few example rows)."""
+class TrainingData:
+    """What building and fitting a network read: this rank's training and validation tensors,
+    and the preprocessing with the rows it was fitted on (the same on every rank)."""
 
-    dataset: Shard  # schema, source, true PDs (synthetic), unused columns, what was read
-    split: Split  # global row numbers, the same on every rank
+    train: Tensors
+    valid: Tensors
     pre: Preprocessor
+    schema: Schema
+    sample: pd.DataFrame  # the training rows the preprocessing was fitted on, raw
+    sample_x: tuple[torch.Tensor, torch.Tensor]  # those rows preprocessed: bins, PSI baseline
+    fingerprint: str  # of what the model learns from
+
+    @property
+    def base_rate(self) -> float:
+        return float(self.sample[self.schema.target].mean())
+
+
+@dataclass(frozen=True)
+class EvaluationData:
+    """What measuring a trained network reads beyond that: this rank's test tensors, the raw rows
+    later steps read (the benchmark's, the input example), the split and every label, the test
+    rows' protected groups and, for synthetic data, their true PDs."""
+
+    test: Tensors
+    split: Split  # global row numbers, the same on every rank
+    labels: np.ndarray  # every row's label, in global order
     frames: dict[str, pd.DataFrame]  # the raw rows kept of each part...
     kept: dict[str, np.ndarray]  # ...and their positions among the part's rows on this shard
-    tensors: dict[str, Tensors]
-    train_sample: pd.DataFrame  # the rows the preprocessing was fitted on (every rank has them)
-    sample_x: tuple[torch.Tensor, torch.Tensor]  # those rows preprocessed: bins, PSI baseline
-    labels: np.ndarray  # every row's label, in global order
-    fingerprint: str
-    rows: dict[str, np.ndarray]  # this shard's rows of each part, as positions in the shard
     groups: dict[str, np.ndarray]  # protected column -> group label of this shard's test rows
+    pd_true: np.ndarray | None  # this shard's test rows' true PDs (synthetic data), else None
+    source: str  # what was read
+    unused: list[str]  # the file's columns the schema does not use
 
-    @property
-    def train(self) -> Tensors:
-        return self.tensors["train"]
 
-    @property
-    def valid(self) -> Tensors:
-        return self.tensors["valid"]
+@dataclass(frozen=True)
+class Prepared:
+    """This rank's shard of a data set, split and preprocessed: what training reads, and what
+    evaluation reads."""
+
+    training: TrainingData
+    evaluation: EvaluationData
+
+    def tensors(self, part: str) -> Tensors:
+        """One split part's tensors on this shard: ``train``, ``valid`` or ``test``."""
+        t = self.training
+        return {"train": t.train, "valid": t.valid, "test": self.evaluation.test}[part]
 
 
 def prepare(
@@ -97,20 +120,22 @@ def prepare(
         part.keep = _kept(benchmark_rows, name, part.tensors)
     mixed = _fill(shard, parts, pre)
     _log(data, shard, split, parts, ctx)
-    return Prepared(
-        shard,
-        split,
-        pre,
+    tensors = {name: part.tensors for name, part in parts.items()}
+    test_rows = parts["test"].rows - shard.lo
+    training = TrainingData(
+        tensors["train"], tensors["valid"], pre, shard.schema, sample,
+        tuple(torch.from_numpy(x) for x in pre.transform(sample)),
+        _digest(mixed, sample.columns.drop(shard.schema.protected), ctx),
+    )  # fmt: skip
+    evaluation = EvaluationData(
+        tensors["test"], split, labels,
         {name: part.kept_frame(shard) for name, part in parts.items()},
         {name: part.keep for name, part in parts.items()},
-        {name: part.tensors for name, part in parts.items()},
-        sample,
-        tuple(torch.from_numpy(x) for x in pre.transform(sample)),
-        labels,
-        _digest(mixed, sample.columns.drop(shard.schema.protected), ctx),
-        {name: part.rows - shard.lo for name, part in parts.items()},
         _groups(parts["test"], data),
-    )
+        shard.pd_true[test_rows] if shard.pd_true is not None else None,
+        shard.source, list(shard.unused),
+    )  # fmt: skip
+    return Prepared(training, evaluation)
 
 
 @dataclass

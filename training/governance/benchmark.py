@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from training import metrics
-from training.data.prepare import Prepared
+from training.data.prepare import Prepared, TrainingData
 from training.data.schema import Kind
 from training.governance.config import BenchmarkConfig
 from training.runtime.dist import DistContext, every_kth
@@ -50,10 +50,10 @@ def settings(n: int, seed: int) -> list[dict[str, Any]]:
     return [DEFAULT] + [grid[i] for i in picks]
 
 
-def features(frame: pd.DataFrame, data: Prepared) -> pd.DataFrame:
+def features(frame: pd.DataFrame, data: TrainingData) -> pd.DataFrame:
     """The model's input columns as LightGBM reads them: numbers with NaN for missing, and
     categoricals with the training vocabulary (unseen values become missing)."""
-    schema = data.dataset.schema
+    schema = data.schema
     out = {}
     for i, f in enumerate(schema.features):
         # LightGBM refuses JSON's special characters in feature names (Polish: "[", "]").
@@ -72,12 +72,14 @@ def _sample(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Every k-th row of ``part`` by its position in the part (k so that at most ``max_rows``
     remain), gathered from all ranks in global order."""
-    t = data.tensors[part]
+    t = data.tensors(part)
     mine = every_kth(t.global_rows, t.offset, len(t), max_rows)
-    kept = data.kept[part]  # the raw rows prepare kept: benchmark.max_rows's, a superset of these
+    # the raw rows prepare kept (benchmark.max_rows's): a superset of these
+    kept = data.evaluation.kept[part]
     if not np.isin(mine, kept).all():
         raise ValueError(f"{part} rows {mine[:5]}... were not kept by prepare (benchmark.max_rows)")
-    frames = ctx.allgather(features(data.frames[part].iloc[np.searchsorted(kept, mine)], data))
+    raw = data.evaluation.frames[part].iloc[np.searchsorted(kept, mine)]
+    frames = ctx.allgather(features(raw, data.training))
     labels = ctx.allgather_array(t.y.numpy()[mine].astype(int))
     return pd.concat(frames, ignore_index=True), labels
 
@@ -124,7 +126,7 @@ def gbdt_benchmark(cfg: BenchmarkConfig, data: Prepared, ctx: DistContext) -> di
     payload = None
     if ctx.is_main:
         t0 = time.perf_counter()
-        directions = [f.monotone for f in data.dataset.schema.features] if cfg.monotone else None
+        directions = [f.monotone for f in data.training.schema.features] if cfg.monotone else None
         booster, info = search(cfg, train, valid, torch.get_num_threads(), directions)
         info["monotone"] = bool(directions and any(directions))
         info |= {"train_rows": len(train[1]), "valid_rows": len(valid[1])}
@@ -132,8 +134,9 @@ def gbdt_benchmark(cfg: BenchmarkConfig, data: Prepared, ctx: DistContext) -> di
         payload = booster.model_to_string(num_iteration=booster.best_iteration), info
     model_text, info = ctx.broadcast(payload)
     booster = lgb.Booster(model_str=model_text)
-    if len(data.frames["test"]) != len(data.tensors["test"]):
+    frame, test = data.evaluation.frames["test"], data.tensors("test")
+    if len(frame) != len(test):
         raise ValueError("the test rows' raw values were not kept: prepare with benchmark.enabled")
-    p_test = ctx.allgather_array(booster.predict(features(data.frames["test"], data)))
-    y_test = ctx.allgather_array(data.tensors["test"].y.numpy().astype(int))
+    p_test = ctx.allgather_array(booster.predict(features(frame, data.training)))
+    y_test = ctx.allgather_array(test.y.numpy().astype(int))
     return {"model": "lightgbm", **info, "test": metrics.evaluate(y_test, p_test)}

@@ -157,11 +157,11 @@ def holdout(cfg: TrainConfig, benchmark: bool) -> Holdout:
     gbdt = gbdt_benchmark(cfg.benchmark, data, DistContext()) if benchmark else None
     fair = getattr(cfg, "fairness", None)
     return Holdout(
-        frame=data.frames["test"].reset_index(drop=True),
-        y=data.tensors["test"].y.numpy().astype(np.int64),
-        schema=data.dataset.schema,
-        fingerprint=data.fingerprint,
-        groups=dict(getattr(data, "groups", {}) or {}),
+        frame=data.evaluation.frames["test"].reset_index(drop=True),
+        y=data.tensors("test").y.numpy().astype(np.int64),
+        schema=data.training.schema,
+        fingerprint=data.training.fingerprint,
+        groups=data.evaluation.groups,
         benchmark_auc=gbdt["test"]["auc"] if gbdt else None,
         approve_rate=fair.approve_rate if fair else 0.8,
         min_rows=fair.min_rows if fair else 30,
