@@ -22,7 +22,7 @@ from training.data.config import DataConfig
 from training.errors import ConfigError, check
 from training.governance.config import BenchmarkConfig, FairnessConfig
 from training.launch.config import LAUNCHER_CONFIGS, LauncherConfig, SweepConfig
-from training.models.config import MODEL_CONFIGS, ModelConfig
+from training.models.config import MODEL_CONFIGS, CalibrationConfig, ModelConfig
 from training.serving.config import ExplainConfig, ScoreScale
 from training.tracking.config import RegistryConfig, TrackingConfig
 
@@ -53,6 +53,7 @@ class TrainConfig:
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     score: ScoreScale = field(default_factory=ScoreScale)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     fairness: FairnessConfig = field(default_factory=FairnessConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 0

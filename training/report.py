@@ -179,6 +179,22 @@ class Completeness(Part):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CalibrationSummary(Part):
+    """The PD calibration fitted on the validation rows (``training/models/calibration.py``):
+    the map chosen, and its effect on validation log loss and test ECE (the report's ``test``
+    and ``valid`` metrics are of the calibrated PDs)."""
+
+    method: str  # none | temperature | platt | isotonic
+    chosen_by: str
+    scale: float
+    shift: float
+    valid_log_loss_before: float
+    valid_log_loss_after: float
+    test_ece_before: float
+    test_ece_after: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class GroupFairness(Part):
     group: Any  # the protected column's value (or band)
     rows: int
@@ -319,6 +335,7 @@ class Report(Part):
     bayes_auc_test: float | None = optional()  # the true PDs are known (synthetic data)
     monotonicity: dict[str, MonotoneCheck] | None = optional()
     explain: Completeness | None = optional()
+    calibration: CalibrationSummary | None = optional()
     fairness: Fairness | None = optional()
     training: Training | None = optional()
     ensemble: list[Member | TrialMember] | None = optional()

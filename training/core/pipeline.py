@@ -25,6 +25,7 @@ import torch
 
 from training import metrics
 from training.config import TrainConfig, training_dict
+from training.core.calibrate import fit_calibration
 from training.core.checkpoint import Checkpointer, load_latest
 from training.core.loop import Hooks, fit
 from training.core.parallel import Role, Trained, gather, network
@@ -39,9 +40,11 @@ from training.governance.checks import completeness, monotonicity
 from training.governance.fairness import fairness_table
 from training.governance.plots import save_evaluation_plots
 from training.models.build import predict_pd
+from training.models.calibration import calibrated
 from training.models.embeddings import fit_bins
 from training.report import (
     Benchmark,
+    CalibrationSummary,
     Completeness,
     DataSummary,
     Fairness,
@@ -179,20 +182,64 @@ def make_hooks(cfg: TrainConfig, role: Role, tracker: Tracker, stop, on_epoch) -
 @dataclass(frozen=True)
 class Evaluation:
     report: Report  # evaluation.json, but for what publishing adds (the run, model and version)
+    model: torch.nn.Module  # the trained network, calibrated: what is published
     test_y: np.ndarray  # every test row's label and PD, in global order (for the plots)
     test_p: np.ndarray
+    test_p_uncalibrated: np.ndarray
     decision: dict  # what the bundle stores to turn a PD into a score and reasons
+
+
+def predictions(
+    model: torch.nn.Module, data: Prepared, batch: int, ctx: DistContext
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every validation and test row's label and PD, gathered in global order."""
+    out = {}
+    for part in ("valid", "test"):
+        t = data.tensors(part)
+        y = ctx.allgather_array(t.y.numpy().astype(int))
+        out[part] = y, ctx.allgather_array(predict_pd(model, t.x_num, t.x_cat, batch))
+    return out
+
+
+def calibrate(
+    network: torch.nn.Module, data: Prepared, cfg: TrainConfig, ctx: DistContext
+) -> tuple[torch.nn.Module, dict, np.ndarray, CalibrationSummary]:
+    """The network with its PD calibration fitted on the validation rows (the same on every rank:
+    fitted on every rank's rows in global order); its validation and test labels and PDs, the
+    test PDs before calibration, and what the calibration did."""
+    raw = predictions(network, data, cfg.trainer.eval_batch_size, ctx)
+    calibration = fit_calibration(cfg.calibration, *raw["valid"])
+    model = calibrated(network, calibration)
+    out = (
+        predictions(model, data, cfg.trainer.eval_batch_size, ctx) if model is not network else raw
+    )
+    (y_valid, p_valid_before), (y_test, p_test_before) = raw["valid"], raw["test"]
+    summary = CalibrationSummary(
+        method=calibration.method,
+        chosen_by=calibration.chosen_by,
+        scale=calibration.scale,
+        shift=calibration.shift,
+        valid_log_loss_before=metrics.log_loss(y_valid, p_valid_before),
+        valid_log_loss_after=metrics.log_loss(*out["valid"]),
+        test_ece_before=metrics.ece(y_test, p_test_before),
+        test_ece_after=metrics.ece(*out["test"]),
+    )
+    if ctx.is_main:
+        log.info(
+            "calibration %s (%s): valid log loss %.5f -> %.5f, test ECE %.4f -> %.4f",
+            summary.method, summary.chosen_by, summary.valid_log_loss_before,
+            summary.valid_log_loss_after, summary.test_ece_before, summary.test_ece_after,
+        )  # fmt: skip
+    return model, out, p_test_before, summary
 
 
 def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContext) -> Evaluation:
     """Whole-split metrics from gathered predictions; the Bayes-optimal AUC when the true PDs are
     known; how training went; the split and the data fingerprint."""
-    p, y, model, batch = {}, {}, trained.model, cfg.trainer.eval_batch_size
-    held = data.evaluation
-    for part in ("valid", "test"):
-        t = data.tensors(part)
-        p[part] = ctx.allgather_array(predict_pd(model, t.x_num, t.x_cat, batch))
-        y[part] = ctx.allgather_array(t.y.numpy().astype(int))
+    held, batch = data.evaluation, cfg.trainer.eval_batch_size
+    model, gathered, p_test_before, calibration = calibrate(trained.model, data, cfg, ctx)
+    y = {part: labels for part, (labels, _) in gathered.items()}
+    p = {part: pds for part, (_, pds) in gathered.items()}
     p_train = predict_pd(model, *data.training.sample_x, batch)
     test = Metrics.from_dict(metrics.evaluate(y["test"], p["test"]), "report.test")
     ci = metrics.bootstrap_ci(y["test"], p["test"], seed=cfg.seed) if ctx.is_main else None
@@ -211,6 +258,7 @@ def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContex
         bayes_auc_test=bayes,
         monotonicity=monotone,
         explain=explain,
+        calibration=calibration,
         fairness=fairness,
         training=Training.from_dict(trained.result.summary() | {"world_size": trained.world_size}),
         # one line per member of an ensemble: its seed and how its training went
@@ -235,7 +283,7 @@ def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContex
             f"  (Bayes-optimal {bayes:.4f})" if bayes is not None else "",
             f"  (LightGBM {gbdt.test.auc:.4f}, lift {report.lift.auc:+.4f})" if gbdt else "",
         )
-    return Evaluation(report, y["test"], p["test"], decision)
+    return Evaluation(report, model, y["test"], p["test"], p_test_before, decision)
 
 
 def fairness_on_test_rows(
@@ -296,8 +344,9 @@ def publish(
     schema, pre = fitted.schema, fitted.pre
     tracker.log_metrics(report.flat_metrics(), step=report.training.epochs_run)
     title = f"{cfg.data.name} / {cfg.model.name}"
-    save_evaluation_plots(evaluation.test_y, evaluation.test_p, run_dir.plots, title=title)
-    model, extra = trained.model, {"metrics": report.test.to_dict(), **tags}
+    save_evaluation_plots(evaluation.test_y, evaluation.test_p, run_dir.plots, title=title,
+                          p_before=evaluation.test_p_uncalibrated)  # fmt: skip
+    model, extra = evaluation.model, {"metrics": report.test.to_dict(), **tags}
     bundle = {"model": model, "members": trained.members, "pre": pre, "schema": schema,
               "decision": evaluation.decision}  # fmt: skip
     run_dir.write_folder(run_dir.bundle, lambda tmp: save_bundle(tmp, **bundle, extra=extra))

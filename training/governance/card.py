@@ -338,7 +338,29 @@ def _metrics(report: Report) -> list[Block]:
                 f"gap {_num(bayes - test.auc)}."
             )
         )
-    return out
+    return out + _calibration(report)
+
+
+def _calibration(report: Report) -> list[Block]:
+    cal = report.calibration
+    if cal is None:
+        return [Sub("Calibration"), Text("No PD calibration in the report (an older run).")]
+    said = {"temperature": f"logit x {_num(cal.scale)}",
+            "platt": f"{_num(cal.scale)} x logit {cal.shift:+.4f}",
+            "isotonic": "a monotone piecewise-linear map of the logit"}  # fmt: skip
+    pairs = [
+        ("method", f"{cal.method} ({said[cal.method]})" if cal.method in said else cal.method),
+        ("chosen by", cal.chosen_by),
+        ("validation log loss", f"{_num(cal.valid_log_loss_before, 5)} -> {_num(cal.valid_log_loss_after, 5)}"),
+        ("test ECE (10 bins)", f"{_num(cal.test_ece_before)} -> {_num(cal.test_ece_after)}"),
+    ]  # fmt: skip
+    return [
+        Sub("Calibration"),
+        Text("The PD is calibrated on the validation rows after training, and served so: the "
+             "metrics above are the calibrated PDs' (before -> after below; the calibration "
+             "plot draws both)."),
+        _facts(pairs),
+    ]  # fmt: skip
 
 
 def _benchmark(report: Report, cfg: dict) -> list[Block]:

@@ -72,12 +72,17 @@ def _plot_ks(fig: Figure, y: np.ndarray, p: np.ndarray, title: str) -> None:
            ylabel="cumulative share with p <= PD", ylim=(0, 1.01))  # fmt: skip
 
 
-def _plot_calibration(fig: Figure, y: np.ndarray, p: np.ndarray, title: str) -> None:
+def _plot_calibration(
+    fig: Figure, y: np.ndarray, p: np.ndarray, title: str, p_before: np.ndarray | None = None
+) -> None:
+    """The reliability curve of ``p``; with ``p_before``, the uncalibrated network's beside it."""
     ax, ax_count = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
-    mean_p, frac_pos, _ = metrics.reliability(y, p, n_bins=N_CALIBRATION_BINS)
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
-    ece = metrics.ece(y, p, n_bins=N_CALIBRATION_BINS)
-    ax.plot(mean_p, frac_pos, marker="o", color=BAD_COLOR, label=f"model (ECE = {ece:.3f})")
+    curves = [(p_before, "before calibration", GOOD_COLOR, "s")] if p_before is not None else []
+    for pds, name, color, marker in [*curves, (p, "model", BAD_COLOR, "o")]:
+        mean_p, frac_pos, _ = metrics.reliability(y, pds, n_bins=N_CALIBRATION_BINS)
+        ece = metrics.ece(y, pds, n_bins=N_CALIBRATION_BINS)
+        ax.plot(mean_p, frac_pos, marker=marker, color=color, label=f"{name} (ECE = {ece:.3f})")
     _label(ax, _titled("Calibration", title), "upper left", ylabel="observed default rate",
            xlim=(0, 1), ylim=(0, 1.01))  # fmt: skip
     # Counts span orders of magnitude in imbalanced books, so a log axis keeps the tail visible.
@@ -111,8 +116,11 @@ PLOTS = {
 }
 
 
-def save_evaluation_plots(y: ArrayLike, p: ArrayLike, out_dir: Path, title: str = "") -> list[Path]:
-    """Write roc.png, ks.png, calibration.png and score_distribution.png into out_dir; return their paths."""
+def save_evaluation_plots(
+    y: ArrayLike, p: ArrayLike, out_dir: Path, title: str = "", p_before: ArrayLike | None = None
+) -> list[Path]:
+    """Write roc.png, ks.png, calibration.png and score_distribution.png into out_dir; return
+    their paths. ``p_before``: the PDs before calibration, drawn beside ``p`` in calibration.png."""
     metrics.auc(y, p)  # validates y and p (both classes present) before any file is written
     y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
     out_dir = Path(out_dir)
@@ -122,7 +130,10 @@ def save_evaluation_plots(y: ArrayLike, p: ArrayLike, out_dir: Path, title: str 
         # A bare Figure (not pyplot) keeps no global state: thread-safe, nothing to close, and
         # savefig renders PNG with Agg whatever backend the process has selected.
         fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
-        draw(fig, y, p, title)
+        if draw is _plot_calibration and p_before is not None:
+            draw(fig, y, p, title, np.asarray(p_before, dtype=np.float64))
+        else:
+            draw(fig, y, p, title)
         fig.savefig(out_dir / name, dpi=DPI)
         paths.append(out_dir / name)
     return paths

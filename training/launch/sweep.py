@@ -329,7 +329,7 @@ def register_ensemble(
     from training.serving.bundle import Scorer
 
     scorers = [Scorer(RunDir(sweep_dir / "trials" / t["trial"]).bundle) for t in top]
-    model = Ensemble([s.model for s in scorers])
+    model = Ensemble([s.network for s in scorers])  # calibrated as one, in its evaluation
     members = [m for s in scorers for m in s.members]
     listed = [
         {"trial": t["trial"], "run_id": t["run_id"], cfg.sweep.metric: t["objective"]} for t in top

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-from training.errors import check, check_option
+from training.errors import as_enum, check, check_option
 
 
 class ModelName(StrEnum):
@@ -88,3 +88,26 @@ def model_config_from_dict(values: dict[str, Any]) -> ModelConfig:
 
 def model_config_to_dict(cfg: ModelConfig) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, StrEnum) else v for k, v in asdict(cfg).items()}
+
+
+class CalibrationMethod(StrEnum):
+    """How the network's PD is calibrated on the validation rows after training."""
+
+    auto = "auto"  # none, temperature or platt: the lowest cross-validated log loss
+    none = "none"
+    temperature = "temperature"  # logit / T
+    platt = "platt"  # a * logit + b
+    isotonic = "isotonic"  # a monotone piecewise-linear map of the logit
+
+
+@dataclass
+class CalibrationConfig:
+    """The PD calibration fitted on validation rows after training (``training/models/calibration.py``),
+    stored with the model and applied wherever a PD is given: report, served model, scoring."""
+
+    method: CalibrationMethod = CalibrationMethod.auto
+    folds: int = 5  # method=auto: folds of the validation rows the candidates are compared on
+
+    def __post_init__(self) -> None:
+        self.method = as_enum(CalibrationMethod, "calibration.method", self.method)
+        check(self.folds >= 2, "calibration.folds", self.folds, "must be >= 2")

@@ -15,6 +15,7 @@ from torch import nn
 
 from training.data.preprocess import Preprocessor
 from training.data.schema import FeatureSpec, Kind, Schema, Source
+from training.models.calibration import Calibration, calibrated, uncalibrated
 from training.models.config import ModelConfig, model_config_from_dict, model_config_to_dict
 from training.serving.config import ExplainConfig, ScoreScale
 from training.serving.explain import METHOD, Explainer, reference_sample
@@ -63,10 +64,12 @@ def save_bundle(
     """Everything needed to rebuild the model, as tensors and JSON: no pickle anywhere.
 
     ``model`` is one network (one member) or an ``Ensemble`` of the ``members``, which share the
-    preprocessing and the schema. ``decision`` comes from ``make_decision``; without one the model
-    scores on the default scale and gives no reasons (as bundles older than reason codes do).
+    preprocessing and the schema, possibly ``Calibrated`` (its calibration is stored beside the
+    weights). ``decision`` comes from ``make_decision``; without one the model scores on the
+    default scale and gives no reasons (as bundles older than reason codes do).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    model, calibration = uncalibrated(model)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, out_dir / WEIGHTS)
     bundle = {
@@ -78,6 +81,7 @@ def save_bundle(
             for cfg, bins in members
         ],
         "preprocessor": pre.state(),
+        "calibration": calibration.to_dict(),
         "decision": decision or {},
         "schema": {
             "target": schema.target,
@@ -148,9 +152,12 @@ class Scorer:
             "directions": self.pre.directions(self.schema),
         }
         networks = [build_model(cfg, **shape, bins=bins) for cfg, bins in self.members]
-        self.model = networks[0] if len(networks) == 1 else Ensemble(networks)
-        self.model.load_state_dict(load_file(Path(bundle_dir) / WEIGHTS))
-        self.model.eval()
+        self.network = networks[0] if len(networks) == 1 else Ensemble(networks)
+        self.network.load_state_dict(load_file(Path(bundle_dir) / WEIGHTS))
+        self.network.eval()
+        # The PD calibration fitted after training (none in bundles from before it).
+        self.calibration = Calibration.from_dict(bundle.get("calibration"))
+        self.model = calibrated(self.network, self.calibration)
         decision = bundle.get("decision", {})  # absent from bundles older than reason codes
         self.scale = ScoreScale(**decision.get("score", {}))
         self.score_reference: dict | None = decision.get("score_reference")

@@ -29,6 +29,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "training/data/preprocess.py",
     "training/models/__init__.py",
     "training/models/build.py",
+    "training/models/calibration.py",
     "training/models/config.py",
     "training/models/embeddings.py",
     "training/models/dense.py",
