@@ -80,6 +80,11 @@ def run_job(name: str, recipe: str, seed: int, threads: int, extra: list[str]) -
         "lift_auc": report["lift"]["auc"] if "lift" in report else None, "bayes_auc_test": report.get("bayes_auc_test"),
         "best_epoch": report["training"]["best_epoch"], "epochs_run": report["training"]["epochs_run"],
         "members": len(report.get("ensemble", [])) or 1,
+        "net_test_ece": report["test"]["ece"], "gbdt_test_ece": gbdt["test"].get("ece"),
+        "net_test_ece_uncalibrated": report.get("calibration", {}).get("test_ece_before"),
+        "calibration": report.get("calibration", {}).get("method"),
+        "reasons_max_error": report["explain"]["max_abs_error"] if "explain" in report else None,
+        "reasons_passed": report["explain"]["passed"] if "explain" in report else None,
         "job_seconds": wall, "gbdt_seconds": gbdt["seconds"], "net_seconds": wall - gbdt["seconds"],
     }  # fmt: skip
 
@@ -109,6 +114,9 @@ def summarise(runs: list[dict]) -> dict:
                 "lift_auc": None
                 if None in (x := [r["lift_auc"] for r in rs])
                 else statistics.mean(x),
+                "net_test_ece": _mean_sd([r.get("net_test_ece") for r in rs]),
+                "gbdt_test_ece": _mean_sd([r.get("gbdt_test_ece") for r in rs]),
+                "reasons_passed": sum(bool(r.get("reasons_passed")) for r in rs),
                 "net_seconds": statistics.mean(r["net_seconds"] for r in rs),
                 "gbdt_seconds": statistics.mean(r["gbdt_seconds"] for r in rs),
                 "job_seconds": statistics.mean(r["job_seconds"] for r in rs),
@@ -127,8 +135,9 @@ def _fmt(x: dict | float | None) -> str:
 
 def markdown(summary: dict) -> str:
     lines = [
-        "| data set | recipe | network test AUC | LightGBM test AUC | lift | Bayes-optimal | job s | LightGBM s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| data set | recipe | network test AUC | LightGBM test AUC | lift | Bayes-optimal "
+        "| network test ECE | LightGBM test ECE | reasons pass | job s | LightGBM s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in SETS:
         for recipe in ("best", "default"):
@@ -142,6 +151,8 @@ def markdown(summary: dict) -> str:
             lines.append(
                 f"| {LABELS[name]} | {label} | {_fmt(net)} | "
                 f"{_fmt(gbdt)} | {_fmt(s['lift_auc'])} | {bayes} | "
+                f"{_fmt(s.get('net_test_ece'))} | {_fmt(s.get('gbdt_test_ece'))} | "
+                f"{s.get('reasons_passed', 'n/a')}/{s['n']} | "
                 f"{s['net_seconds']:.0f} | {s['gbdt_seconds']:.0f} |"
             )
     return "\n".join(lines)

@@ -172,6 +172,7 @@ class Completeness(Part):
     reasons: int
     steps: int
     tolerance: float  # logits
+    max_steps: int | None = optional()  # rows missing the tolerance are integrated again up to it
     rows_checked: int
     max_abs_error: float
     mean_abs_error: float

@@ -20,12 +20,14 @@ pytestmark = pytest.mark.slow
 
 MODEL = "credit-risk-promote-it"
 # Each model: the debug=tiny job and these overrides. Same data (4000 synthetic rows) for the
-# first three; "other" reads 3000 rows, so another data fingerprint. Registered in this order,
+# first four; "other" reads 3000 rows, so another data fingerprint. Registered in this order,
 # so @challenger ends on "other".
 RECIPES = {
     "base": [],
     "weak": ["optim.lr=1e-7", "trainer.max_epochs=1", "model.monotone=false"],
     "strong": ["trainer.max_epochs=8", "trainer.patience=8"],
+    # reasons from a one-point integral, held to 1e-4 logits: they do not add up
+    "unexplained": ["explain.steps=1", "explain.tolerance=0.0001"],
     "other": ["data.n_rows=3000", "trainer.max_epochs=1"],
 }
 
@@ -144,7 +146,9 @@ def test_gate_history_and_rollback(versions, mlflow_server, client):
     assert fingerprints["other"] in dry.stdout and fingerprints["strong"] in dry.stdout
     assert "dry run" in dry.stdout and len(_decisions(client)) == recorded
     other = _promote(store, f"name={MODEL}")
-    assert other.returncode == EXIT_REFUSED and "REFUSED" in other.stdout, other.stdout + other.stderr
+    assert other.returncode == EXIT_REFUSED and "REFUSED" in other.stdout, (
+        other.stdout + other.stderr
+    )
     assert _champion(client) == v["strong"]
     assert fingerprints["other"] in _decisions(client)[-1].data.tags["reason"]
 
@@ -187,3 +191,22 @@ def test_bad_input_is_exit_2_naming_the_option(versions, mlflow_server):
     assert unknown.returncode == 2 and "candidate=99" in unknown.stderr, unknown.stderr
     nameless = _promote(mlflow_server, "name=no-such-model", "--dry-run")
     assert nameless.returncode == 2 and "name=no-such-model" in nameless.stderr, nameless.stderr
+
+
+def test_a_version_whose_reasons_do_not_add_up_is_refused(versions, mlflow_server):
+    v, store = versions, mlflow_server
+    job_report = _promote(store, f"name={MODEL}", f"candidate={v['unexplained']}", "--dry-run")
+    assert job_report.returncode == EXIT_REFUSED, job_report.stdout + job_report.stderr
+    failed = job_report.stdout[job_report.stdout.index("failed checks:") :]
+    assert "reasons_completeness" in failed and "explain.tolerance" in failed, job_report.stdout
+    # the same version with the check switched off: the line says so, and it is not what fails
+    off = _promote(
+        store, f"name={MODEL}", f"candidate={v['unexplained']}", "--dry-run",
+        "promotion.check_reasons=false",
+    )  # fmt: skip
+    assert "n/a: promotion.check_reasons=false" in off.stdout, off.stdout + off.stderr
+    assert "reasons_completeness" not in off.stdout[off.stdout.find("failed checks:") :]
+    # a version whose reasons add up passes this check (refused for others: it is never champion)
+    weak = _promote(store, f"name={MODEL}", f"candidate={v['weak']}", "--dry-run")
+    line = next((x for x in weak.stdout.splitlines() if "reasons_completeness" in x), "")
+    assert "pass" in line and "FAIL" not in line, weak.stdout + weak.stderr

@@ -102,7 +102,7 @@ def test_reasons_of_a_calibrated_network_add_up_to_its_calibrated_logit(rows, na
     network = _random_network(CONFIGS[name], pre, t)
     model = calibrated(network, calibration)
     reference = reference_sample(t.x_num, t.x_cat, 8)
-    cfg = ExplainConfig(reference_rows=8, steps=16)
+    cfg = ExplainConfig(reference_rows=8, steps=16, max_steps=16)  # one rule: the same rows
     raw, raw_errors = Explainer(network, pre, SCHEMA, reference, cfg).contributions(
         t.x_num[:40], t.x_cat[:40]
     )

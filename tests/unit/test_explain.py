@@ -112,7 +112,7 @@ def test_contributions_are_captums_integrated_gradients(rows, name):
 
     _, pre, t = rows
     explainer = _explainer(
-        _random_network(CONFIGS[name], pre, t), pre, t, reference_rows=4, steps=8
+        _random_network(CONFIGS[name], pre, t), pre, t, reference_rows=4, steps=8, max_steps=8
     )
     ours, _ = explainer.contributions(t.x_num[:10], t.x_cat[:10])
     x = (t.x_num[:10], one_hot(t.x_cat[:10], pre.cat_cardinalities, torch.float32))

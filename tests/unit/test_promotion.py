@@ -290,10 +290,10 @@ def test_a_decision_records_both_models_thresholds_checks_and_who():
     passed, refused = _decision(), _decision(failing=True)
     assert passed.result == PROMOTED and passed.champion_after == "3"
     assert refused.result == REFUSED and refused.champion_after == "1"
-    assert refused.reason == "1 of 8 checks failed: ece"  # fairness: not applicable
+    assert refused.reason == "1 of 8 checks failed: ece"  # fairness, reasons: not applicable
     record = refused.record()
     assert record["candidate"]["metrics"] == GOOD and record["previous_champion"]["version"] == "1"
-    assert record["thresholds"]["max_ece"] == 0.05 and len(record["checks"]) == 9
+    assert record["thresholds"]["max_ece"] == 0.05 and len(record["checks"]) == 10
     assert {"time", "user", "host", "git_commit"} <= set(record) and record["result"] == REFUSED
     tags = refused.run_tags()
     assert tags["candidate_version"] == "3" and tags["previous_champion"] == "1"
@@ -386,3 +386,21 @@ def test_flags_become_options():
         "reason=x",
     ]
     assert options(["--history", "name=m"]) == ["history=true", "name=m"]
+
+
+@pytest.mark.parametrize(
+    ("error", "tolerance", "enabled", "passed", "rule"),
+    [
+        (0.004, 0.02, True, True, "max error <= 0.02 logits (the model's explain.tolerance)"),
+        (0.19, 0.02, True, False, "max error <= 0.02 logits (the model's explain.tolerance)"),
+        (None, None, True, None, "n/a: the model gives no reasons"),
+        (0.19, 0.02, False, None, "n/a: promotion.check_reasons=false"),
+    ],
+)
+def test_the_reasons_must_add_up_within_the_models_own_tolerance(
+    error, tolerance, enabled, passed, rule
+):
+    cand = GOOD | {"reasons_max_error": error, "reasons_tolerance": tolerance}
+    checks = gate(cand, None, None, PromotionConfig(check_reasons=enabled))
+    check = next(c for c in checks if c.name == "reasons_completeness")
+    assert (check.passed, check.rule, check.candidate) == (passed, rule, error)

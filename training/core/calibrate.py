@@ -49,7 +49,9 @@ def _fit(method: str, z: np.ndarray, y: np.ndarray) -> Calibration:
     if method == "platt":
         from sklearn.linear_model import LogisticRegression
 
-        fit = LogisticRegression(penalty=None, tol=1e-10, max_iter=1000).fit(z[:, None], y)
+        fit = LogisticRegression(C=np.inf, tol=1e-10, max_iter=1000).fit(
+            z[:, None], y
+        )  # no penalty
         a, b = float(fit.coef_[0, 0]), float(fit.intercept_[0])
         if a <= 0:  # a PD that falls as the network's risk rises: not a calibration
             return Calibration(chosen_by="platt's slope was not positive: left uncalibrated")

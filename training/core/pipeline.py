@@ -325,6 +325,12 @@ def decision_parts(
             "max %.2g logits (tolerance %g)",
             len(monotone), wrong, explain.max_abs_error, cfg.explain.tolerance,
         )  # fmt: skip
+        if not explain.passed:
+            log.warning(
+                "the reasons do not add up within explain.tolerance=%g: the card says FAILED and "
+                "jobs.promote refuses this version (promotion.check_reasons)",
+                cfg.explain.tolerance,
+            )
     return decision, monotone, explain
 
 

@@ -446,7 +446,15 @@ def _reasons(report: Report) -> list[Block]:
         ("method", str(ex.method)),
         ("reasons per row", str(ex.reasons)),
         ("reference rows", str(ex.reference_rows)),
-        ("integration steps", str(ex.steps)),
+        (
+            "integration steps",
+            str(ex.steps)
+            + (
+                f", refined up to {ex.max_steps} where the tolerance is missed"
+                if ex.max_steps
+                else ""
+            ),
+        ),
         ("test rows checked", str(ex.rows_checked)),
         ("completeness error, max (logits)", _num(ex.max_abs_error, 6)),
         ("completeness error, mean (logits)", _num(ex.mean_abs_error, 6)),

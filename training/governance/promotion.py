@@ -80,6 +80,8 @@ class PromotionConfig:
     max_monotone_violations: int = 0  # hold-out rows moved against a declared direction
     monotone_rows: int = 5_000  # hold-out rows the monotone check perturbs, at most
     min_fairness_ratio: float = 0.8  # lowest / highest approval rate across groups: the 80 % rule
+    check_reasons: bool = True  # the reasons must add up (within the model's explain.tolerance)
+    reasons_rows: int = 500  # hold-out rows whose reasons are checked, at most
 
     def __post_init__(self) -> None:
         for key in ("auc_margin", "ks_margin", "brier_margin", "max_ece", "max_psi"):
@@ -92,7 +94,7 @@ class PromotionConfig:
             f"must be one of {list(AUC_RULES)}",
         )
         check(0 < self.confidence < 1, "promotion.confidence", self.confidence, "must be in (0, 1)")
-        for key in ("bootstrap", "bootstrap_rows", "monotone_rows"):
+        for key in ("bootstrap", "bootstrap_rows", "monotone_rows", "reasons_rows"):
             check(getattr(self, key) > 0, f"promotion.{key}", getattr(self, key), "must be > 0")
         check(0 <= self.min_auc <= 1, "promotion.min_auc", self.min_auc, "must be in [0, 1]")
         check(
@@ -195,6 +197,11 @@ def measure(model: ScoringModel, h: Holdout, cfg: PromotionConfig) -> tuple[dict
     m["monotone_violations"] = sum(moved.values())
     m["monotone"] = moved
     m["fairness_ratio"] = fairness_ratio(h, p)
+    errors = model.reasons_errors(ready.iloc[: cfg.reasons_rows]) if model.reasons_errors else None
+    m["reasons_max_error"] = (
+        float(np.abs(errors).max()) if errors is not None and len(errors) else None
+    )
+    m["reasons_tolerance"] = model.reasons_tolerance
     return m, p
 
 
@@ -333,7 +340,24 @@ def floors(cand: dict, champ: dict, cfg: PromotionConfig) -> list[Check]:
         _floor("monotone_violations", cand, champ, "<=", cfg.max_monotone_violations),
         _floor("fairness_ratio", cand, champ, ">=", cfg.min_fairness_ratio,
                "no protected column with two groups of fairness.min_rows rows"),
+        reasons_check(cand, champ, cfg),
     ]  # fmt: skip
+
+
+def reasons_check(cand: dict, champ: dict, cfg: PromotionConfig) -> Check:
+    """The candidate's reasons add up: the largest completeness error over the hold-out rows
+    checked is within the model's own ``explain.tolerance`` (logits)."""
+    name, tolerance = "reasons_completeness", cand.get("reasons_tolerance")
+    if not cfg.check_reasons:
+        return Check(name, cand.get("reasons_max_error"), champ.get("reasons_max_error"),
+                     "n/a: promotion.check_reasons=false", None)  # fmt: skip
+    if cand.get("reasons_max_error") is None or tolerance is None:
+        return Check(
+            name, None, champ.get("reasons_max_error"), "n/a: the model gives no reasons", None
+        )
+    value = cand["reasons_max_error"]
+    rule = f"max error <= {tolerance:g} logits (the model's explain.tolerance)"
+    return Check(name, value, champ.get("reasons_max_error"), rule, bool(value <= tolerance))
 
 
 def gate(cand: dict, champ: dict | None, diff: dict | None, cfg: PromotionConfig) -> list[Check]:

@@ -175,6 +175,14 @@ class Scorer:
         x_num, x_cat = self.pre.transform(frame)
         return predict_pd(self.model, torch.from_numpy(x_num), torch.from_numpy(x_cat))
 
+    def completeness_errors(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """Per row, how far its reasons' contributions are from adding up to its PD logit minus
+        the references' (logits); None for a model without reasons."""
+        if self.explainer is None:
+            return None
+        x_num, x_cat = (torch.from_numpy(x) for x in self.pre.transform(frame))
+        return self.explainer.contributions(x_num, x_cat)[1]
+
     def decide(self, frame: pd.DataFrame, reasons: int | None = None) -> pd.DataFrame:
         """pd, score and, for ``reasons`` > 0 (default: the model's ``explain.reasons``), the
         reason columns of ``Explainer.reasons``, one row per input row."""

@@ -47,8 +47,13 @@ class ExplainConfig:
     reference_rows: int = 16  # training rows the contributions are measured from
     steps: int = 16  # integration points per reference row
     tolerance: float = 0.02  # the completeness error the report and the tests accept, in logits
+    max_steps: int = (
+        256  # rows missing the tolerance are integrated again, 4x the points, up to this
+    )
 
     def __post_init__(self) -> None:
         for key in ("reference_rows", "steps"):
             check(getattr(self, key) > 0, f"explain.{key}", getattr(self, key), "must be > 0")
+        check(self.max_steps >= self.steps, "explain.max_steps", self.max_steps,
+              f"must be >= explain.steps={self.steps}")  # fmt: skip
         check(self.reasons >= 0, "explain.reasons", self.reasons, "must be >= 0")

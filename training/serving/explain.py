@@ -11,7 +11,10 @@ contribution is the sum over its columns: its value, its missing indicator and i
 indicators, or its one-hot block. So a missing value or "no record" code gets a contribution
 like any other value. Completeness: the contributions of a row add up to its logit minus the
 references' mean logit, up to the integration error (``ExplainConfig.tolerance``, checked in
-every evaluation report and in the tests).
+every evaluation report, by the promotion gate and in the tests). Where the network has kinks
+along the path (piecewise-linear embeddings, ReLUs far from the references) ``steps`` points may
+miss it: such rows are integrated again with 4x the points, up to ``max_steps``; a row that
+still misses it is reported as it is.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ from training.data.schema import Schema
 from training.models.dense import DenseInput, mean_pd_logit, one_hot
 from training.serving.config import ExplainConfig
 
-METHOD = "integrated gradients (Gauss-Legendre) from each reference row, averaged"
+METHOD = (
+    "integrated gradients (Gauss-Legendre, refined where the tolerance is missed) from each "
+    "reference row, averaged"
+)
 
 
 def reference_sample(x_num: torch.Tensor, x_cat: torch.Tensor, n: int, seed: int = 0) -> dict:
@@ -56,9 +62,9 @@ class Explainer:
         ref_cat = torch.tensor(reference["x_cat"], dtype=torch.int64).reshape(n, len(cards))
         self.ref = (ref_num, one_hot(ref_cat, cards, torch.float32))
         self.features, self.groups = _feature_groups(pre, schema)
-        nodes, weights = np.polynomial.legendre.leggauss(cfg.steps)  # on [-1, 1]
-        self.alphas = torch.tensor((nodes + 1) / 2, dtype=torch.float32)
-        self.weights = torch.tensor(weights / 2, dtype=torch.float32)
+        # the integration rules: cfg.steps points, then 4x as many for rows that miss the
+        # tolerance, up to cfg.max_steps
+        self.rules = [_rule(n) for n in _refinements(cfg.steps, cfg.max_steps)]
         with torch.no_grad():
             self.ref_logit = self._logit(*self.ref).mean()
 
@@ -75,26 +81,41 @@ class Explainer:
         x = torch.cat([x_num, one_hot(x_cat, self.pre.cat_cardinalities, torch.float32)], 1)
         parts, errors = [], []
         for i in range(0, len(x), block):
-            dense = self._integrated_gradients(x[i : i + block])
+            dense, error = self._refined(x[i : i + block])
             parts.append(dense @ self.groups)
-            with torch.no_grad():
-                logit = self._logit(*self._split(x[i : i + block]))
-            errors.append(dense.sum(1) - (logit - self.ref_logit))
+            errors.append(error)
         if not parts:
             return np.empty((0, len(self.features))), np.empty(0)
         return torch.cat(parts).numpy(), torch.cat(errors).numpy()
 
-    def _integrated_gradients(self, x: torch.Tensor) -> torch.Tensor:
+    def _refined(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attributions of dense rows and their completeness errors: the rows whose error misses
+        the tolerance are integrated again with the next, finer rule (until ``max_steps``)."""
+        with torch.no_grad():
+            gap = self._logit(*self._split(x)) - self.ref_logit
+        dense = self._integrated_gradients(x, *self.rules[0])
+        error = dense.sum(1) - gap
+        for rule in self.rules[1:]:
+            redo = (error.abs() > self.cfg.tolerance).nonzero().flatten()
+            if len(redo) == 0:
+                break
+            rows = max(1, len(x) * len(self.rules[0][0]) // len(rule[0]))  # the same memory
+            for part in redo.split(rows):
+                dense[part] = self._integrated_gradients(x[part], *rule)
+                error[part] = dense[part].sum(1) - gap[part]
+        return dense, error
+
+    def _integrated_gradients(
+        self, x: torch.Tensor, alphas: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
         """Shape: (n, d) dense rows -> (n, d) attributions, float64, averaged over references."""
         ref = torch.cat(self.ref, 1)
         start = ref.repeat(len(x), 1)  # (n * r, d): every row paired with every reference
         diff = x.repeat_interleave(len(ref), 0) - start
-        path = start + self.alphas.view(-1, 1, 1) * diff  # (steps, n * r, d)
+        path = start + alphas.view(-1, 1, 1) * diff  # (steps, n * r, d)
         path = path.reshape(-1, x.shape[1]).requires_grad_()
         (grad,) = torch.autograd.grad(self._logit(*self._split(path)).sum(), path)
-        mean_grad = (grad.view(len(self.alphas), -1, x.shape[1]) * self.weights.view(-1, 1, 1)).sum(
-            0
-        )
+        mean_grad = (grad.view(len(alphas), -1, x.shape[1]) * weights.view(-1, 1, 1)).sum(0)
         return (diff * mean_grad).double().view(len(x), len(ref), -1).mean(1)
 
     def _split(self, dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,6 +157,23 @@ class Explainer:
 
     def describe(self) -> dict:
         return {"method": METHOD, "reference_rows": len(self.ref[0])} | asdict(self.cfg)
+
+
+def _refinements(steps: int, max_steps: int) -> list[int]:
+    """The points of each rule: ``steps``, then 4x as many, ..., capped at ``max_steps``."""
+    out = [steps]
+    while out[-1] < max_steps:
+        out.append(min(4 * out[-1], max_steps))
+    return out
+
+
+def _rule(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gauss-Legendre points and weights of ``n`` points on [0, 1]."""
+    nodes, weights = np.polynomial.legendre.leggauss(n)  # on [-1, 1]
+    return (
+        torch.tensor((nodes + 1) / 2, dtype=torch.float32),
+        torch.tensor(weights / 2, dtype=torch.float32),
+    )
 
 
 def _feature_groups(pre: Preprocessor, schema: Schema) -> tuple[list[str], torch.Tensor]:

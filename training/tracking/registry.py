@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from training.errors import ConfigError
@@ -57,6 +58,10 @@ class ScoringModel:
     score_reference: dict | None = None  # {"edges", "shares"} of the training scores, for PSI
     feature_reference: dict | None = None  # each feature's training bins and shares (drift)
     notes: list[str] = field(default_factory=list)  # what the summary should say about it
+    # Per row, the reasons' completeness error (logits), and the model's own tolerance of it;
+    # None for a model without reasons.
+    reasons_errors: Callable[[pd.DataFrame], np.ndarray | None] | None = None
+    reasons_tolerance: float | None = None
 
     @property
     def score_column(self) -> str:
@@ -145,6 +150,10 @@ def load_model(ref: ModelRef, store: str, reasons: int) -> ScoringModel:
         score_reference=getattr(scorer, "score_reference", None),
         feature_reference=getattr(scorer, "feature_reference", None),
         notes=notes,
+        reasons_errors=getattr(scorer, "completeness_errors", None),
+        reasons_tolerance=scorer.explainer.cfg.tolerance
+        if getattr(scorer, "explainer", None)
+        else None,
     )
 
 
