@@ -240,3 +240,14 @@ def test_served_model_names_a_wrongly_typed_column(job, served):
     frame["late_tax_filings_12m"] = "many"
     r = _post(served, frame)
     assert 400 <= r.status_code < 500 and "late_tax_filings_12m" in r.text
+
+
+def test_artifacts_go_beside_a_sqlite_store_not_the_working_directory(tmp_path):
+    store, work = tmp_path / "store", tmp_path / "work"
+    work.mkdir()
+    proc = run_job("debug=tiny", f"tracking.uri=sqlite:///{store}/mlflow.db", cwd=work)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    root = store / "mlruns"
+    assert f"artifacts of new experiments in {root.as_uri()}" in proc.stdout + proc.stderr
+    assert not (work / "mlruns").exists()
+    assert any(root.rglob("bundle.json"))  # the logged model's files, beside the store

@@ -130,6 +130,27 @@ def test_a_positive_label_that_matches_nothing_says_so(tmp_path):
         _load(tmp_path, positive_label="Default")
 
 
+def test_a_positive_label_in_the_wrong_case_names_the_values(tmp_path):
+    raw = _book()
+    raw["loan_status"] = np.resize(["Good", "Bad"], N)
+    with pytest.raises(DataError) as e:
+        _load(tmp_path, raw, positive_label="bad")
+    msg = str(e.value)
+    assert "'Bad'" in msg and "['Bad', 'Good']" in msg and "data.positive_label" in msg
+
+
+def test_a_missing_column_shows_the_closest_names_first(tmp_path):
+    raw = _book()
+    for i in range(30):  # a wide export: the slip is past the first 20 columns
+        raw.insert(0, f"extra_{i}", 0.0)
+    raw = raw.rename(columns={"revol_util": "Revol_Util"})
+    with pytest.raises(DataError) as e:
+        _load(tmp_path, raw, positive_label="'Charged Off'")
+    msg = str(e.value)
+    assert "missing columns ['revol_util']" in msg and "closest first: ['Revol_Util']" in msg
+    assert "more" in msg  # the rest of the file's columns are counted, not all listed
+
+
 def test_positive_label_and_target_map_together_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="data.positive_label"):
         DataConfig(name="book", format="csv", path="b.csv", features=[FeatureSpec(name="x")],

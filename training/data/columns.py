@@ -147,6 +147,14 @@ def target(col: pd.Series, cfg: DataConfig, source: str, first_row: int = 0) -> 
         return col.map({u: mapping[text[u]] for u in uniq}).astype("int64")
     if cfg.positive_label is not None:
         positive = {label_text(v) for v in cfg.positive_labels}
+        folded = {p.casefold() for p in positive}
+        slips = [t for t in shown if t not in positive and t.casefold() in folded]
+        if slips:  # "Bad" read as not default because the config says "bad"
+            raise DataError(
+                f"{source}: target {name!r} has value {slips[0]!r}, which data.positive_label="
+                f"{cfg.positive_labels} matches only in another case (the column has {shown}): "
+                "list the exact value(s) that mean default in data.positive_label"
+            )
         return col.map({u: int(text[u] in positive) for u in uniq}).astype("int64")
     values = pd.to_numeric(col, errors="coerce")
     if values.isna().any() or not set(values.unique().tolist()) <= {0.0, 1.0}:

@@ -111,10 +111,9 @@ class Shard:
         named = wanted_columns(self.schema)
         missing = [c for c in named if c not in columns]
         if missing:
-            more = " ..." if len(columns) > 20 else ""
             raise DataError(
                 f"{path}: missing columns {missing} (named in data.features / data.target / "
-                f"data.split.period_column / data.protected; the file has {columns[:20]}{more})"
+                f"data.split.period_column / data.protected; {closest_columns(missing, columns)})"
             )
         self.unused = tuple(c for c in columns if c not in named)
 
@@ -290,3 +289,20 @@ def check_whole(present: pd.Series, counts: np.ndarray, shard: Shard) -> None:
             "and the feature's missing list, or remove it from data.features)"
         )
     columns.check_target_classes(sum(ctx.allgather(counts)), shard.cfg, shard.source)
+
+
+def closest_columns(missing: list[str], columns: list[str], shown: int = 20) -> str:
+    """The file's columns, those closest to each missing name first (a case or spelling slip must
+    show), then the rest up to ``shown``."""
+    import difflib
+
+    lower = {c.lower(): c for c in columns}
+    near: list[str] = []
+    for name in missing:
+        found = difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.6)
+        near += [lower[c] for c in found if lower[c] not in near]
+    rest = [c for c in columns if c not in near]
+    listed = near + rest[: max(0, shown - len(near))]
+    more = f" and {len(columns) - len(listed)} more" if len(columns) > len(listed) else ""
+    said = f"closest first: {near}; " if near else ""
+    return f"{said}the file has {listed}{more}"

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from training.runtime.preemption import Preempted
 from training.runtime.process import fail_fast_http, set_env
@@ -102,12 +103,22 @@ def ensure_experiment(cfg: TrackingConfig) -> str:
     return uri
 
 
+def artifact_root(uri: str) -> str | None:
+    """Where a SQLite store's artifacts go: ``mlruns/`` beside the database file, never the
+    working directory of whichever job created the experiment (MLflow's default). A server
+    store decides for itself (None)."""
+    prefix = "sqlite:///"
+    return (Path(uri[len(prefix) :]).parent / "mlruns").as_uri() if uri.startswith(prefix) else None
+
+
 def _experiment_id(client, name: str) -> str:
-    """The experiment's id, created if missing (by whichever of several processes gets there first)."""
+    """The experiment's id, created if missing (by whichever of several processes gets there
+    first); a SQLite store's new experiment keeps its artifacts beside the store."""
     if (found := client.get_experiment_by_name(name)) is not None:
         return found.experiment_id
+    root = artifact_root(client.tracking_uri)
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=root and f"{root}/{quote(name)}")
     except Exception:  # noqa: BLE001 - created meanwhile by another job: read it back
         if (found := client.get_experiment_by_name(name)) is None:
             raise
@@ -178,12 +189,12 @@ def open_run(
     # unset registry URI would follow $MLFLOW_TRACKING_URI, which may be relative to elsewhere).
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    # Pass the id on: when processes create the experiment at once, MLflow's set_experiment
-    # returns it without making it active, and the run would land in "Default".
-    experiment = mlflow.set_experiment(cfg.experiment)
+    # The id is passed on, not made active: processes creating the experiment at once must
+    # not land a run in "Default".
+    experiment_id = _experiment_id(client_for(uri), cfg.experiment)
     with mlflow.start_run(
         run_id=resume_id,
-        experiment_id=experiment.experiment_id,
+        experiment_id=experiment_id,
         run_name=None if resume_id else name,
         tags={"mlflow.parentRunId": parent_id} if parent_id and not resume_id else None,
         nested=parent_id is not None,  # the parent may be this process's active run (a sweep)
@@ -425,6 +436,8 @@ def open_job_run(
         tracker.flush()
         run = tracker.run_id or f"(not in the store yet; key {tracker.key})"
         log.info("mlflow run %s at %s (%s; journal %s)", run, redact(uri), cfg.mode, journal.path)
+        if (root := artifact_root(uri)) is not None:
+            log.info("artifacts of new experiments in %s", root)
         yield from _run_to_end(tracker, cfg)
     finally:
         journal.unlock()
