@@ -71,6 +71,7 @@ def _config(
             parse=Parse(f.get("parse", "number")),
             missing=f.get("missing", []),
             sentinels=f.get("sentinels", {}),
+            map=f.get("map", {}),
         )
         for f in features
     ]
@@ -128,6 +129,23 @@ def test_a_positive_label_that_matches_nothing_says_so(tmp_path):
         DataError, match=r"single class \(0\).*no value matched data.positive_label"
     ):
         _load(tmp_path, positive_label="Default")
+
+
+def test_text_before_the_number_needs_a_map_or_first_number(tmp_path):
+    raw = _book()
+    raw["emp_length"] = np.resize(["< 1 year", "1 year", "10+ years", "n/a"], N)
+    features = [*FEATURES, {"name": "emp_length", "parse": "leading_number"}]
+    with pytest.raises(DataError) as e:  # "< 1 year" is not "1 year": never read silently as 1
+        _load(tmp_path, raw, features=features, positive_label="'Charged Off'")
+    msg = str(e.value)
+    assert "'< 1 year'" in msg and "data.features[6].map" in msg and "first_number" in msg
+    mapped = [*FEATURES, {"name": "emp_length", "parse": "leading_number", "map": {"< 1 year": 0}}]
+    got = _load(tmp_path, raw, features=mapped, positive_label="'Charged Off'").frame
+    values = got["emp_length"].to_numpy()[:4]
+    assert values[:3].tolist() == [0.0, 1.0, 10.0] and np.isnan(values[3])  # "n/a": missing
+    anywhere = [*FEATURES, {"name": "emp_length", "parse": "first_number"}]
+    got = _load(tmp_path, raw, features=anywhere, positive_label="'Charged Off'").frame
+    assert got["emp_length"].tolist()[:3] == [1.0, 1.0, 10.0]
 
 
 def test_a_positive_label_in_the_wrong_case_names_the_values(tmp_path):

@@ -25,7 +25,8 @@ _PERCENT = re.compile(r"^\s*[-+]?\d[\d,]*(\.\d+)?\s*%\s*$")
 _MONEY = re.compile(
     r"^\s*\(?\s*[^\d\s-]{0,3}\s*-?\d{1,3}([,' ]\d{3})+(\.\d+)?\s*\)?\s*$|^\s*[$€£¥]"
 )
-_LEADING = re.compile(r"([-+]?\d+(?:\.\d+)?)")
+_NUMBER = re.compile(r"([-+]?\d+(?:\.\d+)?)")  # the first number anywhere in the text
+_LEADING = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)")  # a number the text starts with
 
 
 def _row(mask: np.ndarray, first_row: int) -> int:
@@ -68,8 +69,9 @@ def numeric(col: pd.Series, key: str, name: str, parse: Parse, source: str, firs
             negative = text.str.startswith("(") & text.str.endswith(")") | text.str.contains("-")
             digits = text.str.replace(r"[^\d.]", "", regex=True).replace("", pd.NA)
             values = pd.to_numeric(digits, errors="coerce").where(~negative, lambda v: -v)
-        elif parse == Parse.leading_number:
-            values = pd.to_numeric(text.str.extract(_LEADING, expand=False), errors="coerce")
+        elif parse in (Parse.leading_number, Parse.first_number):
+            pattern = _LEADING if parse == Parse.leading_number else _NUMBER
+            values = pd.to_numeric(text.str.extract(pattern, expand=False), errors="coerce")
         else:
             values = pd.to_numeric(text, errors="coerce")
         values = values.astype("float64")
@@ -96,11 +98,25 @@ def _suggest(value: Any, key: str, parse: Parse) -> str:
     if parse == Parse.number and _MONEY.match(text):
         return f"set {key}.parse=money"
     if parse == Parse.number and _LEADING.search(text):
-        return f"set {key}.parse=leading_number (it reads the first number in the text)"
+        return f"set {key}.parse=leading_number (it reads the number the text starts with)"
+    if parse in (Parse.number, Parse.leading_number) and _NUMBER.search(text):
+        return (
+            f"give it its number in {key}.map (e.g. {{{text!r}: 0}}), or set "
+            f"{key}.parse=first_number to read the first number anywhere in the text"
+        )
     return (
         f"if {text!r} means no value, list it under {key}.missing (or data.missing_values); "
         f"if the column is a code or a label, set {key}.kind=categorical"
     )
+
+
+def mapped(col: pd.Series, mapping: dict[Any, float]) -> pd.Series:
+    """``col`` with the values ``mapping`` names replaced by their numbers (compared as text, so
+    YAML's ``1`` and a file's ``"1"`` are one value); the rest as they were."""
+    numbers = {label_text(k): float(v) for k, v in mapping.items()}
+    uniq = pd.unique(col.dropna())
+    hits = {u: numbers[label_text(u)] for u in uniq if label_text(u) in numbers}
+    return col.map(lambda v: hits.get(v, v)).astype(object) if hits else col
 
 
 def binary(values: pd.Series, name: str, sentinels: dict, source: str, first_row: int = 0):

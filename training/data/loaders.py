@@ -263,6 +263,8 @@ def validate(
     for i, f in enumerate(schema.features if features else []):
         key = f"data.features[{i}]"
         col = columns.mark_missing(raw[f.name], [*cfg.missing_values, *f.missing])
+        if f.map:
+            col = columns.mapped(col, f.map)
         if f.kind == Kind.categorical:
             out[f.name] = columns.categorical(col)
             continue

@@ -34,7 +34,10 @@ class Parse(Enum):
         "percent"  # "83.70%" -> 0.837 (a bare number is taken as already a percent: 83.7 -> 0.837)
     )
     money = "money"  # "$1,234.50", "EUR 2 000", "1'000" -> 1234.5, 2000, 1000 (separators and symbols dropped)
-    leading_number = "leading_number"  # " 36 months" -> 36, "10+ years" -> 10, "< 1 year" -> 1
+    leading_number = (
+        "leading_number"  # " 36 months" -> 36, "10+ years" -> 10 (text before the number: an error)
+    )
+    first_number = "first_number"  # the first number anywhere: "< 1 year" -> 1, "approx. 5" -> 5
 
 
 @dataclass(kw_only=True)
@@ -49,7 +52,8 @@ class FeatureSpec:
     codes such as ``-1``). ``sentinels`` maps special codes to what they mean (FICO's HELOC file:
     ``{-7: no record, -8: not applicable, -9: not investigated}``): the value becomes missing and
     each code present in training gets its own 0/1 indicator, so "no record" is a signal of its
-    own, not a number.
+    own, not a number. ``map`` gives text values their number before ``parse`` reads the rest
+    (``{"< 1 year": 0, "10+ years": 10}``), as ``data.target_map`` does for the target.
     """
 
     name: str
@@ -60,6 +64,7 @@ class FeatureSpec:
     parse: Parse = Parse.number
     missing: list[Any] = field(default_factory=list)
     sentinels: dict[Any, str] = field(default_factory=dict)
+    map: dict[Any, float] = field(default_factory=dict)  # a value -> its number, before parse
 
 
 @dataclass(kw_only=True)
