@@ -22,7 +22,10 @@ def _report(tmp_path, *overrides: str) -> dict:
 
 
 def test_default_job_is_within_002_of_the_bayes_optimal_auc(tmp_path):
-    report = _report(tmp_path)
+    # The default job but for the LightGBM benchmark (about 2 of its 4 minutes on a busy core):
+    # fitted after the network, it changes nothing the test reads; tests/integration/
+    # test_train_job.py and test_distributed.py run it, benchmarks.quality measures it here.
+    report = _report(tmp_path, "benchmark.enabled=false")
     assert report["bayes_auc_test"] - report["test"]["auc"] <= 0.02, report["test"]
     assert report["registered"]["alias"] == "challenger"
     # every direction the generator's true PD obeys holds in the network, on every test row
