@@ -127,8 +127,9 @@ def test_positive_labels_as_a_list_and_a_target_map(tmp_path):
 def test_a_positive_label_that_matches_nothing_says_so(tmp_path):
     with pytest.raises(
         DataError, match=r"single class \(0\).*no value matched data.positive_label"
-    ):
+    ) as e:
         _load(tmp_path, positive_label="Default")
+    assert "the column has ['Charged Off', 'Fully Paid']" in str(e.value)  # what to write instead
 
 
 def test_text_before_the_number_needs_a_map_or_first_number(tmp_path):

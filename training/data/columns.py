@@ -11,6 +11,7 @@ row, so a rank reading one shard of a book still names the row of the whole book
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -183,8 +184,11 @@ def target(col: pd.Series, cfg: DataConfig, source: str, first_row: int = 0) -> 
     return values.astype("int64")
 
 
-def check_target_classes(counts: np.ndarray, cfg: DataConfig, source: str) -> None:
-    """Both classes present in the whole data set (``counts``: rows with 0 and with 1)."""
+def check_target_classes(
+    counts: np.ndarray, cfg: DataConfig, source: str, values: Callable[[], list[str]]
+) -> None:
+    """Both classes present in the whole data set (``counts``: rows with 0 and with 1); else an
+    error naming the raw values the column has (``values``, read only then: a collective)."""
     if (counts > 0).all():
         return
     label, n = (1, counts[1]) if counts[1] else (0, counts[0])
@@ -194,7 +198,8 @@ def check_target_classes(counts: np.ndarray, cfg: DataConfig, source: str) -> No
         else ""
     )
     raise DataError(
-        f"{source}: target {cfg.target!r} has a single class ({label}) in all {int(n)} rows{hint}"
+        f"{source}: target {cfg.target!r} has a single class ({label}) in all {int(n)} rows{hint} "
+        f"(the column has {values()})"
     )
 
 

@@ -163,6 +163,14 @@ class Shard:
         if errors := [e for e in self.ctx.allgather(error) if e]:
             raise DataError(errors[0])
 
+    def target_values(self, limit: int = 10) -> list[str]:
+        """The target column's distinct raw values, every rank's, sorted (at most ``limit``): what
+        an error about the target shows. A collective: every rank calls it."""
+        seen: set[str] = set()
+        for _, raw in self.chunks([self.schema.target]):
+            seen |= {columns.label_text(v) for v in pd.unique(raw[self.schema.target].dropna())}
+        return sorted(set().union(*self.ctx.allgather(seen)))[:limit]
+
 
 def load_dataset(cfg: DataConfig, ctx: DistContext | None = None) -> Dataset:
     """This rank's shard as one validated frame (``prepare`` streams it chunk by chunk instead)."""
@@ -290,7 +298,9 @@ def check_whole(present: pd.Series, counts: np.ndarray, shard: Shard) -> None:
             f"{shard.source}: column {name!r} is missing in every row (check data.missing_values "
             "and the feature's missing list, or remove it from data.features)"
         )
-    columns.check_target_classes(sum(ctx.allgather(counts)), shard.cfg, shard.source)
+    columns.check_target_classes(
+        sum(ctx.allgather(counts)), shard.cfg, shard.source, shard.target_values
+    )
 
 
 def closest_columns(missing: list[str], columns: list[str], shown: int = 20) -> str:

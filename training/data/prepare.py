@@ -104,7 +104,7 @@ def prepare(
     shard.scan(lambda first, chunk: mine.append(chunk.astype({target: np.int8})), features=False)
     keys = pd.concat(ctx.allgather(pd.concat(mine, ignore_index=True)), ignore_index=True)
     labels = keys[target].to_numpy()
-    check_target_classes(np.bincount(labels, minlength=2), data, shard.source)
+    check_target_classes(np.bincount(labels, minlength=2), data, shard.source, shard.target_values)
     split = make_split(keys, target, data.split)
 
     # 2. The preprocessing, fitted on evenly spaced training rows chosen by global row number.
