@@ -25,6 +25,7 @@ from tests.conftest import ROOT, compose_config, run_job
 from tests.fault.report import record
 from training.constants import EXIT_REFUSED
 from training.errors import ConfigError
+from training.runtime.process import scoped_env
 from training.tracking.secrets import PASSWORD, USERNAME, has_password, redact
 
 MODEL = "credit-risk-auth"
@@ -78,16 +79,8 @@ def test_the_grep_finds_a_planted_secret(tmp_path):
 @contextlib.contextmanager
 def logged_in(user: str, password: str) -> Iterator[None]:
     """This process's MLflow calls as ``user`` for the block."""
-    before = {k: os.environ.get(k) for k in (USERNAME, PASSWORD)}
-    os.environ[USERNAME], os.environ[PASSWORD] = user, password
-    try:
+    with scoped_env({USERNAME: user, PASSWORD: password}):
         yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _as(user: str, password: str) -> dict[str, str]:
