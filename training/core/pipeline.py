@@ -189,40 +189,38 @@ class Evaluation:
     decision: dict  # what the bundle stores to turn a PD into a score and reasons
 
 
-def predictions(
+def gathered_pds(
     model: torch.nn.Module, data: Prepared, batch: int, ctx: DistContext
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every validation and test row's label and PD, gathered in global order."""
+) -> dict[str, np.ndarray]:
+    """Every validation and test row's PD, gathered in global order."""
     out = {}
     for part in ("valid", "test"):
         t = data.tensors(part)
-        y = ctx.allgather_array(t.y.numpy().astype(int))
-        out[part] = y, ctx.allgather_array(predict_pd(model, t.x_num, t.x_cat, batch))
+        out[part] = ctx.allgather_array(predict_pd(model, t.x_num, t.x_cat, batch))
     return out
 
 
 def calibrate(
-    network: torch.nn.Module, data: Prepared, cfg: TrainConfig, ctx: DistContext
-) -> tuple[torch.nn.Module, dict, np.ndarray, CalibrationSummary]:
-    """The network with its PD calibration fitted on the validation rows (the same on every rank:
-    fitted on every rank's rows in global order); its validation and test labels and PDs, the
+    network: torch.nn.Module, data: Prepared, y: dict[str, np.ndarray], cfg: TrainConfig,
+    ctx: DistContext,
+) -> tuple[torch.nn.Module, dict[str, np.ndarray], np.ndarray, CalibrationSummary]:  # fmt: skip
+    """The network with its PD calibration fitted on the validation rows (``y``: every rank's
+    labels in global order, so every rank fits the same one); its validation and test PDs, the
     test PDs before calibration, and what the calibration did."""
-    raw = predictions(network, data, cfg.trainer.eval_batch_size, ctx)
-    calibration = fit_calibration(cfg.calibration, *raw["valid"])
+    batch = cfg.trainer.eval_batch_size
+    before = gathered_pds(network, data, batch, ctx)
+    calibration = fit_calibration(cfg.calibration, y["valid"], before["valid"])
     model = calibrated(network, calibration)
-    out = (
-        predictions(model, data, cfg.trainer.eval_batch_size, ctx) if model is not network else raw
-    )
-    (y_valid, p_valid_before), (y_test, p_test_before) = raw["valid"], raw["test"]
+    after = gathered_pds(model, data, batch, ctx) if model is not network else before
     summary = CalibrationSummary(
         method=calibration.method,
         chosen_by=calibration.chosen_by,
         scale=calibration.scale,
         shift=calibration.shift,
-        valid_log_loss_before=metrics.log_loss(y_valid, p_valid_before),
-        valid_log_loss_after=metrics.log_loss(*out["valid"]),
-        test_ece_before=metrics.ece(y_test, p_test_before),
-        test_ece_after=metrics.ece(*out["test"]),
+        valid_log_loss_before=metrics.log_loss(y["valid"], before["valid"]),
+        valid_log_loss_after=metrics.log_loss(y["valid"], after["valid"]),
+        test_ece_before=metrics.ece(y["test"], before["test"]),
+        test_ece_after=metrics.ece(y["test"], after["test"]),
     )
     if ctx.is_main:
         log.info(
@@ -230,16 +228,15 @@ def calibrate(
             summary.method, summary.chosen_by, summary.valid_log_loss_before,
             summary.valid_log_loss_after, summary.test_ece_before, summary.test_ece_after,
         )  # fmt: skip
-    return model, out, p_test_before, summary
+    return model, after, before["test"], summary
 
 
 def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContext) -> Evaluation:
     """Whole-split metrics from gathered predictions; the Bayes-optimal AUC when the true PDs are
     known; how training went; the split and the data fingerprint."""
     held, batch = data.evaluation, cfg.trainer.eval_batch_size
-    model, gathered, p_test_before, calibration = calibrate(trained.model, data, cfg, ctx)
-    y = {part: labels for part, (labels, _) in gathered.items()}
-    p = {part: pds for part, (_, pds) in gathered.items()}
+    y = {p: ctx.allgather_array(data.tensors(p).y.numpy().astype(int)) for p in ("valid", "test")}
+    model, p, p_test_before, calibration = calibrate(trained.model, data, y, cfg, ctx)
     p_train = predict_pd(model, *data.training.sample_x, batch)
     test = Metrics.from_dict(metrics.evaluate(y["test"], p["test"]), "report.test")
     ci = metrics.bootstrap_ci(y["test"], p["test"], seed=cfg.seed) if ctx.is_main else None
