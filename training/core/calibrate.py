@@ -9,13 +9,13 @@ rows in global order, so under MPI or Ray the calibration equals one process's.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
-from training.models.calibration import Calibration, logit
+from training.models.calibration import EPS, Calibration, logit
 from training.models.config import CalibrationConfig, CalibrationMethod
-
-_EPS = 1e-12
 
 
 def fit_calibration(cfg: CalibrationConfig, y: np.ndarray, p: np.ndarray) -> Calibration:
@@ -27,8 +27,7 @@ def fit_calibration(cfg: CalibrationConfig, y: np.ndarray, p: np.ndarray) -> Cal
     losses = {m: _cross_validated_log_loss(m, z, y, cfg.folds) for m in _AUTO}
     best = min(losses, key=losses.__getitem__)
     said = ", ".join(f"{m} {v:.5f}" for m, v in losses.items())
-    fitted = _fit(best, z, y)
-    return Calibration(**(fitted.to_dict() | {"chosen_by": f"{cfg.folds}-fold log loss: {said}"}))
+    return dataclasses.replace(_fit(best, z, y), chosen_by=f"{cfg.folds}-fold log loss: {said}")
 
 
 _AUTO = ("none", "temperature", "platt")
@@ -49,16 +48,15 @@ def _fit(method: str, z: np.ndarray, y: np.ndarray) -> Calibration:
     if method == "platt":
         from sklearn.linear_model import LogisticRegression
 
-        fit = LogisticRegression(C=np.inf, tol=1e-10, max_iter=1000).fit(
-            z[:, None], y
-        )  # no penalty
+        unpenalised = LogisticRegression(C=np.inf, tol=1e-10, max_iter=1000)
+        fit = unpenalised.fit(z[:, None], y)
         a, b = float(fit.coef_[0, 0]), float(fit.intercept_[0])
         if a <= 0:  # a PD that falls as the network's risk rises: not a calibration
             return Calibration(chosen_by="platt's slope was not positive: left uncalibrated")
         return Calibration("platt", scale=a, shift=b)
     from sklearn.isotonic import IsotonicRegression
 
-    iso = IsotonicRegression(y_min=_EPS, y_max=1 - _EPS, out_of_bounds="clip").fit(z, y)
+    iso = IsotonicRegression(y_min=EPS, y_max=1 - EPS, out_of_bounds="clip").fit(z, y)
     return Calibration(
         "isotonic",
         knots_x=iso.X_thresholds_.tolist(),

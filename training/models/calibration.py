@@ -27,7 +27,7 @@ import torch
 
 from training.models.dense import DenseInput, mean_pd_logit
 
-_EPS = 1e-12  # PDs are clipped to [eps, 1 - eps] before taking logits
+EPS = 1e-12  # PDs are clipped to [EPS, 1 - EPS] before taking logits
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def uncalibrated(model: DenseInput) -> tuple[DenseInput, Calibration]:
 
 
 def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _EPS, 1 - _EPS)
+    p = np.clip(p, EPS, 1 - EPS)
     return np.log(p) - np.log1p(-p)
 
 

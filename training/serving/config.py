@@ -47,9 +47,7 @@ class ExplainConfig:
     reference_rows: int = 16  # training rows the contributions are measured from
     steps: int = 16  # integration points per reference row
     tolerance: float = 0.02  # the completeness error the report and the tests accept, in logits
-    max_steps: int = (
-        256  # rows missing the tolerance are integrated again, 4x the points, up to this
-    )
+    max_steps: int = 256  # rows missing the tolerance: again with 4x the points, up to this
 
     def __post_init__(self) -> None:
         for key in ("reference_rows", "steps"):
