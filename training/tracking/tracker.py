@@ -42,6 +42,14 @@ _PARAM_BATCH = 100  # MLflow's limit on params per log_batch call
 _PARAM_MAX_CHARS = 6000
 
 
+SQLITE = "sqlite:///"
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a SQLite store's URI (as written: maybe relative); None for others."""
+    return Path(uri[len(SQLITE) :]) if uri.startswith(SQLITE) else None
+
+
 def tracking_uri(cfg: TrackingConfig) -> str:
     """``tracking.uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite file in the working directory.
 
@@ -50,9 +58,8 @@ def tracking_uri(cfg: TrackingConfig) -> str:
     """
     uri = cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
     refuse_password(uri, "tracking.uri" if cfg.uri else "MLFLOW_TRACKING_URI")
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
-        uri = prefix + str(Path(uri[len(prefix) :]).resolve())
+    if (db := sqlite_file(uri)) is not None and not db.is_absolute():
+        uri = SQLITE + str(db.resolve())
     return uri
 
 
@@ -66,12 +73,10 @@ def prepare_store(uri: str) -> None:
     migrate it at the same time, and most fail (``duplicate column name``); a server store needs
     nothing here.
     """
-    prefix = "sqlite:///"
-    if uri in _PREPARED or not uri.startswith(prefix):
+    if uri in _PREPARED or (db := sqlite_file(uri)) is None:
         return
     from mlflow import MlflowClient
 
-    db = Path(uri[len(prefix) :])
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(db.with_name(db.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
@@ -107,8 +112,8 @@ def artifact_root(uri: str) -> str | None:
     """Where a SQLite store's artifacts go: ``mlruns/`` beside the database file, never the
     working directory of whichever job created the experiment (MLflow's default). A server
     store decides for itself (None)."""
-    prefix = "sqlite:///"
-    return (Path(uri[len(prefix) :]).parent / "mlruns").as_uri() if uri.startswith(prefix) else None
+    db = sqlite_file(uri)
+    return (db.parent / "mlruns").as_uri() if db is not None else None
 
 
 def _experiment_id(client, name: str) -> str:
