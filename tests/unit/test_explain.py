@@ -22,6 +22,7 @@ from training.data.tensors import Tensors
 from training.errors import ConfigError
 from training.governance.checks import monotonicity
 from training.models.build import build_model
+from training.models.calibration import Calibrated, Calibration
 from training.models.config import MLPConfig, ModelConfig, TabMConfig
 from training.models.dense import mean_pd_logit, one_hot
 from training.models.embeddings import fit_bins
@@ -112,8 +113,9 @@ def test_contributions_are_captums_integrated_gradients(rows, name):
 
     _, pre, t = rows
     explainer = _explainer(
-        _random_network(CONFIGS[name], pre, t), pre, t, reference_rows=4, steps=8, max_steps=8
-    )
+        _random_network(CONFIGS[name], pre, t), pre, t, reference_rows=4, steps=8, max_steps=8,
+        method="integrated_gradients",
+    )  # fmt: skip
     ours, _ = explainer.contributions(t.x_num[:10], t.x_cat[:10])
     x = (t.x_num[:10], one_hot(t.x_cat[:10], pre.cat_cardinalities, torch.float32))
     r = len(explainer.ref[0])
@@ -127,13 +129,68 @@ def test_contributions_are_captums_integrated_gradients(rows, name):
     np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-6)
 
 
+def test_deeplift_is_captums_deeplift_shap_where_captum_applies(rows):
+    """On a plain MLP (its ReLUs are modules, the only nonlinearity captum's hooks see) our
+    rescale rule through intercepted operations gives captum's DeepLiftShap."""
+    from captum.attr import DeepLiftShap
+
+    _, pre, t = rows
+    model = _random_network(MLPConfig(d_block=32, n_blocks=2, monotone=False), pre, t)
+    explainer = _explainer(model, pre, t, reference_rows=4)
+    ours, errors = explainer.contributions(t.x_num[:10], t.x_cat[:10])
+
+    class Logit(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x_num, x_onehot):
+            return self.model.forward_dense(x_num, x_onehot)
+
+    x = (t.x_num[:10], one_hot(t.x_cat[:10], pre.cat_cardinalities, torch.float32))
+    attr = DeepLiftShap(Logit()).attribute(x, explainer.ref)
+    theirs = torch.cat(attr, 1).detach().double() @ explainer.groups
+    np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-5)
+    assert np.abs(errors).max() < 1e-4
+
+
+@pytest.mark.parametrize("name", [*CONFIGS, "mlp-piecewise", "ensemble", "isotonic"])
+def test_deeplift_adds_up_exactly_for_any_weights(rows, name):
+    """Wild weights (PD logits of hundreds, kinks everywhere between a row and its references),
+    every architecture, and a calibration with kinks: the contributions add up to the logit over
+    the reference, with no integrated-gradients fallback (max_steps = steps)."""
+    _, pre, t = rows
+    cfg = MLPConfig(d_block=32, n_blocks=2, num_embeddings="piecewise", n_bins=8)
+    if name == "isotonic":
+        steps = Calibration("isotonic", knots_x=[-50.0, -5.0, 0.0, 30.0], knots_y=[-6, -3, -1, 4])
+        model = Calibrated(_random_network(CONFIGS["mlp"], pre, t), steps)
+    elif name == "ensemble":
+        model = Ensemble(
+            [_random_network(c, pre, t, seed=i) for i, c in enumerate(CONFIGS.values())]
+        )
+    else:
+        model = _random_network(CONFIGS.get(name, cfg), pre, t)
+    explainer = _explainer(model, pre, t, steps=2, max_steps=2)
+    contributions, errors = explainer.contributions(t.x_num[:300], t.x_cat[:300])
+    with torch.no_grad():
+        logit = explainer._logit(
+            t.x_num[:300], one_hot(t.x_cat[:300], pre.cat_cardinalities, torch.float32)
+        )
+    assert np.abs(logit.numpy()).max() > (3 if name == "isotonic" else 20)  # wild indeed
+    np.testing.assert_allclose(
+        contributions.sum(1), logit.numpy() - explainer.ref_logit.item(), atol=1e-3
+    )
+    assert np.abs(errors).max() < 1e-3
+
+
+@pytest.mark.parametrize("method", ["deeplift", "integrated_gradients"])
 @pytest.mark.parametrize("name", CONFIGS)
-def test_contributions_add_up_to_the_logit_over_the_reference(rows, name):
+def test_contributions_add_up_to_the_logit_over_the_reference(rows, name, method):
     _, pre, t = rows
     # PD logits within about +-10, as a trained network's (wild weights give logits of hundreds,
     # and the quadrature's error grows with them)
     model = _random_network(CONFIGS[name], pre, t, noise=0.05)
-    explainer = _explainer(model, pre, t)
+    explainer = _explainer(model, pre, t, method=method)
     contributions, errors = explainer.contributions(t.x_num[:200], t.x_cat[:200])
     with torch.no_grad():
         logit = mean_pd_logit(model(t.x_num[:200], t.x_cat[:200]).double())
@@ -189,6 +246,8 @@ def test_score_points_follow_the_scale():
     assert np.isfinite(scale.score(np.array([0.0, 1.0]))).all()
     with pytest.raises(ValueError, match="score.pdo"):
         ScoreScale(pdo=0)
+    with pytest.raises(ValueError, match="explain.method.*deeplift"):
+        ExplainConfig(method="shap")
     bins = score_bins(np.arange(1000.0))
     assert len(bins["shares"]) == len(bins["edges"]) - 1 == 10
     assert sum(bins["shares"]) == pytest.approx(1.0)

@@ -34,5 +34,7 @@ class DenseInput(nn.Module):
 def mean_pd_logit(logits: torch.Tensor) -> torch.Tensor:
     """The logit of the mean of sigmoid(logits) over the heads, in log space (finite even where
     a PD rounds to 0 or 1). Shape: (batch, k) -> (batch,)."""
+    if logits.shape[1] == 1:
+        return logits[:, 0]  # one head: its own logit
     log_pd, log_not = F.logsigmoid(logits), F.logsigmoid(-logits)
     return torch.logsumexp(log_pd, 1) - torch.logsumexp(log_not, 1)

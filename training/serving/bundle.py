@@ -18,7 +18,7 @@ from training.data.schema import FeatureSpec, Kind, Schema, Source
 from training.models.calibration import Calibration, calibrated, uncalibrated
 from training.models.config import ModelConfig, model_config_from_dict, model_config_to_dict
 from training.serving.config import ExplainConfig, ScoreScale
-from training.serving.explain import METHOD, Explainer, reference_sample
+from training.serving.explain import METHODS, Explainer, reference_sample
 from training.serving.scorecard import feature_bins, score_bins
 
 WEIGHTS, BUNDLE = "weights.safetensors", "bundle.json"
@@ -44,7 +44,7 @@ def make_decision(
     return {
         "score": asdict(scale),
         "explain": asdict(explain),
-        "reasons_method": METHOD,
+        "reasons_method": METHODS[explain.method],
         "reference": reference_sample(x_num, x_cat, explain.reference_rows, seed),
         "score_reference": score_bins(scale.score(train_pd)),
         "feature_reference": feature_bins(train_frame, schema),

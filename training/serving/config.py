@@ -45,7 +45,8 @@ class ExplainConfig:
 
     reasons: int = 4  # reasons per row (a request's params {"reasons": k} overrides; 0 = none)
     reference_rows: int = 16  # training rows the contributions are measured from
-    steps: int = 16  # integration points per reference row
+    method: str = "deeplift"  # or integrated_gradients (training/serving/explain.py)
+    steps: int = 16  # integration points per reference row (integrated gradients)
     tolerance: float = 0.02  # the completeness error the report and the tests accept, in logits
     max_steps: int = 256  # rows missing the tolerance: again with 4x the points, up to this
 
@@ -55,3 +56,5 @@ class ExplainConfig:
         check(self.max_steps >= self.steps, "explain.max_steps", self.max_steps,
               f"must be >= explain.steps={self.steps}")  # fmt: skip
         check(self.reasons >= 0, "explain.reasons", self.reasons, "must be >= 0")
+        methods = ("deeplift", "integrated_gradients")
+        check(self.method in methods, "explain.method", self.method, f"must be one of {methods}")

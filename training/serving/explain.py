@@ -19,6 +19,7 @@ still misses it is reported as it is.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict
 
 import numpy as np
@@ -27,13 +28,17 @@ import torch
 
 from training.data.preprocess import Preprocessor
 from training.data.schema import Schema
+from training.models.calibration import uncalibrated
 from training.models.dense import DenseInput, mean_pd_logit, one_hot
 from training.serving.config import ExplainConfig
+from training.serving.deeplift import EPS, Rescale
 
-METHOD = (
-    "integrated gradients (Gauss-Legendre, refined where the tolerance is missed) from each "
-    "reference row, averaged"
-)
+METHODS = {
+    "deeplift": "DeepLIFT rescale rule from each reference row, averaged (integrated gradients "
+    "for rows that miss the tolerance)",
+    "integrated_gradients": "integrated gradients (Gauss-Legendre, refined where the tolerance "
+    "is missed) from each reference row, averaged",
+}
 
 
 def reference_sample(x_num: torch.Tensor, x_cat: torch.Tensor, n: int, seed: int = 0) -> dict:
@@ -73,11 +78,18 @@ class Explainer:
         return mean_pd_logit(self.model.forward_dense(x_num, x_onehot).double())
 
     def contributions(
-        self, x_num: torch.Tensor, x_cat: torch.Tensor, block: int = 64
+        self, x_num: torch.Tensor, x_cat: torch.Tensor, block: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Each row's contribution per feature, and its completeness error (contributions' sum
-        minus (logit - mean reference logit)). Shape: (n, n_features), (n,)."""
+        minus (logit - mean reference logit)). Shape: (n, n_features), (n,). ``block`` rows at a
+        time (default: about 4096 (row, reference) pairs, or 64 rows for integrated gradients)."""
         self.model.eval()
+        if block is None:
+            block = (
+                64
+                if self.cfg.method == "integrated_gradients"
+                else max(1, 4096 // len(self.ref[0]))
+            )
         x = torch.cat([x_num, one_hot(x_cat, self.pre.cat_cardinalities, torch.float32)], 1)
         parts, errors = [], []
         for i in range(0, len(x), block):
@@ -93,9 +105,12 @@ class Explainer:
         the tolerance are integrated again with the next, finer rule (until ``max_steps``)."""
         with torch.no_grad():
             gap = self._logit(*self._split(x)) - self.ref_logit
-        dense = self._integrated_gradients(x, *self.rules[0])
+        if self.cfg.method == "deeplift":
+            dense, rules = self._deeplift(x), self.rules
+        else:
+            dense, rules = self._integrated_gradients(x, *self.rules[0]), self.rules[1:]
         error = dense.sum(1) - gap
-        for rule in self.rules[1:]:
+        for rule in rules:
             redo = (error.abs() > self.cfg.tolerance).nonzero().flatten()
             if len(redo) == 0:
                 break
@@ -104,6 +119,35 @@ class Explainer:
                 dense[part] = self._integrated_gradients(x[part], *rule)
                 error[part] = dense[part].sum(1) - gap[part]
         return dense, error
+
+    def _deeplift(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: (n, d) dense rows -> (n, d) attributions, float64, averaged over references.
+
+        The network's PD logit by the rescale rule (``training/serving/deeplift.py``), then the
+        calibration map's by the same rule: each pair's contributions times
+        ``(c(g) - c(g_ref)) / (g - g_ref)``, so they add up to the calibrated logit's difference.
+        """
+        network, calibration = uncalibrated(self.model)
+        logit = lambda dense: mean_pd_logit(network.forward_dense(*self._split(dense)).double())  # noqa: E731
+        ref = torch.cat(self.ref, 1)
+        rescale = Rescale()
+        with frozen(network):
+            with rescale:
+                g_ref = logit(ref.clone().requires_grad_()).detach()  # records the references
+            rows = x.repeat_interleave(len(ref), 0).requires_grad_()  # row i * r + j: reference j
+            with rescale.replay():
+                g = logit(rows)
+            (grad,) = torch.autograd.grad(g.sum(), rows)
+        g, g_ref = g.detach(), g_ref.repeat(len(x))
+        attributions = ((rows.detach() - ref.repeat(len(x), 1)) * grad).double()
+        if calibration.method != "none":
+            leaf = g.clone().requires_grad_()
+            (derivative,) = torch.autograd.grad(calibration.logit(leaf).sum(), leaf)
+            dg = g - g_ref
+            far = dg.abs() > EPS
+            slope = (calibration.logit(g) - calibration.logit(g_ref)) / torch.where(far, dg, 1.0)
+            attributions *= torch.where(far, slope, derivative).unsqueeze(1)
+        return attributions.view(len(x), len(ref), -1).mean(1)
 
     def _integrated_gradients(
         self, x: torch.Tensor, alphas: torch.Tensor, weights: torch.Tensor
@@ -156,7 +200,24 @@ class Explainer:
         return "missing" if x in self.pre.missing_codes.get(name, []) else f"{x:g}"
 
     def describe(self) -> dict:
-        return {"method": METHOD, "reference_rows": len(self.ref[0])} | asdict(self.cfg)
+        return asdict(self.cfg) | {
+            "method": METHODS[self.cfg.method],
+            "reference_rows": len(self.ref[0]),
+        }
+
+
+@contextmanager
+def frozen(module: torch.nn.Module):
+    """``module``'s parameters without gradients for the block (restored after), so only the
+    input's descendants require grad."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def _refinements(steps: int, max_steps: int) -> list[int]:

@@ -41,6 +41,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "training/serving/bundle.py",
     "training/serving/config.py",
     "training/serving/explain.py",
+    "training/serving/deeplift.py",
     "training/serving/scorecard.py",
     "training/serving/package.py",
     "training/serving/pyfunc_model.py",
