@@ -24,7 +24,9 @@ from training.tracking.registry import ScoringModel
 
 ROW = "row"  # the output's id column: the row's 0-based number in the input
 
-NUMBER_TYPES = ("double", "float")  # signature types read as numbers; "string" as text
+# signature types read as numbers ("any": our models' numeric inputs, which accept integers too,
+# "double": models from before that); "string" as text
+NUMBER_TYPES = ("any", "double", "float")
 
 # Text that means "no value" in a number column: pandas' default missing tokens (what a CSV read
 # gives as NaN), for text columns of a Parquet book; blank text too.

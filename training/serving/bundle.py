@@ -15,6 +15,7 @@ from torch import nn
 
 from training.data.preprocess import Preprocessor
 from training.data.schema import FeatureSpec, Kind, Schema, Source
+from training.errors import DataError
 from training.models.calibration import Calibration, calibrated, uncalibrated
 from training.models.config import ModelConfig, model_config_from_dict, model_config_to_dict
 from training.serving.config import ExplainConfig, ScoreScale
@@ -169,10 +170,34 @@ class Scorer:
             else None
         )  # fmt: skip
 
+    def numbers(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with its numeric and binary features as float64, whatever numbers they hold
+        (integers as pandas reads them from a CSV, decimals, nulls for missing); a value that is
+        not a number is refused, naming its column and row (``DataError``)."""
+        columns = {}
+        for f in self.schema.features:
+            if f.kind == Kind.categorical or f.name not in frame:
+                continue
+            values = frame[f.name]
+            if values.dtype.kind in "biuf":
+                columns[f.name] = values.astype("float64")
+                continue
+            numbers = pd.to_numeric(values, errors="coerce")
+            bad = (numbers.isna() & values.notna()).to_numpy()
+            if bad.any():
+                row = int(bad.nonzero()[0][0])
+                raise DataError(
+                    f"input column {f.name!r} must hold numbers: row {row} holds "
+                    f"{values.iloc[row]!r} ({int(bad.sum())} such rows); send numbers, or null "
+                    "for a missing value"
+                )
+            columns[f.name] = numbers.astype("float64")
+        return frame.assign(**columns)
+
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         from training.models.build import predict_pd
 
-        x_num, x_cat = self.pre.transform(frame)
+        x_num, x_cat = self.pre.transform(self.numbers(frame))
         return predict_pd(self.model, torch.from_numpy(x_num), torch.from_numpy(x_cat))
 
     def completeness_errors(self, frame: pd.DataFrame) -> np.ndarray | None:
@@ -180,7 +205,7 @@ class Scorer:
         the references' (logits); None for a model without reasons."""
         if self.explainer is None:
             return None
-        x_num, x_cat = (torch.from_numpy(x) for x in self.pre.transform(frame))
+        x_num, x_cat = (torch.from_numpy(x) for x in self.pre.transform(self.numbers(frame)))
         return self.explainer.contributions(x_num, x_cat)[1]
 
     def decide(self, frame: pd.DataFrame, reasons: int | None = None) -> pd.DataFrame:
@@ -188,6 +213,7 @@ class Scorer:
         reason columns of ``Explainer.reasons``, one row per input row."""
         from training.models.build import predict_pd
 
+        frame = self.numbers(frame)
         x_num, x_cat = (torch.from_numpy(x) for x in self.pre.transform(frame))
         p = predict_pd(self.model, x_num, x_cat)
         out = pd.DataFrame({"pd": p, "score": self.scale.score(p)}, index=frame.index)
@@ -199,14 +225,16 @@ class Scorer:
 
 
 def signature(schema: Schema, reasons: int):
-    """Named, typed inputs (double for numeric and binary, string for categorical); outputs pd,
-    score and ``reasons`` reason columns; one parameter, ``reasons`` (per request)."""
+    """Named inputs (string for categorical; numeric and binary of any type, since MLflow refuses
+    int64 for a double and a lender's CSV reads as int64: ``Scorer.numbers`` checks them); outputs
+    pd, score and ``reasons`` reason columns; one parameter, ``reasons`` (per request)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec
     from mlflow.types import Schema as MlflowSchema
+    from mlflow.types.schema import AnyType
 
     inputs = [
-        ColSpec("string" if f.kind == Kind.categorical else "double", f.name)
+        ColSpec("string" if f.kind == Kind.categorical else AnyType(), f.name)
         for f in schema.features
     ]
     outputs = [ColSpec("double", "pd"), ColSpec("double", "score")]

@@ -52,7 +52,7 @@ class ScoringModel:
     """What scoring and the gate need from a loaded model, free of MLflow (``load_model`` builds it)."""
 
     predict: Callable[[pd.DataFrame], pd.DataFrame]  # model-ready rows -> one output row each
-    inputs: dict[str, str]  # the signature's input columns: name -> type ("double", "string")
+    inputs: dict[str, str]  # the signature's input columns: name -> "any", "double" or "string"
     outputs: list[str]  # the signature's output columns (pd; score and reasons when it has them)
     ref: ModelRef
     score_reference: dict | None = None  # {"edges", "shares"} of the training scores, for PSI
@@ -124,7 +124,8 @@ def load_model(ref: ModelRef, store: str, reasons: int) -> ScoringModel:
         raise ConfigError(
             f"config model={ref.uri}: the model has no signature to read columns from"
         )
-    inputs = {c.name: c.type.name for c in meta.get_input_schema().inputs}
+    # a column of AnyType (our numeric inputs, which take integers too) is named by to_dict
+    inputs = {c.name: c.to_dict()["type"] for c in meta.get_input_schema().inputs}
     outputs = meta.get_output_schema().input_names() if meta.get_output_schema() else ["pd"]
     declared = meta.get_params_schema()
     takes_reasons = declared is not None and "reasons" in [p.name for p in declared.params]
