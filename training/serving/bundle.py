@@ -179,6 +179,8 @@ class Scorer:
             if f.kind == Kind.categorical or f.name not in frame:
                 continue
             values = frame[f.name]
+            if values.dtype == np.float64:
+                continue
             if values.dtype.kind in "biuf":
                 columns[f.name] = values.astype("float64")
                 continue
@@ -192,7 +194,7 @@ class Scorer:
                     "for a missing value"
                 )
             columns[f.name] = numbers.astype("float64")
-        return frame.assign(**columns)
+        return frame.assign(**columns) if columns else frame
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         from training.models.build import predict_pd

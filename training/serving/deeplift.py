@@ -56,7 +56,7 @@ class Rescale(TorchFunctionMode):
 
     def __init__(self) -> None:
         super().__init__()
-        self.recorded: list[torch.Tensor] = []
+        self.recorded: list[tuple[torch.Tensor, torch.Tensor]] = []  # (input, output) per op
         self.replaying, self.calls = False, 0
 
     def replay(self) -> Rescale:
@@ -69,38 +69,45 @@ class Rescale(TorchFunctionMode):
         ours = func in ELEMENTWISE or func in LOGSUMEXP
         if not (ours and isinstance(h, torch.Tensor) and h.requires_grad):
             return func(*args, **kwargs)
+        op = lambda t: func(t, *args[1:], **kwargs)  # noqa: E731 - the op on another input
         if not self.replaying:
-            self.recorded.append(h.detach())
-            return func(*args, **kwargs)
-        reference = self.recorded[self.calls]
+            y = op(h)
+            self.recorded.append((h.detach(), y.detach()))
+            return y
+        reference, y_ref = self.recorded[self.calls]
         self.calls += 1
-        reference = reference.repeat(len(h) // len(reference), *[1] * (h.dim() - 1))
         if func in LOGSUMEXP:
             dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
             keepdim = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
+            reference = reference.repeat(len(h) // len(reference), *[1] * (h.dim() - 1))
             return LogSumExp.apply(h, reference, dim, keepdim)
-        return Elementwise.apply(h, reference, lambda t: func(t, *args[1:], **kwargs))
+        return Elementwise.apply(h, reference, y_ref, op)
 
 
 class Elementwise(torch.autograd.Function):
     """y = op(h); backward: ``(op(h) - op(h_ref)) / (h - h_ref)``, or op's derivative at ``h``
-    where the two are closer than ``EPS``."""
+    where the two are closer than ``EPS``. ``reference`` and ``y_ref`` hold the ``r`` reference
+    rows' input and output, broadcast against the ``n * r`` rows of ``h``."""
 
     @staticmethod
-    def forward(ctx, h: torch.Tensor, reference: torch.Tensor, op: Callable) -> torch.Tensor:
-        y, derivative = op(h), None
-        if ((h - reference).abs() <= EPS).any():  # rare: a row equal to a reference row
+    def forward(ctx, h, reference, y_ref, op: Callable) -> torch.Tensor:
+        y = op(h)
+        pairs = (-1, len(reference), *h.shape[1:])  # (n, r, ...): row i * r + j is (i, j)
+        dh = h.view(pairs) - reference
+        slope = ((y.view(pairs) - y_ref) / dh).view(h.shape)
+        close = (dh.abs() <= EPS).view(h.shape)  # rare: a row equal to a reference row
+        if close.any():
             with torch.enable_grad():
                 leaf = h.detach().requires_grad_()
                 (derivative,) = torch.autograd.grad(op(leaf).sum(), leaf)
-        slope = _secant(h, reference, y, op(reference), derivative)
+            slope = torch.where(close, derivative, slope)
         ctx.save_for_backward(slope)
         return y
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (slope,) = ctx.saved_tensors
-        return grad * slope, None, None
+        return grad * slope, None, None, None
 
 
 class LogSumExp(torch.autograd.Function):
@@ -130,16 +137,10 @@ class LogSumExp(torch.autograd.Function):
 
 
 def _secant(
-    h: torch.Tensor,
-    reference: torch.Tensor,
-    y: torch.Tensor,
-    y_ref: torch.Tensor,
-    derivative: torch.Tensor | None,
+    h: torch.Tensor, reference: torch.Tensor, y: torch.Tensor, y_ref: torch.Tensor, derivative
 ) -> torch.Tensor:
     """``(y - y_ref) / (h - h_ref)``, and ``derivative`` where the two inputs are closer than
-    ``EPS`` (None: there are no such entries)."""
+    ``EPS``."""
     dh = h - reference
-    if derivative is None:
-        return (y - y_ref) / dh
     close = dh.abs() <= EPS
     return torch.where(close, derivative, (y - y_ref) / torch.where(close, 1.0, dh))

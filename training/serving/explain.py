@@ -72,6 +72,7 @@ class Explainer:
         self.rules = [_rule(n) for n in _refinements(cfg.steps, cfg.max_steps)]
         with torch.no_grad():
             self.ref_logit = self._logit(*self.ref).mean()
+        self._recorded: tuple[Rescale, torch.Tensor] | None = None  # deeplift's reference pass
 
     def _logit(self, x_num: torch.Tensor, x_onehot: torch.Tensor) -> torch.Tensor:
         """The logit of the model's PD (its members' mean PD). Shape: (batch,)."""
@@ -103,12 +104,13 @@ class Explainer:
     def _refined(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Attributions of dense rows and their completeness errors: the rows whose error misses
         the tolerance are integrated again with the next, finer rule (until ``max_steps``)."""
-        with torch.no_grad():
-            gap = self._logit(*self._split(x)) - self.ref_logit
         if self.cfg.method == "deeplift":
-            dense, rules = self._deeplift(x), self.rules
+            (dense, logit), rules = self._deeplift(x), self.rules
         else:
+            with torch.no_grad():
+                logit = self._logit(*self._split(x))
             dense, rules = self._integrated_gradients(x, *self.rules[0]), self.rules[1:]
+        gap = logit - self.ref_logit
         error = dense.sum(1) - gap
         for rule in rules:
             redo = (error.abs() > self.cfg.tolerance).nonzero().flatten()
@@ -120,34 +122,41 @@ class Explainer:
                 error[part] = dense[part].sum(1) - gap[part]
         return dense, error
 
-    def _deeplift(self, x: torch.Tensor) -> torch.Tensor:
-        """Shape: (n, d) dense rows -> (n, d) attributions, float64, averaged over references.
+    def _deeplift(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shape: (n, d) dense rows -> (n, d) attributions, float64, averaged over references,
+        and (n,) the rows' (calibrated) PD logits.
 
         The network's PD logit by the rescale rule (``training/serving/deeplift.py``), then the
         calibration map's by the same rule: each pair's contributions times
         ``(c(g) - c(g_ref)) / (g - g_ref)``, so they add up to the calibrated logit's difference.
+        The references' pass is recorded once, on the first call.
         """
         network, calibration = uncalibrated(self.model)
         logit = lambda dense: mean_pd_logit(network.forward_dense(*self._split(dense)).double())  # noqa: E731
         ref = torch.cat(self.ref, 1)
-        rescale = Rescale()
         with frozen(network):
-            with rescale:
-                g_ref = logit(ref.clone().requires_grad_()).detach()  # records the references
+            if self._recorded is None:
+                rescale = Rescale()
+                with rescale:
+                    g_ref = logit(ref.clone().requires_grad_()).detach()
+                self._recorded = rescale, g_ref
+            rescale, g_ref = self._recorded
             rows = x.repeat_interleave(len(ref), 0).requires_grad_()  # row i * r + j: reference j
             with rescale.replay():
                 g = logit(rows)
             (grad,) = torch.autograd.grad(g.sum(), rows)
         g, g_ref = g.detach(), g_ref.repeat(len(x))
         attributions = ((rows.detach() - ref.repeat(len(x), 1)) * grad).double()
+        c = g
         if calibration.method != "none":
             leaf = g.clone().requires_grad_()
-            (derivative,) = torch.autograd.grad(calibration.logit(leaf).sum(), leaf)
-            dg = g - g_ref
+            c = calibration.logit(leaf)
+            (derivative,) = torch.autograd.grad(c.sum(), leaf)
+            c, dg = c.detach(), g - g_ref
             far = dg.abs() > EPS
-            slope = (calibration.logit(g) - calibration.logit(g_ref)) / torch.where(far, dg, 1.0)
+            slope = (c - calibration.logit(g_ref)) / torch.where(far, dg, 1.0)
             attributions *= torch.where(far, slope, derivative).unsqueeze(1)
-        return attributions.view(len(x), len(ref), -1).mean(1)
+        return attributions.view(len(x), len(ref), -1).mean(1), c.view(len(x), len(ref))[:, 0]
 
     def _integrated_gradients(
         self, x: torch.Tensor, alphas: torch.Tensor, weights: torch.Tensor
@@ -173,22 +182,25 @@ class Explainer:
         order = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
         described = {f.name: f.description or f.name for f in self.schema.features}
         out: dict[str, list] = {}
+        cells: dict[str, list] = {}  # the columns named by some reason, as lists
         for i in range(k):
             j = order[:, i] if i < contributions.shape[1] else np.zeros(len(frame), dtype=int)
             c = contributions[np.arange(len(frame)), j] if len(frame) else np.empty(0)
             raises = c > 0
             names = [self.features[f] if ok else "" for f, ok in zip(j, raises, strict=True)]
             out[f"reason_{i + 1}"] = names
+            for name in set(names) - set(cells) - {""}:
+                cells[name] = frame[name].tolist()  # each column read once, not once a cell
             out[f"reason_{i + 1}_value"] = [
-                self._value(frame, row, name) if name else "" for row, name in enumerate(names)
+                self._value(cells[name][row], name) if name else ""
+                for row, name in enumerate(names)
             ]
             out[f"reason_{i + 1}_description"] = [described.get(n, "") for n in names]
             out[f"reason_{i + 1}_contribution"] = np.where(raises, c, np.nan)
         return pd.DataFrame(out, index=frame.index)
 
-    def _value(self, frame: pd.DataFrame, row: int, name: str) -> str:
+    def _value(self, v, name: str) -> str:
         """A row's value as a person reads it: the number or category, or why it has none."""
-        v = frame[name].iloc[row]
         if pd.isna(v):
             return "missing"
         if name in self.pre.vocab:
