@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -102,18 +103,25 @@ class Preprocessor:
         for j, values in enumerate(self._num_columns(frame)):  # one column at a time: less memory
             x_num[:, j] = values
         x_cat = np.empty((n, len(self.categorical)), dtype=np.int64)
-        for j, c in enumerate(self.categorical):
-            index = pd.Index(self.vocab[c])
-            x_cat[:, j] = (
-                index.get_indexer(frame[c].astype(object)) + 1
-            )  # -1 (unseen, missing) -> 0
+        for j, (c, index) in enumerate(self._vocab_index.items()):
+            x_cat[:, j] = index.get_indexer(frame[c].astype(object)) + 1  # unseen, missing -> 0
         return x_num, x_cat
+
+    # The fitted lists as arrays and indexes, built once (a served model transforms one row at a
+    # time, where building them took most of the time); asdict and the bundle keep the lists.
+    @cached_property
+    def _quantile_arrays(self) -> tuple[list[np.ndarray], np.ndarray]:
+        return [np.asarray(q) for q in self.quantiles], np.asarray(self.levels)
+
+    @cached_property
+    def _vocab_index(self) -> dict[str, pd.Index]:
+        return {c: pd.Index(self.vocab[c]) for c in self.categorical}
 
     def _num_columns(self, frame: pd.DataFrame) -> Iterator[np.ndarray]:
         """The numeric block's columns in order: numeric, binary, missing indicators, sentinels."""
-        levels = np.asarray(self.levels)
-        for c, q in zip(self.numeric, self.quantiles, strict=True):
-            yield _quantile_normal(self._values(frame, c), np.asarray(q), levels)
+        quantiles, levels = self._quantile_arrays
+        for c, q in zip(self.numeric, quantiles, strict=True):
+            yield _quantile_normal(self._values(frame, c), q, levels)
         for c in self.binary:
             yield np.nan_to_num(self._values(frame, c), nan=0.0)
         for c in self.indicators:
