@@ -3,7 +3,8 @@
 For each data set, the real job (``python -m jobs.train``) runs in a subprocess with a temporary
 tracking store, once per seed, for two recipes: the data set's best recipe
 (``experiment=<set>_best``) and the default recipe (no experiment file: what another lender's file
-gets). Each run's ``evaluation.json`` carries the network's test AUC and that of the built-in
+gets); ``--recipes auto`` adds ``recipe=auto`` (the default recipe choosing among its candidates
+on the file's validation rows). Each run's ``evaluation.json`` carries the network's test AUC and that of the built-in
 LightGBM benchmark (trained on the same training rows, stopped on the same validation rows). Stratified
 sets vary the split (``data.split.seed=0,1,2``); SBA has one out-of-time split, so it varies the
 training seed (``seed=0,1,2``). Models and settings are chosen on validation rows only. A best
@@ -42,6 +43,7 @@ TIME_SPLIT = {"sba"}  # one split: its seeds are training seeds
 
 def overrides(name: str, recipe: str, seed: int) -> list[str]:
     chosen = [f"experiment={name}_best"] if recipe == "best" else [f"data={SETS[name]}"]
+    chosen += ["recipe=auto"] if recipe == "auto" else []
     return chosen + ([f"seed={seed}"] if name in TIME_SPLIT else [f"data.split.seed={seed}"])
 
 
@@ -80,6 +82,8 @@ def run_job(name: str, recipe: str, seed: int, threads: int, extra: list[str]) -
         "lift_auc": report["lift"]["auc"] if "lift" in report else None, "bayes_auc_test": report.get("bayes_auc_test"),
         "best_epoch": report["training"]["best_epoch"], "epochs_run": report["training"]["epochs_run"],
         "members": len(report.get("ensemble", [])) or 1,
+        "recipe_chosen": report.get("recipe", {}).get("chosen"),
+        "recipe_candidates": report.get("recipe", {}).get("candidates"),
         "net_test_ece": report["test"]["ece"], "gbdt_test_ece": gbdt["test"].get("ece"),
         "net_test_ece_uncalibrated": report.get("calibration", {}).get("test_ece_before"),
         "calibration": report.get("calibration", {}).get("method"),
@@ -140,13 +144,15 @@ def markdown(summary: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in SETS:
-        for recipe in ("best", "default"):
+        for recipe in ("best", "auto", "default"):
             if recipe not in summary.get(name, {}):
                 continue
             s = summary[name][recipe]
             net, gbdt = s["net_test_auc"], s["gbdt_test_auc"]
             bayes = f"{s['bayes_auc_test']['mean']:.4f}" if "bayes_auc_test" in s else "-"
-            label = f"`experiment={name}_best`" if recipe == "best" else "default"
+            label = {"best": f"`experiment={name}_best`", "auto": "`recipe=auto`"}.get(
+                recipe, "default"
+            )
             label += f" ({s['members']} networks)" if s.get("members", 1) > 1 else ""
             lines.append(
                 f"| {LABELS[name]} | {label} | {_fmt(net)} | "
@@ -176,7 +182,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument(
-        "--recipes", nargs="+", default=["best", "default"], choices=["best", "default"]
+        "--recipes", nargs="+", default=["best", "default"], choices=["best", "auto", "default"]
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument(

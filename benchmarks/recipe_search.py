@@ -2,7 +2,7 @@
 
 Each data set (and split seed) is prepared once in this process (``training.data.prepare``); each
 recipe is a list of Hydra overrides composed over the real configs, built like the job builds
-(``training.core.pipeline.build``) and trained with the real loop (``training.core.loop.fit``). The table
+(``training.core.parallel.build``) and trained with the real loop (``training.core.loop.fit``). The table
 gives the mean validation AUC per data set over the seeds; test AUC is kept in the results file
 for the record only and never used to choose.
 
@@ -91,7 +91,7 @@ def seed_overrides(name: str, seed: int) -> list[str]:
 
 
 def build(cfg: TrainConfig, data: TrainingData) -> TrainState:
-    """The network and its training state, as the job builds them (``training.core.pipeline.build``:
+    """The network and its training state, as the job builds them (``training.core.parallel.build``:
     the same bins, output bias and monotone directions)."""
     torch.manual_seed(cfg.seed)
     model = network(cfg, data, fit_bins(cfg.model, data.sample_x[0]))

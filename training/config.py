@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from training.cluster.config import ClusterConfig
-from training.core.config import CheckpointConfig, OptimConfig, TrainerConfig
+from training.core.config import CheckpointConfig, OptimConfig, RecipeConfig, TrainerConfig
 from training.data.config import DataConfig
 from training.errors import ConfigError, check
 from training.governance.config import BenchmarkConfig, FairnessConfig
@@ -45,6 +45,7 @@ class TrainConfig:
     model: ModelConfig = MISSING  # an option of the group: MLPConfig, TabMConfig
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     launcher: LauncherConfig = MISSING  # an option of the group: local, mpi, ray
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -65,6 +66,12 @@ class TrainConfig:
             "sweep.ensemble_top_k",
             self.sweep.ensemble_top_k,
             "needs one preprocessing for every member: search no data.* key, or set it to 0",
+        )
+        check(
+            self.recipe.name == "fixed" or not self.sweep.params,
+            "recipe.name",
+            self.recipe.name,
+            "must be fixed in a sweep (the sweep chooses among its own trials)",
         )
         for name in self.sweep.params:  # every searched key must be a value of this tree
             node: Any = self

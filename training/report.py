@@ -265,6 +265,30 @@ class TrialMember(Part):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RecipeCandidate(Part):
+    """One recipe ``recipe=auto`` tried: what it changes, how it did on the validation rows."""
+
+    name: str
+    changes: dict[str, str]  # config key -> value, over the composed config
+    valid_auc: float | None = optional()  # None: not trained (skipped)
+    valid_ece: float | None = optional()  # before the PD calibration
+    epochs_run: int | None = optional()
+    seconds: float | None = optional()
+    skipped: str | None = optional()  # why it was not trained
+    chosen: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipeSummary(Part):
+    """How ``recipe=auto`` chose the recipe the model was trained with."""
+
+    chosen: str
+    chosen_by: str
+    budget_minutes: float
+    candidates: list[RecipeCandidate]
+
+
+@dataclass(frozen=True, kw_only=True)
 class Benchmark(Part):
     """``training.governance.benchmark.gbdt_benchmark``: LightGBM on the network's split."""
 
@@ -339,6 +363,7 @@ class Report(Part):
     calibration: CalibrationSummary | None = optional()
     fairness: Fairness | None = optional()
     training: Training | None = optional()
+    recipe: RecipeSummary | None = optional()  # recipe=auto: the candidates and the choice
     ensemble: list[Member | TrialMember] | None = optional()
     benchmark: Benchmark | None = optional()
     lift: Lift | None = optional()

@@ -9,8 +9,7 @@ import pytest
 from training.config import TrainConfig
 from training.core.config import OptimConfig, TrainerConfig
 from training.core.loop import fit
-from training.core.parallel import Role
-from training.core.pipeline import build
+from training.core.parallel import Role, build
 from training.core.run_dir import RunDir
 from training.data.config import DataConfig
 from training.data.prepare import prepare

@@ -1,9 +1,10 @@
 """The job's own settings: the optimiser (``optim.*``), the loop (``trainer.*``), checkpoints
-(``checkpoint.*``), and how the ranks share the work (``launcher.parallelism``)."""
+(``checkpoint.*``), how the ranks share the work (``launcher.parallelism``), and whether the job
+chooses its recipe (``recipe.*``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from training.constants import STOP_SIGNAL
@@ -94,3 +95,24 @@ class CheckpointConfig:
         check(self.every_steps >= 0, "checkpoint.every_steps", self.every_steps, "must be >= 0")
         check(self.keep > 0, "checkpoint.keep", self.keep, "must be > 0")
         check_signal("checkpoint.signal", self.signal)
+
+
+# The candidates ``recipe=auto`` knows (``training/core/recipe.py`` says what each changes).
+CANDIDATES = ("base", "embeddings", "embeddings_ls", "tabm")
+
+
+@dataclass(kw_only=True)
+class RecipeConfig:
+    """``fixed``: train the recipe as composed. ``auto``: train each of ``candidates`` on the
+    training rows first, keep the best by validation AUC, and train that (``training/core/recipe.py``)."""
+
+    name: str = "fixed"  # fixed | auto
+    candidates: list[str] = field(default_factory=lambda: ["base", "embeddings", "embeddings_ls"])
+    budget_minutes: float = 60.0  # no candidate starts after this long (the first always runs)
+
+    def __post_init__(self) -> None:
+        check(self.name in ("fixed", "auto"), "recipe.name", self.name, "must be fixed or auto")
+        check(len(self.candidates) > 0, "recipe.candidates", self.candidates, "must not be empty")
+        for i, c in enumerate(self.candidates):
+            check(c in CANDIDATES, f"recipe.candidates[{i}]", c, f"must be one of {CANDIDATES}")
+        check(self.budget_minutes > 0, "recipe.budget_minutes", self.budget_minutes, "must be > 0")

@@ -18,9 +18,10 @@ from torch import nn
 from training.config import TrainConfig
 from training.core.config import Parallelism
 from training.core.run_dir import RunDir
-from training.core.state import FitResult
+from training.core.state import FitResult, TrainState
 from training.data.prepare import TrainingData
 from training.models.build import build_model
+from training.models.embeddings import fit_bins
 from training.models.ensemble import Ensemble
 from training.runtime.dist import DistContext
 from training.serving.bundle import Member
@@ -97,3 +98,16 @@ def network(cfg: TrainConfig, data: TrainingData, bins: list[torch.Tensor] | Non
         base_rate=data.base_rate,
         directions=data.pre.directions(data.schema),
     )
+
+
+def build(
+    cfg: TrainConfig, data: TrainingData, role: Role, resume: dict | None
+) -> tuple[TrainState, list[torch.Tensor] | None]:
+    """This rank's network and its training state, loaded from ``resume`` when there is one;
+    also the embedding bins the network was built with."""
+    torch.manual_seed(role.seed)
+    bins = fit_bins(cfg.model, data.sample_x[0])
+    state = TrainState.create(network(cfg, data, bins).to(role.ctx.device), cfg.optim, role.seed)
+    if resume is not None:
+        state.load_state_dict(resume, role.ctx.rank)
+    return state, bins

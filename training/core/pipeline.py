@@ -28,10 +28,10 @@ from training.config import TrainConfig, training_dict
 from training.core.calibrate import fit_calibration
 from training.core.checkpoint import Checkpointer, load_latest
 from training.core.loop import Hooks, fit
-from training.core.parallel import Role, Trained, gather, network
+from training.core.parallel import Role, Trained, build, gather, network
+from training.core.recipe import choose as choose_recipe
 from training.core.run_dir import RunDir
-from training.core.state import TrainState
-from training.data.prepare import EvaluationData, Prepared, TrainingData, prepare
+from training.data.prepare import EvaluationData, Prepared, prepare
 from training.data.split import summary
 from training.errors import ConfigError
 from training.governance.benchmark import gbdt_benchmark
@@ -41,7 +41,6 @@ from training.governance.fairness import fairness_table
 from training.governance.plots import save_evaluation_plots
 from training.models.build import predict_pd
 from training.models.calibration import calibrated
-from training.models.embeddings import fit_bins
 from training.report import (
     Benchmark,
     CalibrationSummary,
@@ -52,6 +51,7 @@ from training.report import (
     Lift,
     Metrics,
     MonotoneCheck,
+    RecipeSummary,
     Registered,
     Report,
     SplitSummary,
@@ -78,14 +78,14 @@ def run(
     if cfg.checkpoint.resume and (report := run_dir.finished_report()) is not None:
         log.info("%s already finished (DONE); nothing to do", out_dir)
         return report
-    role, params = Role.of(cfg, ctx or DistContext(), run_dir), flatten(training_dict(cfg))
-    world, resume = role.world, find_resume(params, role)
-    if world.is_main:
+    role = Role.of(cfg, ctx or DistContext(), run_dir)
+    if role.world.is_main:
         run_dir.start(cfg)
-    stop = StopFlag(run_dir.stop_file)
-    stop.install(cfg.checkpoint.signal)
+    stop = StopFlag(run_dir.stop_file).install(cfg.checkpoint.signal)
     data = prepare(cfg.data, role.ctx, benchmark_rows=cfg.benchmark.rows)
-
+    cfg, recipe = choose_recipe(cfg, data, role, run_dir)  # recipe=auto: the best candidate's
+    world, params = role.world, flatten(training_dict(cfg))
+    resume = find_resume(params, role)
     name, tags = f"{cfg.data.name}-{cfg.model.name}", run_tags(cfg, data, world)
     with open_job_run(
         cfg.tracking, run_dir.path, name=name, tags=tags | {"output_dir": str(run_dir.path.resolve())},
@@ -100,7 +100,7 @@ def run(
         result = fit(state, train, valid, cfg.optim, cfg.trainer, ctx=role.ctx, hooks=hooks)
         ours = Trained(state.model.cpu(), [(cfg.model, bins)], result, world.world_size)
         trained = gather(role, ours, rebuild=lambda: network(cfg, data.training, bins))
-        evaluation = evaluate(trained, data, cfg, role.ctx) if role.evaluates else None
+        evaluation = evaluate(trained, data, cfg, role.ctx, recipe) if role.evaluates else None
         report = evaluation.report if evaluation else None
         if world.is_main:
             report = publish(cfg, run_dir, data, evaluation, tracker, trained, tags)
@@ -156,19 +156,6 @@ def run_tags(cfg: TrainConfig, data: Prepared, ctx: DistContext) -> dict[str, st
         "world_size": str(ctx.world_size),
         "nodes": ",".join(dict.fromkeys(ctx.allgather(socket.gethostname()))),  # in rank order
     }
-
-
-def build(
-    cfg: TrainConfig, data: TrainingData, role: Role, resume: dict | None
-) -> tuple[TrainState, list[torch.Tensor] | None]:
-    """This rank's network and its training state, loaded from ``resume`` when there is one;
-    also the embedding bins the network was built with."""
-    torch.manual_seed(role.seed)
-    bins = fit_bins(cfg.model, data.sample_x[0])
-    state = TrainState.create(network(cfg, data, bins).to(role.ctx.device), cfg.optim, role.seed)
-    if resume is not None:
-        state.load_state_dict(resume, role.ctx.rank)
-    return state, bins
 
 
 def make_hooks(cfg: TrainConfig, role: Role, tracker: Tracker, stop, on_epoch) -> Hooks:
@@ -231,9 +218,16 @@ def calibrate(
     return model, after, before["test"], summary
 
 
-def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContext) -> Evaluation:
+def evaluate(
+    trained: Trained,
+    data: Prepared,
+    cfg: TrainConfig,
+    ctx: DistContext,
+    recipe: RecipeSummary | None = None,
+) -> Evaluation:
     """Whole-split metrics from gathered predictions; the Bayes-optimal AUC when the true PDs are
-    known; how training went; the split and the data fingerprint."""
+    known; how training went (and how ``recipe=auto`` chose the recipe); the split and the data
+    fingerprint."""
     held, batch = data.evaluation, cfg.trainer.eval_batch_size
     y = {p: ctx.allgather_array(data.tensors(p).y.numpy().astype(int)) for p in ("valid", "test")}
     model, p, p_test_before, calibration = calibrate(trained.model, data, y, cfg, ctx)
@@ -258,6 +252,7 @@ def evaluate(trained: Trained, data: Prepared, cfg: TrainConfig, ctx: DistContex
         calibration=calibration,
         fairness=fairness,
         training=Training.from_dict(trained.result.summary() | {"world_size": trained.world_size}),
+        recipe=recipe,
         # one line per member of an ensemble: its seed and how its training went
         ensemble=[ensemble_member(m) for m in trained.ensemble] or None,
         benchmark=gbdt,

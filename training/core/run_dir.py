@@ -38,6 +38,10 @@ class RunDir:
         """Create the folder, drop a stop request left by a previous attempt, write the config."""
         self.path.mkdir(parents=True, exist_ok=True)
         self.stop_file.unlink(missing_ok=True)
+        self.write_config(cfg)
+
+    def write_config(self, cfg: Any) -> None:
+        """``config.yaml``: the config the model is trained with."""
         (self.path / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
 
     def write_json(self, name: str, obj: dict) -> Path:

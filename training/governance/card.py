@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from training.report import Member, Metrics, Report, TrialMember
+from training.report import Member, Metrics, RecipeSummary, Report, TrialMember
 
 PSI_BANDS = (0.10, 0.25)  # stable below the first, a major shift from the second
 FOUR_FIFTHS = 0.8  # the 80 % rule: lowest group approval rate / highest
@@ -281,7 +281,27 @@ def _recipe(report: Report, cfg: dict) -> list[Block]:
             ("processes", _said(training and training.world_size)),
         ]),
     ]  # fmt: skip
-    return out + _ensemble(report.ensemble or [])
+    return out + _chosen(report.recipe) + _ensemble(report.ensemble or [])
+
+
+def _chosen(recipe: RecipeSummary | None) -> list[Block]:
+    """``recipe=auto``: every candidate tried, on the validation rows, and the one kept."""
+    if recipe is None:
+        return []
+    header = ["candidate", "changes", "validation AUC", "validation ECE (uncalibrated)",
+              "epochs", "seconds", ""]  # fmt: skip
+    rows = [
+        [c.name, ", ".join(f"{k}={v}" for k, v in c.changes.items()) or "(as composed)",
+         _num(c.valid_auc), _num(c.valid_ece), _said(c.epochs_run),
+         _num(c.seconds, 0), "chosen" if c.chosen else (c.skipped or "")]
+        for c in recipe.candidates
+    ]  # fmt: skip
+    how = (
+        f"recipe=auto tried {len(rows)} recipes on the training rows within "
+        f"{recipe.budget_minutes:g} minutes and kept {recipe.chosen} ({recipe.chosen_by}); the "
+        "model above is that recipe, trained again as the job's model. Test rows were not used."
+    )
+    return [Sub("Recipe chosen for this file"), Text(how), Table(header, rows)]
 
 
 def _ensemble(members: list[Member | TrialMember]) -> list[Block]:

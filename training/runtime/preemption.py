@@ -23,12 +23,12 @@ class StopFlag:
         self.requested = False
         self.stop_file, self.check_every, self._calls = stop_file, check_every, 0
 
-    def install(self, name: str) -> bool:
-        """Handle ``SIG<name>``; only possible in the main thread (Ray runs workers in threads)."""
-        if threading.current_thread() is not threading.main_thread():
-            return False
-        signal.signal(getattr(signal, f"SIG{name}"), self._handle)
-        return True
+    def install(self, name: str) -> StopFlag:
+        """Handle ``SIG<name>``; only possible in the main thread (Ray runs workers in threads:
+        there the stop file alone asks)."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(getattr(signal, f"SIG{name}"), self._handle)
+        return self
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
