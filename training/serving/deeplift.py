@@ -6,13 +6,12 @@ the gradient would be if every nonlinearity were the straight line through its t
 reference's input and output, the row's). Linear operations (layers, embeddings' affine maps,
 one-hot blocks, concatenation, ``torch.where`` with a fixed mask) keep their ordinary gradient; an
 elementwise nonlinearity (ReLU, clamp, cos, log-sigmoid, ...) passes on ``dy / dx`` of its two
-points; a nonlinearity that mixes a row's entries (``logsumexp`` over TabM's heads) passes on its
-Jacobian averaged along the segment between them (integrated gradients inside that one cheap
-operation, Gauss-Legendre with ``POINTS`` points). By the chain rule for these multipliers, the
-contributions of a row add up to its output minus the reference's output, exactly (up to float
-rounding), whatever kinks lie between them: the property integrated gradients only approximates
-with many points. One forward and one backward pass per (row, reference) pair, against ``steps``
-of each for integrated gradients.
+points; ``logsumexp`` over TabM's heads (the heads' mean PD) passes on the same rule through its
+parts, ``exp``, the sum and ``log``. By the chain rule for these multipliers, the contributions of
+a row add up to its output minus the reference's output, exactly (up to float rounding),
+whatever kinks lie between them: the property integrated gradients only approximates with many
+points. One forward and one backward pass per (row, reference) pair, against ``steps`` of each
+for integrated gradients; the references' own pass is recorded once.
 
 captum's ``DeepLift`` applies the same rule through hooks on ``nn.Module`` nonlinearities, so it
 misses the functional ones in rtdl-num-embeddings (``clamp`` in piecewise-linear embeddings,

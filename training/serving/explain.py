@@ -1,20 +1,27 @@
 """Reason codes: which features raised a row's risk, by how much, validated for completeness.
 
-Method: integrated gradients (Sundararajan et al., 2017) of the model's PD logit, from each row
-of a reference population (a fixed sample of training rows, stored with the model) to the row,
-averaged over the references; the path integral by Gauss-Legendre quadrature, as captum's
-``IntegratedGradients`` does by default. Written out here (one batched forward and backward
-pass) because captum differentiates each output element apart (``torch.unbind``), a third of
-the time of a serving call, and it would add captum and matplotlib to every served model;
-tests/unit/test_explain.py checks the contributions equal captum's on the same rows. Categoricals are integrated in one-hot space (``forward_dense``); a feature's
-contribution is the sum over its columns: its value, its missing indicator and its sentinel
-indicators, or its one-hot block. So a missing value or "no record" code gets a contribution
-like any other value. Completeness: the contributions of a row add up to its logit minus the
-references' mean logit, up to the integration error (``ExplainConfig.tolerance``, checked in
-every evaluation report, by the promotion gate and in the tests). Where the network has kinks
-along the path (piecewise-linear embeddings, ReLUs far from the references) ``steps`` points may
-miss it: such rows are integrated again with 4x the points, up to ``max_steps``; a row that
-still misses it is reported as it is.
+Each row's contributions are measured from each row of a reference population (a fixed sample
+of training rows, stored with the model) to the row, on the model's (calibrated) PD logit, and
+averaged over the references, by one of two methods (``explain.method``):
+
+- ``deeplift`` (the default): DeepLIFT's rescale rule (``training/serving/deeplift.py``), i.e.
+  DeepSHAP over the references. Exact: the contributions add up to the logit difference for
+  every architecture we build, at one forward and backward pass per (row, reference) pair.
+- ``integrated_gradients`` (Sundararajan et al., 2017): the path integral by Gauss-Legendre
+  quadrature with ``steps`` points, as captum's ``IntegratedGradients`` does by default; written
+  out here (one batched forward and backward pass) because captum differentiates each output
+  element apart (``torch.unbind``), a third of the time of a serving call, and it would add
+  captum and matplotlib to every served model. tests/unit/test_explain.py checks each method
+  equals captum's on the same rows.
+
+Categoricals move in one-hot space (``forward_dense``); a feature's contribution is the sum over
+its columns: its value, its missing indicator and its sentinel indicators, or its one-hot block.
+So a missing value or "no record" code gets a contribution like any other value. Completeness:
+the contributions of a row add up to its logit minus the references' mean logit
+(``ExplainConfig.tolerance``, checked in every evaluation report, by the promotion gate and in
+the tests). A row that misses it (integrated gradients across kinks; DeepLIFT through an
+operation its rules do not know) is integrated again with 4x the points, up to ``max_steps``; a
+row that still misses it is reported as it is.
 """
 
 from __future__ import annotations
