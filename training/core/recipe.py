@@ -5,8 +5,8 @@ training rows with the real loop (early stopping on validation AUC, as any job),
 listed, until ``recipe.budget_minutes`` have passed; keeps the one with the best validation AUC;
 and then trains that one as the job's model, through the usual path (checkpoints, MLflow,
 evaluation, registry). Test rows are never read here. Under MPI or Ray the ranks train each
-candidate together (data parallel) or each its own member (ensemble), and rank 0's choice is
-everyone's. The choice is written to ``recipe.json`` in the run folder: a resumed job reads it
+candidate together (data parallel), or each its own member (ensemble parallelism: the candidate
+is then measured as the ensemble, the members' mean PD); rank 0's choice is everyone's. The choice is written to ``recipe.json`` in the run folder: a resumed job reads it
 and does not search again.
 
 Why these candidates (``benchmarks/recipe_search.py``, mean validation AUC over seeds 0-2, in
@@ -22,6 +22,7 @@ import json
 import logging
 import time
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from training import metrics
@@ -75,7 +76,8 @@ def choose(
     tried = [dataclasses.replace(c, chosen=c.name == best.name) for c in tried]
     summary = RecipeSummary(
         chosen=best.name,
-        chosen_by="best validation AUC (rank 0's network)",
+        chosen_by="best validation AUC"
+        + (" of the ensemble (the members' mean PD)" if role.member is not None else ""),
         budget_minutes=cfg.recipe.budget_minutes,
         candidates=tried,
     )
@@ -104,11 +106,13 @@ def search(cfg: TrainConfig, data: Prepared, role: Role) -> list[RecipeCandidate
         result = fit(state, train, valid, chosen_cfg.optim, chosen_cfg.trainer, ctx=role.ctx)
         batch = cfg.trainer.eval_batch_size
         p = role.ctx.allgather_array(predict_pd(state.model, valid.x_num, valid.x_cat, batch))
+        if role.member is not None:  # ensemble parallelism: the ensemble's PD, the members' mean
+            p = np.mean(role.world.allgather(p), axis=0)
         out.append(
             RecipeCandidate(
                 name=name,
                 changes=_said(name),
-                valid_auc=result.best_valid_auc,
+                valid_auc=metrics.auc(y, p),
                 valid_ece=metrics.ece(y, p),
                 epochs_run=result.epochs_run,
                 seconds=time.perf_counter() - t0,
@@ -117,8 +121,7 @@ def search(cfg: TrainConfig, data: Prepared, role: Role) -> list[RecipeCandidate
         if role.world.is_main:
             log.info(
                 "recipe=auto: %s validation AUC %.4f, ECE %.4f (uncalibrated), %d epochs, %.0f s",
-                name, result.best_valid_auc, out[-1].valid_ece, result.epochs_run,
-                out[-1].seconds,
+                name, out[-1].valid_auc, out[-1].valid_ece, result.epochs_run, out[-1].seconds,
             )  # fmt: skip
     return out
 
