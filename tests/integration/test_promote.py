@@ -26,8 +26,12 @@ RECIPES = {
     "base": [],
     "weak": ["optim.lr=1e-7", "trainer.max_epochs=1", "model.monotone=false"],
     "strong": ["trainer.max_epochs=8", "trainer.patience=8"],
-    # reasons from a one-point integral, held to 1e-4 logits: they do not add up
-    "unexplained": ["explain.steps=1", "explain.tolerance=0.0001"],
+    # reasons from a one-point integral (DeepLIFT, the default, adds up exactly), held to 1e-4
+    # logits: they do not add up
+    "unexplained": [
+        "explain.method=integrated_gradients", "explain.steps=1", "explain.max_steps=1",
+        "explain.tolerance=0.0001",
+    ],
     "other": ["data.n_rows=3000", "trainer.max_epochs=1"],
 }
 
