@@ -133,6 +133,9 @@ def test_interrupted_run_registers_nothing(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, **faults(step_sleep="0.2")},  # 9 steps an epoch, 0.2 s each at least
+        # Ctrl-C as a shell delivers it: a child inherits an ignored SIGINT, and something run
+        # earlier in this pytest worker may have left it ignored (the job then ran to the end)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 240
     for line in proc.stdout:
