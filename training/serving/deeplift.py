@@ -123,8 +123,8 @@ class LogSumExp(torch.autograd.Function):
         e, e_ref = (h - top).exp(), (reference - top).exp()  # S / exp(top) is (y - top).exp()
         total, total_ref = (y - top).exp(), (y_ref - top).exp()
         ctx.save_for_backward(
-            _secant(h, reference, e, e_ref, derivative=e)
-            * _secant(total, total_ref, y - top, y_ref - top, derivative=1 / total)
+            secant(h, reference, e, e_ref, derivative=e)
+            * secant(total, total_ref, y - top, y_ref - top, derivative=1 / total)
         )
         ctx.dim, ctx.keepdim = dim, keepdim
         return y if keepdim else y.squeeze(dim)
@@ -135,7 +135,7 @@ class LogSumExp(torch.autograd.Function):
         return (grad if ctx.keepdim else grad.unsqueeze(ctx.dim)) * multiplier, None, None, None
 
 
-def _secant(
+def secant(
     h: torch.Tensor, reference: torch.Tensor, y: torch.Tensor, y_ref: torch.Tensor, derivative
 ) -> torch.Tensor:
     """``(y - y_ref) / (h - h_ref)``, and ``derivative`` where the two inputs are closer than

@@ -38,7 +38,7 @@ from training.data.schema import Schema
 from training.models.calibration import uncalibrated
 from training.models.dense import DenseInput, mean_pd_logit, one_hot
 from training.serving.config import ExplainConfig
-from training.serving.deeplift import EPS, Rescale
+from training.serving.deeplift import Rescale, secant
 
 METHODS = {
     "deeplift": "DeepLIFT rescale rule from each reference row, averaged (integrated gradients "
@@ -159,10 +159,9 @@ class Explainer:
             leaf = g.clone().requires_grad_()
             c = calibration.logit(leaf)
             (derivative,) = torch.autograd.grad(c.sum(), leaf)
-            c, dg = c.detach(), g - g_ref
-            far = dg.abs() > EPS
-            slope = (c - calibration.logit(g_ref)) / torch.where(far, dg, 1.0)
-            attributions *= torch.where(far, slope, derivative).unsqueeze(1)
+            c = c.detach()
+            slope = secant(g, g_ref, c, calibration.logit(g_ref), derivative)
+            attributions *= slope.unsqueeze(1)
         return attributions.view(len(x), len(ref), -1).mean(1), c.view(len(x), len(ref))[:, 0]
 
     def _integrated_gradients(
