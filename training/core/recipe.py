@@ -45,7 +45,7 @@ CHANGES: dict[str, dict[str, object]] = {
         "model.num_embeddings": "piecewise",
         "model.d_embedding": 8,
         "optim.label_smoothing": 0.1,
-    },  # fmt: skip
+    },
     "tabm": {"model": "tabm"},  # TabM's defaults (configs/model/tabm.yaml), same monotone setting
 }
 FILE = "recipe.json"
@@ -101,9 +101,9 @@ def search(cfg: TrainConfig, data: Prepared, role: Role) -> list[RecipeCandidate
         if i > 0 and elapsed > 60 * cfg.recipe.budget_minutes:
             out.append(RecipeCandidate(name=name, changes=_said(name), skipped="budget spent"))
             continue
-        t0, chosen_cfg = time.perf_counter(), candidate(cfg, name)
-        state, _ = build(chosen_cfg, data.training, role, resume=None)
-        result = fit(state, train, valid, chosen_cfg.optim, chosen_cfg.trainer, ctx=role.ctx)
+        t0, trial = time.perf_counter(), candidate(cfg, name)
+        state, _ = build(trial, data.training, role, resume=None)
+        result = fit(state, train, valid, trial.optim, trial.trainer, ctx=role.ctx)
         batch = cfg.trainer.eval_batch_size
         p = role.ctx.allgather_array(predict_pd(state.model, valid.x_num, valid.x_cat, batch))
         if role.member is not None:  # ensemble parallelism: the ensemble's PD, the members' mean
