@@ -43,6 +43,7 @@ SERVING_PACKAGES = {
     "mlflow",
     "tabm",
     "rtdl_num_embeddings",
+    "duckdb",
 }
 # Installed for training only; the staged runtime must score with all of them unimportable.
 TRAINING_ONLY = (

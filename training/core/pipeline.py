@@ -348,18 +348,18 @@ def publish(
     bundle = {"model": model, "members": trained.members, "pre": pre, "schema": schema,
               "decision": evaluation.decision}  # fmt: skip
     run_dir.write_folder(run_dir.bundle, lambda tmp: save_bundle(tmp, **bundle, extra=extra))
-    example = data.evaluation.frames["test"][schema.names()].head(5)
-    x_num, x_cat = (torch.from_numpy(x) for x in pre.transform(example))
+    flat = data.evaluation.frames["test"][schema.names()].head(5)
+    x_num, x_cat = (torch.from_numpy(x) for x in pre.transform(flat))
     examples = {
-        "columns": list(example.columns),
-        "data": json.loads(example.to_json(orient="values")),
+        "columns": list(flat.columns),
+        "data": json.loads(flat.to_json(orient="values")),
         "pd": predict_pd(model, x_num, x_cat).tolist(),
     }
     tracker.log_artifact(run_dir.write_json("example_predictions.json", examples))
     tracker.log_artifact(run_dir.path / "config.yaml")
     tracker.log_artifact(run_dir.plots, "plots")
 
-    model_uri = tracker.log_model(run_dir.bundle, schema, example)
+    model_uri = tracker.log_model(run_dir.bundle, schema, data.evaluation.example)
     registered = register(cfg, tracker, model_uri, tags | report.version_tags(), report)
     report = dataclasses.replace(
         report,

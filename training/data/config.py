@@ -9,7 +9,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from training.data.schema import FeatureSpec, Kind
+from training.data.schema import HISTORY_STATS as STATS
+from training.data.schema import FeatureSpec, Kind, Source
 from training.errors import as_enum, check
 
 
@@ -77,6 +78,62 @@ class SplitConfig:
             )
 
 
+class Keep(StrEnum):
+    """What a side table's key repeated on several rows means: an error, or which row to keep."""
+
+    error = "error"
+    first = "first"
+    last = "last"
+
+
+@dataclass(kw_only=True)
+class TableConfig:
+    """A static side table joined one-to-one: its ``key`` column equals ``join``, a column of the
+    loan table or ``table.column`` of a side table listed before it (loan -> account ->
+    district). Its ``features`` become inputs like the loan table's; a key on several rows is an
+    error unless ``keep`` says which row to keep (file order)."""
+
+    name: str = MISSING
+    path: str = MISSING
+    key: str = MISSING
+    join: str = ""  # default: the key's own name in the loan table
+    sep: str = ","
+    encoding: str = "utf-8"
+    keep: Keep = Keep.error
+    features: list[FeatureSpec] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class SourceConfig:
+    """An event source: a table of dated events per borrower (tax filings, court cases, previous
+    loans, transactions), ``key`` matching ``join`` (a loan-table column or ``table.column``).
+
+    For each loan only events strictly before its application date count, at most
+    ``max_events`` (most recent first) within ``lookback_months``. Each numeric field gives, per
+    window of ``windows`` months: ``stats`` (count, sum, mean, min, max, slope per month), and
+    over the whole look-back its last value; each categorical field counts its most frequent
+    values (``values``, or the ``top_values`` commonest in the file) per window. Reasons name the
+    source (``name``), the field and the window.
+    """
+
+    name: str = MISSING
+    path: str = MISSING
+    key: str = MISSING
+    join: str = ""
+    time: str = MISSING  # the event's date column
+    time_format: str | None = None  # strptime format ('%y%m%d' reads 960728); ISO dates without
+    sep: str = ","
+    encoding: str = "utf-8"
+    source: Source = Source.bureau  # what kind of record: legal, tax, ip, ...
+    fields: list[FeatureSpec] = field(default_factory=list)
+    windows: list[int] = field(default_factory=lambda: [3, 6, 12, 24])
+    lookback_months: int | None = None  # default: the longest window
+    max_events: int | None = None
+    stats: list[str] = field(default_factory=lambda: list(STATS))
+    top_values: int = 8
+    values: dict[str, list[str]] = field(default_factory=dict)  # categorical field -> values
+
+
 @dataclass(kw_only=True)
 class DataConfig:
     """A data set: where it is, what its columns are, how to split it.
@@ -97,6 +154,12 @@ class DataConfig:
     column_names: list[str] = field(default_factory=list)  # csv without a header row: its columns
     encoding: str = "utf-8-sig"  # csv: the text encoding (utf-8-sig also reads plain UTF-8)
     features: list[FeatureSpec] = field(default_factory=list)
+    # A book of several tables: the loan table's application date (events strictly before it
+    # are inputs), static side tables joined one-to-one, and event sources (training/data/history.py).
+    application_date: str | None = None
+    application_date_format: str | None = None  # strptime format; ISO dates without one
+    tables: list[TableConfig] = field(default_factory=list)
+    sources: list[SourceConfig] = field(default_factory=list)
     protected: list[str] = field(default_factory=list)  # columns never used as inputs or reasons
     protected_bands: dict[str, Any] = field(default_factory=dict)  # {age: [25, 50]}: 3 age bands
     n_rows: int = 100_000
@@ -135,6 +198,7 @@ class DataConfig:
                 "applies to numeric and binary columns (a categorical code is already a category)",
             )
         self._check_protected()
+        self._check_book()
         check(
             self.positive_label is None or not self.target_map,
             "data.positive_label",
@@ -147,6 +211,48 @@ class DataConfig:
             dict(self.target_map),
             "must map each target value to 0 or 1 (1 = default)",
         )
+
+    def _check_book(self) -> None:
+        """Side tables and event sources: a loan table in a file, an application date for the
+        sources, joins to columns listed before them, windows and stats that exist."""
+        if not (self.tables or self.sources):
+            return
+        check(self.format == "csv", "data.format", self.format,
+              "must be csv for a book with data.tables or data.sources (the loan table)")  # fmt: skip
+        check(not self.sources or bool(self.application_date), "data.application_date",
+              self.application_date, "is required with data.sources: the loan table's column "
+              "whose date events must precede")  # fmt: skip
+        names = [t.name for t in self.tables] + [s.name for s in self.sources]
+        for i, name in enumerate(names):
+            check(names.index(name) == i, "data.tables/sources name", name, "is used twice")
+        for i, t in enumerate(self.tables):
+            check(t.keep in Keep.__members__, f"data.tables[{i}].keep", t.keep,
+                  "must be error, first or last")  # fmt: skip
+            self._check_join(f"data.tables[{i}].join", t.join or t.key, self.tables[:i])
+        for i, src in enumerate(self.sources):
+            key = f"data.sources[{i}]"
+            self._check_join(f"{key}.join", src.join or src.key, self.tables)
+            check(bool(src.fields) or "count" in src.stats, f"{key}.fields", "[]",
+                  "must list the event columns to learn from (or keep 'count' in stats)")  # fmt: skip
+            check(bool(src.windows) and all(int(w) > 0 for w in src.windows), f"{key}.windows",
+                  list(src.windows), "must list positive numbers of months, e.g. [3, 6, 12, 24]")  # fmt: skip
+            unknown = [s for s in src.stats if s not in STATS]
+            check(not unknown, f"{key}.stats", unknown, f"are not stats; choose from {list(STATS)}")
+            check(src.max_events is None or src.max_events > 0, f"{key}.max_events",
+                  src.max_events, "must be a positive number of events (or null: all)")  # fmt: skip
+            for j, f in enumerate(src.fields):
+                check(f.kind != Kind.binary, f"{key}.fields[{j}].kind", f.kind.value,
+                      "must be numeric or categorical for an event field")  # fmt: skip
+
+    @staticmethod
+    def _check_join(key: str, join: str, before: list[TableConfig]) -> None:
+        """``join`` is a loan-table column, or ``table.column`` of a side table listed before."""
+        if "." not in join:
+            return
+        table = join.split(".", 1)[0]
+        check(table in [t.name for t in before], key, join,
+              f"names table {table!r}, which is not a data.tables entry listed before it "
+              f"(tables: {[t.name for t in before]})")  # fmt: skip
 
     def _check_protected(self) -> None:
         """A protected column is never an input; its bands are numbers in ascending order."""

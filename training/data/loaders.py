@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from training.data import columns, synthetic
+from training.data.book import Book
 from training.data.config import DataConfig
 from training.data.parquet import ParquetBook
 from training.data.schema import Kind, Schema
@@ -55,10 +56,15 @@ def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def data_path(cfg: DataConfig) -> Path:
-    """``data.path`` under ``data.root``; a relative root is taken from the project's root folder."""
+def data_root(cfg: DataConfig) -> Path:
+    """``data.root``; a relative root is taken from the project's root folder."""
     root = Path(cfg.root).expanduser()
-    return (root if root.is_absolute() else PROJECT_ROOT / root) / Path(cfg.path).expanduser()
+    return root if root.is_absolute() else PROJECT_ROOT / root
+
+
+def data_path(cfg: DataConfig) -> Path:
+    """``data.path`` under ``data.root``."""
+    return data_root(cfg) / Path(cfg.path).expanduser()
 
 
 CHUNK = 1 << 20  # rows validated (and made into tensors) at a time: bounds the memory a pass needs
@@ -78,7 +84,9 @@ class Shard:
         self.pd_true: np.ndarray | None = None  # synthetic only: each row's true PD
         self.unused: tuple[str, ...] = ()  # the file's columns that no config key names
         self._raw: pd.DataFrame | None = None
-        self._book: ParquetBook | None = None
+        self._parquet: ParquetBook | None = None
+        self.book: Book | None = None  # side tables and event sources (data.tables, data.sources)
+        self.loans: pd.DataFrame | None = None  # a book's loan-table rows of this shard, raw
         if cfg.format == "synthetic":
             self.schema, self.n_rows = synthetic.SCHEMA, cfg.n_rows
             self.source = f"synthetic(n_rows={cfg.n_rows}, seed={cfg.seed})"
@@ -86,17 +94,20 @@ class Shard:
             self.pd_true = np.empty(self.hi - self.lo)
             self.read = f"rows {self.lo}-{self.hi - 1} of {self.n_rows} (generated)"
             return
+        path = self._path()
+        if cfg.tables or cfg.sources:
+            self.book = Book(cfg, data_root(cfg))
         self.schema = Schema(
-            features=list(cfg.features),
+            features=list(cfg.features) + (self.book.features if self.book else []),
             target=cfg.target,
             period=cfg.split.period_column,
             protected=list(cfg.protected),
+            history=self.book.history if self.book else None,
         )
-        path = self._path()
         self.source = str(path)
         if cfg.format == "parquet":
-            self._book = ParquetBook(path)
-            self.n_rows, columns = self._book.n_rows, self._book.columns
+            self._parquet = ParquetBook(path)
+            self.n_rows, columns = self._parquet.n_rows, self._parquet.columns
         else:
             self._raw = read_file(path, cfg, self.schema)
             self.n_rows, columns = len(self._raw), list(self._raw.columns)
@@ -105,7 +116,12 @@ class Shard:
             self._raw = self._raw.iloc[self.lo : self.hi].reset_index(drop=True)
             self.read = f"rows {self.lo}-{self.hi - 1} of {self.n_rows} (read the whole file, kept this shard)"
         else:
-            self.read = self._book.describe(self.lo, self.hi)
+            self.read = self._parquet.describe(self.lo, self.hi)
+        if self.book is not None:  # the shard's loans with their side tables and histories
+            self.loans = self._raw
+            self._raw = self.book.assemble(self._raw, self.lo, str(path))
+            columns = list(self._raw.columns)
+            self.read += "; their side tables and events (DuckDB)"
         if self.n_rows == 0:
             raise DataError(f"{path}: no data rows")
         named = wanted_columns(self.schema)
@@ -136,8 +152,8 @@ class Shard:
 
     def chunks(self, names: list[str]) -> Iterator[tuple[int, pd.DataFrame]]:
         """(global number of its first row, raw columns ``names``) for each chunk, in row order."""
-        if self._book is not None:
-            yield from self._book.chunks(self.lo, self.hi, names, CHUNK)
+        if self._parquet is not None:
+            yield from self._parquet.chunks(self.lo, self.hi, names, CHUNK)
             return
         for first in range(self.lo, self.hi, CHUNK):
             last = min(first + CHUNK, self.hi)

@@ -71,6 +71,7 @@ class EvaluationData:
     pd_true: np.ndarray | None  # this shard's test rows' true PDs (synthetic data), else None
     source: str  # what was read
     unused: list[str]  # the file's columns the schema does not use
+    example: pd.DataFrame  # the first kept test rows as a served request carries them
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,21 @@ def prepare(
         {name: part.keep for name, part in parts.items()},
         _groups(parts["test"], data),
         shard.pd_true[test_rows] if shard.pd_true is not None else None,
-        shard.source, list(shard.unused),
+        shard.source, list(shard.unused), _example(shard, parts["test"]),
     )  # fmt: skip
     return Prepared(training, evaluation)
+
+
+def _example(shard: Shard, test: _Part) -> pd.DataFrame:
+    """The first kept test rows as a request carries them: their features and, for a book of
+    event histories, the application date and each source's events instead of their features."""
+    first = test.kept_frame(shard).head(EXAMPLE_ROWS)
+    schema = shard.schema
+    if schema.history is None or shard.book is None or shard.loans is None:
+        return first[schema.names()]
+    loans = shard.loans.iloc[test.rows[test.keep[: len(first)]] - shard.lo]
+    requests = shard.book.requests(loans).set_axis(first.index)
+    return pd.concat([first[[f.name for f in schema.inputs()]], requests], axis=1)
 
 
 @dataclass

@@ -40,6 +40,11 @@ class Parse(Enum):
     first_number = "first_number"  # the first number anywhere: "< 1 year" -> 1, "approx. 5" -> 5
 
 
+# What an event source's fields give per window (training/data/history.py), a source's config
+# picks among them (data.sources[i].stats).
+HISTORY_STATS = ("count", "sum", "mean", "min", "max", "last", "slope", "months_since_last")
+
+
 @dataclass(kw_only=True)
 class FeatureSpec:
     """One input column.
@@ -75,6 +80,9 @@ class Schema:
     target: str
     period: str | None = None  # a column used only to split out-of-time, never as an input
     protected: list[str] = field(default_factory=list)  # never an input or a reason; for fairness
+    # A book's event sources (training/data/history.py): the features they give are computed
+    # from each loan's events, which a served request carries instead.
+    history: Any = None  # training.data.history.History (a wing above this floor), or None
 
     def __post_init__(self) -> None:
         names = [f.name for f in self.features]
@@ -93,3 +101,8 @@ class Schema:
 
     def names(self, kind: Kind | None = None) -> list[str]:
         return [f.name for f in self.features if kind is None or f.kind == kind]
+
+    def inputs(self) -> list[FeatureSpec]:
+        """The features a request carries as they are (a history's features are computed)."""
+        derived = set(self.history.feature_names()) if self.history else set()
+        return [f for f in self.features if f.name not in derived]

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from training.data.history import History
 from training.data.preprocess import Preprocessor
 from training.data.schema import FeatureSpec, Kind, Schema, Source
 from training.errors import DataError
@@ -97,6 +98,7 @@ def save_bundle(
                 }
                 for f in schema.features
             ],
+            "history": schema.history.to_dict() if schema.history else None,
         },
         **(extra or {}),
     }
@@ -112,7 +114,9 @@ def load_model_configs(bundle_dir: Path) -> list[ModelConfig]:
 
 def schema_from_bundle(bundle: dict) -> Schema:
     """The data schema a bundle (``bundle.json``, parsed) was trained on."""
+    history = bundle["schema"].get("history")
     return Schema(
+        history=History.from_dict(history) if history else None,
         target=bundle["schema"]["target"],
         protected=bundle["schema"].get("protected", []),
         features=[
@@ -138,6 +142,7 @@ class Scorer:
 
         bundle = json.loads((Path(bundle_dir) / BUNDLE).read_text())
         self.schema = schema_from_bundle(bundle)
+        self._con = None  # DuckDB, for a model of event histories (opened on first use)
         self.pre = Preprocessor(**bundle["preprocessor"])
         # Each network's config and embedding bins, as save_bundle took them.
         self.members: list[Member] = [
@@ -170,6 +175,19 @@ class Scorer:
             else None
         )  # fmt: skip
 
+    def inputs(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with the features of its event histories computed from the events each row
+        carries (``History.from_request``); a frame that holds them already (a prepared book)
+        passes as it is, as does every frame of a model without histories."""
+        history = self.schema.history
+        if history is None or all(n in frame for n in history.feature_names()):
+            return frame
+        if self._con is None:
+            from training.data.history import connect
+
+            self._con = connect()
+        return history.from_request(self._con, frame)
+
     def numbers(self, frame: pd.DataFrame) -> pd.DataFrame:
         """``frame`` with its numeric and binary features as float64, whatever numbers they hold
         (integers as pandas reads them from a CSV, decimals, nulls for missing); a value that is
@@ -199,7 +217,7 @@ class Scorer:
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         from training.models.build import predict_pd
 
-        x_num, x_cat = self.pre.transform(self.numbers(frame))
+        x_num, x_cat = self.pre.transform(self.numbers(self.inputs(frame)))
         return predict_pd(self.model, torch.from_numpy(x_num), torch.from_numpy(x_cat))
 
     def completeness_errors(self, frame: pd.DataFrame) -> np.ndarray | None:
@@ -207,7 +225,8 @@ class Scorer:
         the references' (logits); None for a model without reasons."""
         if self.explainer is None:
             return None
-        x_num, x_cat = (torch.from_numpy(x) for x in self.pre.transform(self.numbers(frame)))
+        frame = self.numbers(self.inputs(frame))
+        x_num, x_cat = (torch.from_numpy(x) for x in self.pre.transform(frame))
         return self.explainer.contributions(x_num, x_cat)[1]
 
     def decide(self, frame: pd.DataFrame, reasons: int | None = None) -> pd.DataFrame:
@@ -215,7 +234,7 @@ class Scorer:
         reason columns of ``Explainer.reasons``, one row per input row."""
         from training.models.build import predict_pd
 
-        frame = self.numbers(frame)
+        frame = self.numbers(self.inputs(frame))
         x_num, x_cat = (torch.from_numpy(x) for x in self.pre.transform(frame))
         p = predict_pd(self.model, x_num, x_cat)
         out = pd.DataFrame({"pd": p, "score": self.scale.score(p)}, index=frame.index)
@@ -228,8 +247,10 @@ class Scorer:
 
 def signature(schema: Schema, reasons: int):
     """Named inputs (string for categorical; numeric and binary of any type, since MLflow refuses
-    int64 for a double and a lender's CSV reads as int64: ``Scorer.numbers`` checks them); outputs
-    pd, score and ``reasons`` reason columns; one parameter, ``reasons`` (per request)."""
+    int64 for a double and a lender's CSV reads as int64: ``Scorer.numbers`` checks them; for a
+    model of event histories, the application date and one column per source holding that
+    borrower's events, a list or its JSON text); outputs pd, score and ``reasons`` reason
+    columns; one parameter, ``reasons`` (per request)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec
     from mlflow.types import Schema as MlflowSchema
@@ -237,8 +258,13 @@ def signature(schema: Schema, reasons: int):
 
     inputs = [
         ColSpec("string" if f.kind == Kind.categorical else AnyType(), f.name)
-        for f in schema.features
+        for f in schema.inputs()
     ]
+    if schema.history:
+        h = schema.history
+        inputs += [
+            ColSpec(AnyType(), n) for n in [h.application_date, *(s.name for s in h.sources)]
+        ]
     outputs = [ColSpec("double", "pd"), ColSpec("double", "score")]
     for i in range(1, reasons + 1):
         outputs += [

@@ -25,6 +25,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "training/__init__.py",
     "training/errors.py",
     "training/data/__init__.py",
+    "training/data/history.py",
     "training/data/schema.py",
     "training/data/preprocess.py",
     "training/models/__init__.py",
@@ -50,7 +51,8 @@ RUNTIME_MODULES: tuple[str, ...] = (
 # Import name -> the distribution that provides it, pinned in the model's requirements.txt.
 # mlflow-skinny is the `mlflow` package without the tracking server, UI and SciPy/scikit-learn/
 # matplotlib: all loading and serving a pyfunc needs. The network libraries (the last two) are
-# imported only by the networks that use them, and listed only for those (`network_packages`).
+# imported only by the networks that use them, and listed only for those (`network_packages`);
+# DuckDB only by a model of event histories (it computes their features from a request's events).
 RUNTIME_DISTRIBUTIONS: dict[str, str] = {
     "torch": "torch",
     "numpy": "numpy",
@@ -59,6 +61,7 @@ RUNTIME_DISTRIBUTIONS: dict[str, str] = {
     "mlflow": "mlflow-skinny",
     "tabm": "tabm",
     "rtdl_num_embeddings": "rtdl-num-embeddings",
+    "duckdb": "duckdb",
 }
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
@@ -73,11 +76,13 @@ def network_packages(model: ModelConfig) -> set[str]:
     return packages
 
 
-def pip_requirements(models: list[ModelConfig] | None = None) -> list[str]:
+def pip_requirements(models: list[ModelConfig] | None = None, history: bool = False) -> list[str]:
     """``name==version`` for what the runtime imports to serve ``models`` (every network when
-    None), as installed here, less local labels (+cpu)."""
-    optional = {"tabm", "rtdl_num_embeddings"}
+    None) and, with ``history``, event histories; as installed here, less local labels (+cpu)."""
+    optional = {"tabm", "rtdl_num_embeddings", "duckdb"}
     needed = optional if models is None else set().union(*map(network_packages, models))
+    if models is not None and history:
+        needed.add("duckdb")
     return [
         f"{dist}=={version(dist).split('+')[0]}"
         for name, dist in RUNTIME_DISTRIBUTIONS.items()
@@ -117,5 +122,7 @@ def pyfunc_model(
         "code_paths": [str(stage_runtime(Path(workdir) / "code"))],
         "signature": signature(schema, reasons),
         "input_example": example,
-        "pip_requirements": pip_requirements(load_model_configs(bundle_dir)),
+        "pip_requirements": pip_requirements(
+            load_model_configs(bundle_dir), schema.history is not None
+        ),
     }

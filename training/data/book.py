@@ -1,0 +1,233 @@
+"""A book of several tables, read by DuckDB: the loan table's rows joined one-to-one to static
+side tables, and each loan's event history aggregated point-in-time (``training/data/history.py``).
+
+``Book.assemble`` turns one rank's loan rows into flat rows the rest of the pipeline reads as it
+reads any file: the loan table's columns, the side tables' features, and every event source's
+inputs. It reads only the events of those loans (a semi-join on their keys; with Parquet,
+DuckDB skips row groups and files it does not need). Errors name the table, the column, the
+first bad row and the config key to set, as the flat loader's do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from training.data.config import DataConfig, Keep, SourceConfig, TableConfig
+from training.data.history import (
+    EventField,
+    EventSource,
+    History,
+    connect,
+    label,
+    parse_dates,
+    quote,
+    sql_text,
+)
+from training.data.schema import FeatureSpec, Kind
+from training.errors import DataError
+
+log = logging.getLogger("riskbrain")
+HIDDEN = "__join__"  # prefix of the columns carried only for a later join
+
+
+class Book:
+    """The side tables and event sources of ``cfg``, with files under ``root``."""
+
+    def __init__(self, cfg: DataConfig, root: Path) -> None:
+        self.cfg, self.root, self.con = cfg, root, connect()
+        self.history = (
+            History(
+                application_date=cfg.application_date,
+                application_date_format=cfg.application_date_format,
+                sources=[self._source(i, s) for i, s in enumerate(cfg.sources)],
+            )
+            if cfg.sources
+            else None
+        )
+        side = [f for t in cfg.tables for f in t.features]
+        self.features: list[FeatureSpec] = side + (self.history.features() if self.history else [])
+
+    # -- files -----------------------------------------------------------------------------
+    def _scan(self, key: str, table: TableConfig | SourceConfig) -> tuple[str, Path]:
+        """The DuckDB relation that reads a table (every column as text, ``seq`` its row number
+        in the file) and the path it reads."""
+        path = self.root / Path(table.path).expanduser()
+        if not path.exists():
+            raise DataError(
+                f"{key}: {table.name!r} file not found: {path} (set {key}.path, relative to "
+                f"data.root={self.cfg.root!r})"
+            )
+        if path.is_dir() or path.suffix == ".parquet":
+            files = f"{path}/**/*.parquet" if path.is_dir() else str(path)
+            scan = f"read_parquet({sql_text(files)}, hive_partitioning = true)"
+        else:
+            encoding = table.encoding.lower().replace("utf-8-sig", "utf-8")
+            scan = (f"read_csv({sql_text(str(path))}, delim = {sql_text(table.sep)}, header = true, "
+                    f"all_varchar = true, encoding = {sql_text(encoding)})")  # fmt: skip
+        return f"(SELECT *, row_number() OVER () - 1 AS seq FROM {scan})", path
+
+    def _columns(self, key: str, table: TableConfig | SourceConfig, names: list[str]) -> str:
+        """The table's scan, after checking it has the columns ``names``."""
+        from training.data.loaders import closest_columns
+
+        rel, path = self._scan(key, table)
+        try:
+            have = [r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
+        except Exception as e:  # duckdb's own errors: a file it cannot read as configured
+            raise DataError(
+                f"{path}: cannot read {key} ({str(e).splitlines()[0]}); check {key}.sep "
+                f"({table.sep!r}) and {key}.encoding"
+            ) from None
+        if missing := [n for n in names if n not in have]:
+            raise DataError(
+                f"{path}: missing columns {missing} (named in {key}; "
+                f"{closest_columns(missing, [c for c in have if c != 'seq'])})"
+            )
+        return rel
+
+    def _source(self, i: int, s: SourceConfig) -> EventSource:
+        """A source's definition, each categorical field's values resolved (as configured, or the
+        file's ``top_values`` commonest)."""
+        key = f"data.sources[{i}]"
+        rel = self._columns(key, s, [s.key, s.time, *(f.name for f in s.fields)])
+        fields = []
+        for f in s.fields:
+            values = [str(v) for v in s.values.get(f.name, [])]
+            if f.kind == Kind.categorical and not values:
+                values = [r[0] for r in self.con.execute(
+                    f"SELECT v FROM (SELECT CAST({quote(f.name)} AS VARCHAR) AS v FROM {rel}) "
+                    f"WHERE v IS NOT NULL AND trim(v) <> '' GROUP BY v "
+                    f"ORDER BY count(*) DESC, v LIMIT {int(s.top_values)}").fetchall()]  # fmt: skip
+            fields.append(EventField(name=f.name, kind=f.kind.value, description=f.description,
+                                     missing=list(f.missing), values=values))  # fmt: skip
+        return EventSource(
+            name=s.name, time=s.time, time_format=s.time_format, source=s.source.value,
+            fields=fields, windows=[int(w) for w in s.windows], lookback_months=s.lookback_months,
+            max_events=s.max_events, stats=list(s.stats),
+        )  # fmt: skip
+
+    # -- assembling ------------------------------------------------------------------------
+    def assemble(self, loans: pd.DataFrame, first_row: int, where: str) -> pd.DataFrame:
+        """``loans`` (raw rows of the loan table, the first being data row ``first_row`` + 1 of
+        ``where``) with the side tables' features and every source's inputs as columns."""
+        frame = self.join_tables(loans)
+        if self.history is None:
+            return frame
+        h, rows = self.history, pd.Series(first_row + np.arange(len(frame)))
+        if h.application_date not in frame:
+            raise DataError(f"{where}: no column {h.application_date!r} (data.application_date)")
+        app = parse_dates(self.con, frame[h.application_date], h.application_date_format,
+                          f"{where}: application date {h.application_date!r}", rows,
+                          "data.application_date_format")  # fmt: skip
+        keys, events = {}, {}
+        for i, (s, spec) in enumerate(zip(self.cfg.sources, h.sources, strict=True)):
+            keys[s.name] = self._keys(frame, f"data.sources[{i}]", s, where)
+            raw = self._events(i, s, keys[s.name])
+            events[s.name] = h.typed(
+                self.con, spec, raw, str(self._scan(f"data.sources[{i}]", s)[1])
+            )
+        inputs = h.aggregate(self.con, app, keys, events)
+        for s in h.sources:
+            none = int((inputs[f"{s.name}.count_{max(s.windows)}m"] == 0).sum()) if (
+                f"{s.name}.count_{max(s.windows)}m" in inputs) else None  # fmt: skip
+            log.info("source %s: %d events of %d loans read; %s loans with none in %d months",
+                     s.name, len(events[s.name]), len(frame), none, max(s.windows))  # fmt: skip
+        hidden = [c for c in frame.columns if c.startswith(HIDDEN)]
+        return pd.concat([frame.drop(columns=hidden), inputs.set_axis(frame.index)], axis=1)
+
+    def join_tables(self, loans: pd.DataFrame) -> pd.DataFrame:
+        """The side tables joined in order (a left join: a loan without a match gets missing
+        values); a column another table or source joins on is carried as ``__join__table.column``."""
+        frame = loans.reset_index(drop=True)
+        joins = [x.join for x in [*self.cfg.tables, *self.cfg.sources] if "." in (x.join or "")]
+        for i, t in enumerate(self.cfg.tables):
+            key = f"data.tables[{i}]"
+            carried = [j.split(".", 1)[1] for j in joins if j.split(".", 1)[0] == t.name]
+            names = [f.name for f in t.features]
+            if clash := [n for n in names if n in frame.columns]:
+                raise DataError(
+                    f"{key}: {t.name!r} features {clash} are also columns of the loan table or "
+                    "an earlier side table: rename one (a feature name is unique)"
+                )
+            rel = self._columns(key, t, [t.key, *names, *carried])
+            table = self._one_per_key(key, t, rel)
+            k = self._keys(frame, key, t, key)
+            cols = ", ".join([*(f"{quote(n)}" for n in names),
+                              *(f"{quote(c)} AS {quote(HIDDEN + t.name + '.' + c)}" for c in carried)])  # fmt: skip
+            self.con.register("loan_keys", pd.DataFrame({"pos": np.arange(len(frame)), "k": k}))
+            side = self.con.execute(
+                f"SELECT {cols} FROM loan_keys LEFT JOIN {table} AS t "
+                f"ON CAST(t.{quote(t.key)} AS VARCHAR) = loan_keys.k ORDER BY loan_keys.pos"
+            ).df()
+            self.con.unregister("loan_keys")
+            unmatched = int(side[names[0]].isna().sum()) if names else 0
+            if unmatched:
+                log.info("table %s: %d of %d loans have no row (their features are missing)",
+                         t.name, unmatched, len(frame))  # fmt: skip
+            frame = pd.concat([frame, side.set_axis(frame.index)], axis=1)
+        return frame
+
+    def _one_per_key(self, key: str, t: TableConfig, rel: str) -> str:
+        """The table with one row per key: a repeated key is an error unless ``keep`` is set."""
+        col = quote(t.key)
+        repeated = self.con.execute(
+            f"SELECT CAST({col} AS VARCHAR), count(*) AS n, count(*) OVER () AS keys FROM {rel} "
+            f"GROUP BY 1 HAVING n > 1 ORDER BY n DESC, 1 LIMIT 1"
+        ).fetchone()
+        if repeated and t.keep == Keep.error:
+            value, n, keys = repeated
+            raise DataError(
+                f"{key}: table {t.name!r} repeats key {t.key!r}: {value!r} is on {n} rows "
+                f"({keys} keys repeat); a side table joins one row per key: set {key}.keep=first "
+                "or last to keep one row of each (file order)"
+            )
+        order = "DESC" if t.keep == Keep.last else "ASC"
+        return (f"(SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY CAST({col} AS VARCHAR) "
+                f"ORDER BY seq {order}) AS _r FROM {rel}) WHERE _r = 1)")  # fmt: skip
+
+    def _keys(self, frame: pd.DataFrame, key: str, x: TableConfig | SourceConfig, where: str):
+        """Each loan's key for ``x`` as text: the loan-table column ``x.join`` (default its key's
+        name), or a carried side-table column."""
+        join = x.join or x.key
+        column = HIDDEN + join if "." in join else join
+        if column not in frame:
+            raise DataError(
+                f"{where}: {key}.join={join!r} is not a column of the loan table; set "
+                f"{key}.join to the loan-table column (or table.column) that {x.key!r} matches"
+            )
+        return frame[column].map(label, na_action="ignore").astype(object).to_numpy()
+
+    def _events(self, i: int, s: SourceConfig, keys: np.ndarray) -> pd.DataFrame:
+        """The events of the loans' keys, as text, in file order."""
+        rel = self._columns(f"data.sources[{i}]", s, [s.key, s.time])
+        names = [s.time, *(f.name for f in s.fields)]
+        self.con.register("loan_keys", pd.DataFrame({"k": pd.unique(keys[pd.notna(keys)])}))
+        raw = self.con.execute(
+            f"SELECT CAST({quote(s.key)} AS VARCHAR) AS k, seq, "
+            + ", ".join(quote(n) for n in names)
+            + f" FROM {rel} WHERE CAST({quote(s.key)} AS VARCHAR) IN (SELECT k FROM loan_keys) "
+            "ORDER BY seq"
+        ).df()
+        self.con.unregister("loan_keys")
+        return raw
+
+    def requests(self, loans: pd.DataFrame) -> pd.DataFrame:
+        """What a served request carries for these loans beyond their flat features: the
+        application date and, per source, the events as JSON text (the file's values)."""
+        assert self.history is not None
+        frame = self.join_tables(loans)
+        dates = frame[self.history.application_date]
+        out = {self.history.application_date: dates.map(label, na_action="ignore").to_numpy()}
+        for i, s in enumerate(self.cfg.sources):
+            keys = self._keys(frame, f"data.sources[{i}]", s, "the example")
+            raw = self._events(i, s, keys)
+            raw = raw.astype(object).where(raw.notna(), None)  # JSON null, not NaN
+            by_key = {k: g.drop(columns=["k", "seq"]).to_dict("records")
+                      for k, g in raw.groupby("k", sort=False)}  # fmt: skip
+            out[s.name] = [json.dumps(by_key.get(k, []), default=str) for k in keys]
+        return pd.DataFrame(out, index=loans.index)
