@@ -36,19 +36,22 @@ HIDDEN = "__join__"  # prefix of the columns carried only for a later join
 
 
 class Book:
-    """The side tables and event sources of ``cfg``, with files under ``root``."""
+    """The side tables and event sources of ``cfg``, with files under ``root``, for the loan
+    table ``loans`` (raw, every row: a categorical field's commonest values are counted over the
+    events some loan may see, so events after every application date never shape the inputs)."""
 
-    def __init__(self, cfg: DataConfig, root: Path) -> None:
+    def __init__(self, cfg: DataConfig, root: Path, loans: pd.DataFrame, where: str) -> None:
         self.cfg, self.root, self.con = cfg, root, connect()
-        self.history = (
-            History(
+        self.history = None
+        if cfg.sources:
+            self.history = History(
                 application_date=cfg.application_date,
                 application_date_format=cfg.application_date_format,
-                sources=[self._source(i, s) for i, s in enumerate(cfg.sources)],
             )
-            if cfg.sources
-            else None
-        )
+            frame, app = self._dated(loans, 0, where)
+            self.history.sources = [
+                self._source(i, s, frame, app) for i, s in enumerate(cfg.sources)
+            ]
         side = [f for t in cfg.tables for f in t.features]
         self.features: list[FeatureSpec] = side + (self.history.features() if self.history else [])
 
@@ -90,18 +93,28 @@ class Book:
             )
         return rel
 
-    def _source(self, i: int, s: SourceConfig) -> EventSource:
-        """A source's definition, each categorical field's values resolved (as configured, or the
-        file's ``top_values`` commonest)."""
+    def _source(self, i: int, s: SourceConfig, loans: pd.DataFrame, app: np.ndarray) -> EventSource:
+        """A source's definition, each categorical field's values resolved: as configured, or the
+        ``top_values`` commonest among the events dated before some loan's application date and
+        within its look-back (``loans``: the loan table joined to its side tables)."""
         key = f"data.sources[{i}]"
         rel = self._columns(key, s, [s.key, s.time, *(f.name for f in s.fields)])
+        lookback = int(s.lookback_months or max(s.windows))
+        keys = self._keys(loans, key, s, key)
+        self.con.register("ln", pd.DataFrame({"k": keys, "app": app}))
+        time = quote(s.time)
+        parse = (f"try_strptime(trim(CAST({time} AS VARCHAR)), {sql_text(s.time_format)})"
+                 if s.time_format else f"TRY_CAST(trim(CAST({time} AS VARCHAR)) AS TIMESTAMP)")  # fmt: skip
         fields = []
         for f in s.fields:
             values = [str(v) for v in s.values.get(f.name, [])]
             if f.kind == Kind.categorical and not values:
+                missing = ", ".join(sql_text(label(m)) for m in f.missing) or "''"
                 values = [r[0] for r in self.con.execute(
-                    f"SELECT v FROM (SELECT CAST({quote(f.name)} AS VARCHAR) AS v FROM {rel}) "
-                    f"WHERE v IS NOT NULL AND trim(v) <> '' GROUP BY v "
+                    f"SELECT v FROM (SELECT trim(CAST(e.{quote(f.name)} AS VARCHAR)) AS v, "
+                    f"{parse} AS t, CAST(e.{quote(s.key)} AS VARCHAR) AS k FROM {rel} AS e) AS e "
+                    f"JOIN ln ON e.k = ln.k AND e.t < ln.app AND e.t >= ln.app - to_months({lookback}) "
+                    f"WHERE v IS NOT NULL AND v <> '' AND v NOT IN ({missing}) GROUP BY v "
                     f"ORDER BY count(*) DESC, v LIMIT {int(s.top_values)}").fetchall()]  # fmt: skip
             fields.append(EventField(name=f.name, kind=f.kind.value, description=f.description,
                                      missing=list(f.missing), values=values))  # fmt: skip
@@ -110,20 +123,16 @@ class Book:
             fields=fields, windows=[int(w) for w in s.windows], lookback_months=s.lookback_months,
             max_events=s.max_events, stats=list(s.stats),
         )  # fmt: skip
+        self.con.unregister("ln")
 
     # -- assembling ------------------------------------------------------------------------
     def assemble(self, loans: pd.DataFrame, first_row: int, where: str) -> pd.DataFrame:
         """``loans`` (raw rows of the loan table, the first being data row ``first_row`` + 1 of
         ``where``) with the side tables' features and every source's inputs as columns."""
-        frame = self.join_tables(loans)
         if self.history is None:
-            return frame
-        h, rows = self.history, pd.Series(first_row + np.arange(len(frame)))
-        if h.application_date not in frame:
-            raise DataError(f"{where}: no column {h.application_date!r} (data.application_date)")
-        app = parse_dates(self.con, frame[h.application_date], h.application_date_format,
-                          f"{where}: application date {h.application_date!r}", rows,
-                          "data.application_date_format")  # fmt: skip
+            return self.join_tables(loans)
+        h = self.history
+        frame, app = self._dated(loans, first_row, where)
         keys, events = {}, {}
         for i, (s, spec) in enumerate(zip(self.cfg.sources, h.sources, strict=True)):
             keys[s.name] = self._keys(frame, f"data.sources[{i}]", s, where)
@@ -139,6 +148,17 @@ class Book:
                      s.name, len(events[s.name]), len(frame), none, max(s.windows))  # fmt: skip
         hidden = [c for c in frame.columns if c.startswith(HIDDEN)]
         return pd.concat([frame.drop(columns=hidden), inputs.set_axis(frame.index)], axis=1)
+
+    def _dated(self, loans: pd.DataFrame, first_row: int, where: str):
+        """The loans joined to the side tables, and their application dates."""
+        frame, column = self.join_tables(loans), self.cfg.application_date
+        if column not in frame:
+            raise DataError(f"{where}: no column {column!r} (data.application_date)")
+        app = parse_dates(self.con, frame[column], self.cfg.application_date_format,
+                          f"{where}: application date {column!r}",
+                          pd.Series(first_row + np.arange(len(frame))),
+                          "data.application_date_format")  # fmt: skip
+        return frame, app
 
     def join_tables(self, loans: pd.DataFrame) -> pd.DataFrame:
         """The side tables joined in order (a left join: a loan without a match gets missing
@@ -178,9 +198,9 @@ class Book:
         repeated = self.con.execute(
             f"SELECT CAST({col} AS VARCHAR), count(*) AS n, count(*) OVER () AS keys FROM {rel} "
             f"GROUP BY 1 HAVING n > 1 ORDER BY n DESC, 1 LIMIT 1"
-        ).fetchone()
+        ).fetchall()
         if repeated and t.keep == Keep.error:
-            value, n, keys = repeated
+            value, n, keys = repeated[0]
             raise DataError(
                 f"{key}: table {t.name!r} repeats key {t.key!r}: {value!r} is on {n} rows "
                 f"({keys} keys repeat); a side table joins one row per key: set {key}.keep=first "

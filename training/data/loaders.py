@@ -95,14 +95,11 @@ class Shard:
             self.read = f"rows {self.lo}-{self.hi - 1} of {self.n_rows} (generated)"
             return
         path = self._path()
-        if cfg.tables or cfg.sources:
-            self.book = Book(cfg, data_root(cfg))
         self.schema = Schema(
-            features=list(cfg.features) + (self.book.features if self.book else []),
+            features=list(cfg.features),
             target=cfg.target,
             period=cfg.split.period_column,
             protected=list(cfg.protected),
-            history=self.book.history if self.book else None,
         )
         self.source = str(path)
         if cfg.format == "parquet":
@@ -111,6 +108,10 @@ class Shard:
         else:
             self._raw = read_file(path, cfg, self.schema)
             self.n_rows, columns = len(self._raw), list(self._raw.columns)
+        if cfg.tables or cfg.sources:  # the loan table's side tables and event sources
+            self.book = Book(cfg, data_root(cfg), self._raw, str(path))
+            self.schema.features += self.book.features
+            self.schema.history = self.book.history
         self.lo, self.hi = shard_bounds(self.n_rows, self.ctx.rank, self.ctx.world_size)
         if self._raw is not None:  # keep this shard's rows only
             self._raw = self._raw.iloc[self.lo : self.hi].reset_index(drop=True)

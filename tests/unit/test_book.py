@@ -1,0 +1,198 @@
+"""A book of several tables: side tables joined one-to-one, events aggregated point-in-time by
+DuckDB, the same inputs for a served request as for training, and one clear error a mistake."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from training.data.book import Book
+from training.data.config import DataConfig
+from training.data.history import connect
+from training.data.loaders import Shard
+from training.errors import ConfigError, DataError
+from training.runtime.dist import DistContext
+
+YAML = """\
+    name: book
+    format: csv
+    path: loans.csv
+    target: status
+    positive_label: bad
+    application_date: applied
+    application_date_format: "%d/%m/%Y"
+    features:
+      - {name: amount, kind: numeric}
+    tables:
+      - {name: branch, path: branches.csv, key: branch_id, features: [{name: region, kind: categorical}]}
+    sources:
+      - name: pay
+        path: payments.csv
+        key: customer_id
+        time: paid
+        windows: [3, 12]
+        fields:
+          - {name: late, kind: numeric}
+          - {name: channel, kind: categorical}
+"""
+
+
+def _config(root, **changes) -> DataConfig:
+    merged = OmegaConf.merge(
+        OmegaConf.structured(DataConfig), OmegaConf.create(textwrap.dedent(YAML)),
+        {"root": str(root)}, changes,
+    )  # fmt: skip
+    return OmegaConf.to_object(merged)
+
+
+def _book(cfg: DataConfig, root) -> Book:
+    return Book(cfg, root, pd.read_csv(root / "loans.csv"), "loans.csv")
+
+
+def _write(root, loans=None, branches=None, payments=None) -> None:
+    loans = loans if loans is not None else pd.DataFrame({
+        "loan_id": [1, 2, 3, 4],
+        "customer_id": ["c1", "c2", "c3", "c1"],
+        "branch_id": [10, 20, 10, 30],
+        "applied": ["15/06/2021", "01/03/2021", "20/12/2020", "01/01/2022"],
+        "amount": [1000, 2000, 1500, 900],
+        "status": ["bad", "good", "good", "bad"],
+    })  # fmt: skip
+    branches = (
+        branches
+        if branches is not None
+        else pd.DataFrame({"branch_id": [10, 20, 30], "region": ["north", "south", "east"]})
+    )
+    payments = payments if payments is not None else pd.DataFrame({
+        "customer_id": ["c1", "c1", "c1", "c1", "c2", "c2", "c9"],
+        "paid": ["2021-01-10", "2021-04-20", "2021-06-10", "2021-06-15", "2020-01-01",
+                 "2021-03-01", "2021-01-01"],
+        "late": [0, 10, 30, 99, 5, 99, 1],
+        "channel": ["web", "web", "branch", "web", "web", "branch", "web"],
+    })  # fmt: skip
+    loans.to_csv(root / "loans.csv", index=False)
+    branches.to_csv(root / "branches.csv", index=False)
+    payments.to_csv(root / "payments.csv", index=False)
+
+
+def test_each_loan_sees_only_events_strictly_before_its_application_date(tmp_path):
+    _write(tmp_path)
+    cfg = _config(tmp_path)
+    book = _book(cfg, tmp_path)
+    loans = pd.read_csv(tmp_path / "loans.csv")
+    frame = book.assemble(loans, 0, "loans.csv").set_index("loan_id")
+    # Loan 1 (c1, 15/06/2021): 10 Jan, 20 Apr and 10 Jun count; 15 Jun (the day itself) does not.
+    assert frame.loc[1, "pay.count_12m"] == 3 and frame.loc[1, "pay.count_3m"] == 2
+    assert frame.loc[1, "pay.late.sum_12m"] == 40 and frame.loc[1, "pay.late.max_3m"] == 30
+    assert frame.loc[1, "pay.late.mean_3m"] == 20 and frame.loc[1, "pay.late.last"] == 30
+    assert frame.loc[1, "pay.months_since_last"] == pytest.approx(5 / 30.4375)
+    assert frame.loc[1, "pay.channel=web.count_12m"] == 2
+    # Loan 2 (c2, 01/03/2021): the event of 01/03/2021 is on the date; 2020-01-01 is 14 months old.
+    assert frame.loc[2, "pay.count_12m"] == 0 and frame.loc[2, "pay.late.sum_12m"] == 0
+    assert np.isnan(frame.loc[2, "pay.late.mean_12m"]) and np.isnan(frame.loc[2, "pay.late.last"])
+    # Loan 3 has no events at all: a valid state, count 0 and the rest missing.
+    assert frame.loc[3, "pay.count_12m"] == 0 and np.isnan(frame.loc[3, "pay.months_since_last"])
+    # Side table joined one-to-one, its key's type (int vs text) aside.
+    assert frame["region"].tolist() == ["north", "south", "north", "east"]
+    assert not any(c.startswith("__join__") for c in frame.columns)
+
+
+def test_events_planted_on_or_after_the_date_change_no_input(tmp_path):
+    _write(tmp_path)
+    clean = _book(_config(tmp_path), tmp_path).assemble(pd.read_csv(tmp_path / "loans.csv"), 0, "x")
+    loans = pd.read_csv(tmp_path / "loans.csv")
+    planted = pd.read_csv(tmp_path / "payments.csv")
+    dates = pd.to_datetime(loans["applied"], format="%d/%m/%Y")
+    dates = dates.groupby(loans["customer_id"]).transform("max")  # on or after each of its loans
+    leaks = pd.DataFrame({
+        "customer_id": loans["customer_id"],
+        "paid": [(d + pd.Timedelta(days=k)).strftime("%Y-%m-%d") for k, d in enumerate(dates)],
+        "late": np.where(loans["status"] == "bad", 1000, 0),  # the label, on and after the day
+        "channel": np.where(loans["status"] == "bad", "court", "web"),
+    })  # fmt: skip
+    _write(tmp_path, payments=pd.concat([planted, leaks], ignore_index=True))
+    leaky = _book(_config(tmp_path), tmp_path).assemble(pd.read_csv(tmp_path / "loans.csv"), 0, "x")
+    pd.testing.assert_frame_equal(clean, leaky)
+
+
+def test_max_events_keeps_the_most_recent(tmp_path):
+    _write(tmp_path)
+    cfg = _config(tmp_path, sources=[{**OmegaConf.to_container(OmegaConf.create(textwrap.dedent(YAML)))["sources"][0], "max_events": 1}])  # fmt: skip
+    frame = _book(cfg, tmp_path).assemble(pd.read_csv(tmp_path / "loans.csv"), 0, "x")
+    assert frame.loc[0, "pay.count_12m"] == 1 and frame.loc[0, "pay.late.sum_12m"] == 30
+
+
+def test_two_shards_assemble_what_one_process_does(tmp_path):
+    _write(tmp_path)
+    cfg = _config(tmp_path)
+    whole = Shard(cfg, DistContext())._raw
+    parts = [Shard(cfg, DistContext(rank=r, world_size=2))._raw for r in range(2)]
+    pd.testing.assert_frame_equal(whole, pd.concat(parts, ignore_index=True))
+
+
+def test_a_request_gets_the_inputs_training_computed(tmp_path):
+    _write(tmp_path)
+    cfg = _config(tmp_path)
+    book = _book(cfg, tmp_path)
+    loans = pd.read_csv(tmp_path / "loans.csv")
+    trained = book.assemble(loans, 0, "x")
+    request = loans[["amount"]].join(book.requests(loans))
+    request["pay"] = [json.loads(t) for t in request["pay"]]  # lists of events, as JSON sends
+    served = book.history.from_request(connect(), request)
+    names = book.history.feature_names()
+    pd.testing.assert_frame_equal(served[names], trained[names])
+
+
+def test_a_repeated_side_key_names_the_table_and_the_keep_option(tmp_path):
+    _write(tmp_path, branches=pd.DataFrame({"branch_id": [10, 10, 20, 30], "region": list("abcd")}))
+    loans = pd.read_csv(tmp_path / "loans.csv")
+    with pytest.raises(
+        DataError, match=r"'branch' repeats key 'branch_id': '10' is on 2 rows.*keep"
+    ):
+        _book(_config(tmp_path), tmp_path).assemble(loans, 0, "x")
+    tables = [{"name": "branch", "path": "branches.csv", "key": "branch_id", "keep": "last",
+               "features": [{"name": "region", "kind": "categorical"}]}]  # fmt: skip
+    frame = _book(_config(tmp_path, tables=tables), tmp_path).assemble(loans, 0, "x")
+    assert frame["region"].tolist() == ["b", "c", "b", "d"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"application_date_format": "%Y-%m-%d"},
+         r"application date 'applied': '15/06/2021' at row 1 is not a date.*application_date_format"),
+        ({"sources": [{"name": "pay", "path": "payments.csv", "key": "customer", "time": "paid"}]},
+         r"payments.csv: missing columns \['customer'\].*data.sources\[0\].*customer_id"),
+        ({"sources": [{"name": "pay", "path": "nope.csv", "key": "customer_id", "time": "paid"}]},
+         r"data.sources\[0\]: 'pay' file not found: .*nope.csv"),
+        ({"tables": [{"name": "branch", "path": "branches.csv", "key": "branch_id", "join": "branch"}]},
+         r"data.tables\[0\].join='branch' is not a column of the loan table"),
+    ],
+)  # fmt: skip
+def test_a_mistake_is_one_error_naming_the_file_column_and_key(tmp_path, change, message):
+    _write(tmp_path)
+    with pytest.raises(DataError, match=message):
+        _book(_config(tmp_path, **change), tmp_path).assemble(
+            pd.read_csv(tmp_path / "loans.csv"), 0, "loans.csv"
+        )
+
+
+def test_a_bad_event_date_names_its_row_and_the_format_key(tmp_path):
+    payments = pd.DataFrame({"customer_id": ["c1", "c1"], "paid": ["2021-01-10", "31/01/2021"],
+                             "late": [0, 1], "channel": ["web", "web"]})  # fmt: skip
+    _write(tmp_path, payments=payments)
+    with pytest.raises(DataError, match=r"payments.csv: time column 'paid': '31/01/2021' at row 2"):
+        _book(_config(tmp_path), tmp_path).assemble(pd.read_csv(tmp_path / "loans.csv"), 0, "x")
+
+
+def test_config_refuses_sources_without_an_application_date(tmp_path):
+    with pytest.raises(ConfigError, match="data.application_date"):
+        _config(tmp_path, application_date=None)
+    with pytest.raises(ConfigError, match=r"data.sources\[0\].stats"):
+        _config(tmp_path, sources=[{"name": "p", "path": "p", "key": "k", "time": "t",
+                                    "fields": [{"name": "f"}], "stats": ["median"]}])  # fmt: skip
