@@ -97,6 +97,7 @@ def network(cfg: TrainConfig, data: TrainingData, bins: list[torch.Tensor] | Non
         bins=bins,
         base_rate=data.base_rate,
         directions=data.pre.directions(data.schema),
+        events=data.pre.events(data.schema),
     )
 
 

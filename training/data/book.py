@@ -121,7 +121,7 @@ class Book:
         return EventSource(
             name=s.name, time=s.time, time_format=s.time_format, source=s.source.value,
             fields=fields, windows=[int(w) for w in s.windows], lookback_months=s.lookback_months,
-            max_events=s.max_events, stats=list(s.stats),
+            max_events=s.max_events, stats=list(s.stats), sequence=s.sequence,
         )  # fmt: skip
         self.con.unregister("ln")
 
@@ -136,16 +136,11 @@ class Book:
         keys, events = {}, {}
         for i, (s, spec) in enumerate(zip(self.cfg.sources, h.sources, strict=True)):
             keys[s.name] = self._keys(frame, f"data.sources[{i}]", s, where)
-            raw = self._events(i, s, keys[s.name])
-            events[s.name] = h.typed(
-                self.con, spec, raw, str(self._scan(f"data.sources[{i}]", s)[1])
-            )
+            table, n = self._events(i, s, keys[s.name])
+            where = str(self._scan(f"data.sources[{i}]", s)[1])
+            events[s.name] = h.typed(self.con, spec, table, where)
+            log.info("source %s: %d events of this shard's %d loans read", s.name, n, len(frame))
         inputs = h.aggregate(self.con, app, keys, events)
-        for s in h.sources:
-            none = int((inputs[f"{s.name}.count_{max(s.windows)}m"] == 0).sum()) if (
-                f"{s.name}.count_{max(s.windows)}m" in inputs) else None  # fmt: skip
-            log.info("source %s: %d events of %d loans read; %s loans with none in %d months",
-                     s.name, len(events[s.name]), len(frame), none, max(s.windows))  # fmt: skip
         hidden = [c for c in frame.columns if c.startswith(HIDDEN)]
         return pd.concat([frame.drop(columns=hidden), inputs.set_axis(frame.index)], axis=1)
 
@@ -222,19 +217,20 @@ class Book:
             )
         return frame[column].map(label, na_action="ignore").astype(object).to_numpy()
 
-    def _events(self, i: int, s: SourceConfig, keys: np.ndarray) -> pd.DataFrame:
-        """The events of the loans' keys, as text, in file order."""
+    def _events(self, i: int, s: SourceConfig, keys: np.ndarray) -> tuple[str, int]:
+        """A temporary table of the events of the loans' keys (``k`` as text, ``seq``, the time
+        column and the fields as read), and how many there are."""
         rel = self._columns(f"data.sources[{i}]", s, [s.key, s.time])
         names = [s.time, *(f.name for f in s.fields)]
         self.con.register("loan_keys", pd.DataFrame({"k": pd.unique(keys[pd.notna(keys)])}))
-        raw = self.con.execute(
-            f"SELECT CAST({quote(s.key)} AS VARCHAR) AS k, seq, "
-            + ", ".join(quote(n) for n in names)
-            + f" FROM {rel} WHERE CAST({quote(s.key)} AS VARCHAR) IN (SELECT k FROM loan_keys) "
-            "ORDER BY seq"
-        ).df()
+        table = f"events_{i}"
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT CAST({quote(s.key)} AS VARCHAR) AS k, "
+            f"seq, {', '.join(quote(n) for n in names)} FROM {rel} "
+            f"WHERE CAST({quote(s.key)} AS VARCHAR) IN (SELECT k FROM loan_keys) ORDER BY seq"
+        ).fetchall()
         self.con.unregister("loan_keys")
-        return raw
+        return table, self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
     def requests(self, loans: pd.DataFrame) -> pd.DataFrame:
         """What a served request carries for these loans beyond their flat features: the
@@ -245,8 +241,9 @@ class Book:
         out = {self.history.application_date: dates.map(label, na_action="ignore").to_numpy()}
         for i, s in enumerate(self.cfg.sources):
             keys = self._keys(frame, f"data.sources[{i}]", s, "the example")
-            raw = self._events(i, s, keys)
-            raw = raw.astype(object).where(raw.notna(), None)  # JSON null, not NaN
+            table, _ = self._events(i, s, keys)
+            raw = self.con.execute(f"SELECT * FROM {table} ORDER BY seq").df().astype(object)
+            raw = raw.where(raw.notna(), None)  # JSON null, not NaN
             by_key = {k: g.drop(columns=["k", "seq"]).to_dict("records")
                       for k, g in raw.groupby("k", sort=False)}  # fmt: skip
             out[s.name] = [json.dumps(by_key.get(k, []), default=str) for k in keys]

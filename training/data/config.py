@@ -132,6 +132,7 @@ class SourceConfig:
     stats: list[str] = field(default_factory=lambda: list(STATS))
     top_values: int = 8
     values: dict[str, list[str]] = field(default_factory=dict)  # categorical field -> values
+    sequence: int = 0  # the most recent events fed to the network one by one (0: statistics only)
 
 
 @dataclass(kw_only=True)
@@ -238,6 +239,8 @@ class DataConfig:
                   list(src.windows), "must list positive numbers of months, e.g. [3, 6, 12, 24]")  # fmt: skip
             unknown = [s for s in src.stats if s not in STATS]
             check(not unknown, f"{key}.stats", unknown, f"are not stats; choose from {list(STATS)}")
+            check(0 <= src.sequence <= 512, f"{key}.sequence", src.sequence,
+                  "must be a number of events in [0, 512]")  # fmt: skip
             check(src.max_events is None or src.max_events > 0, f"{key}.max_events",
                   src.max_events, "must be a positive number of events (or null: all)")  # fmt: skip
             for j, f in enumerate(src.fields):

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.data.schema import HISTORY_STATS, FeatureSpec, Source
+from training.data.schema import HISTORY_STATS, FeatureSpec, Kind, Source
 from training.errors import DataError
 
 STATS = HISTORY_STATS
@@ -68,6 +68,7 @@ class EventSource:
     lookback_months: int | None = None
     max_events: int | None = None
     stats: list[str] = field(default_factory=lambda: list(STATS))
+    sequence: int = 0  # the most recent events fed to the network one by one (0: none)
 
     @property
     def lookback(self) -> int:
@@ -103,21 +104,47 @@ class EventSource:
         if "months_since_last" in self.stats:
             out.append((f"{n}.months_since_last", "min(j.age)",
                         f"{n}: months from the last event to the application (none: missing)"))  # fmt: skip
+        return out + [(name, sql, text) for name, sql, text, _ in self.slots()]
+
+    def slots(self) -> list[tuple[str, str, str, bool]]:
+        """The ``sequence`` most recent events one by one, most recent first: for event ``k``,
+        each numeric field, its age in months and a 0/1 column per categorical value, as
+        (name ``<source>.<field>@<k>``, SQL, description, binary). An empty slot is missing."""
+        out, n = [], self.name
+        for k in range(1, self.sequence + 1):
+            nth = f"event {k} (most recent first) before the application"
+            at = f"FILTER (WHERE j.rn = {k})"
+            for f in (f for f in self.fields if f.kind == "numeric"):
+                out.append((f"{n}.{f.name}@{k}", f"max({quote(f.name)}) {at}",
+                            f"{n}: {f.name} of {nth}", False))  # fmt: skip
+            out.append((f"{n}.age@{k}", f"max(j.age) {at}", f"{n}: months from {nth}", False))
+            for f in (f for f in self.fields if f.kind == "categorical"):
+                for v in f.values:
+                    sql = f"max(CAST({quote(f.name)} = {sql_text(v)} AS DOUBLE)) {at}"
+                    out.append((f"{n}.{f.name}={safe_value(v)}@{k}", sql,
+                                f"{n}: {f.name} is {v}, {nth}", True))  # fmt: skip
         return out
 
     def features(self) -> list[FeatureSpec]:
-        kind = Source(self.source)
-        return [FeatureSpec(name=name, source=kind, description=text)
+        kind, binary = Source(self.source), {name for name, _, _, b in self.slots() if b}
+        return [FeatureSpec(name=name, source=kind, description=text,
+                            kind=Kind.binary if name in binary else Kind.numeric)
                 for name, _, text in self.columns()]  # fmt: skip
 
-    def sql(self) -> str:
-        """Per loan (``ln``: row, k, app), the statistics of its events (``ev``: k, seq, t,
-        fields) dated strictly before ``app`` and within the look-back, the ``max_events`` most
-        recent kept (ties on the date broken by file order)."""
+    def slot_layout(self) -> list[list[str]]:
+        """The slots' column names, one list per event (the same fields in the same order)."""
+        names = [name for name, _, _, _ in self.slots()]
+        per = len(names) // self.sequence if self.sequence else 0
+        return [names[i * per : (i + 1) * per] for i in range(self.sequence)]
+
+    def sql(self, events: str) -> str:
+        """Per loan (``ln``: row, k, app), the statistics of its events (the SQL ``events``: k,
+        seq, t, fields) dated strictly before ``app`` and within the look-back, the
+        ``max_events`` most recent kept (ties on the date broken by file order)."""
         cap = f"WHERE rn <= {int(self.max_events)}" if self.max_events else ""
         aggregates = ",\n  ".join(f"{sql} AS {quote(name)}" for name, sql, _ in self.columns())
         return f"""
-WITH j AS (
+WITH ev AS ({events}), j AS (
   SELECT * FROM (
     SELECT ln.row, ln.app, ev.*, date_diff('day', ev.t, ln.app) / {DAYS_PER_MONTH} AS age,
            row_number() OVER (PARTITION BY ln.row ORDER BY ev.t DESC, ev.seq DESC) AS rn
@@ -145,6 +172,24 @@ class History:
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features()]
 
+    def slot_names(self) -> list[str]:
+        """The columns of events fed one by one (the rest are window statistics)."""
+        return [name for s in self.sources for name, _, _, _ in s.slots()]
+
+    def layout(self, values: list[str], indicators: list[str]) -> list[dict]:
+        """Per source fed as a sequence, each event slot's x_num columns: ``values[k][f]`` the
+        index of field f of event k, ``missing[k][f]`` its missing indicator's (-1: none), given
+        the preprocessed block's column order (value columns, then missing indicators: see
+        ``Preprocessor._num_columns``)."""
+        where = {c: i for i, c in enumerate(values)}
+        flags = {c: len(values) + i for i, c in enumerate(indicators)}
+        return [
+            {"source": s.name,
+             "values": [[where[c] for c in event] for event in s.slot_layout()],
+             "missing": [[flags.get(c, -1) for c in event] for event in s.slot_layout()]}
+            for s in self.sources if s.sequence
+        ]  # fmt: skip
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -156,49 +201,57 @@ class History:
         ]
         return cls(**{**d, "sources": sources})
 
-    def aggregate(
-        self, con, app: np.ndarray, keys: dict[str, np.ndarray], events: dict[str, pd.DataFrame]
-    ) -> pd.DataFrame:
+    def aggregate(self, con, app: np.ndarray, keys: dict[str, np.ndarray],
+                  events: dict[str, str]) -> pd.DataFrame:  # fmt: skip
         """Every source's inputs for the loans whose application dates are ``app``, one row per
         loan in its order: ``keys[source]`` is each loan's key in that source (text) and
-        ``events[source]`` its events, with ``k`` (key as text), ``seq`` (file order), ``t``
-        (date) and the typed fields."""
+        ``events[source]`` the SQL of its typed events (``typed``)."""
         parts = []
         for src in self.sources:
             ln = pd.DataFrame({"row": np.arange(len(app)), "k": keys[src.name], "app": app})
             con.register("ln", ln)
-            con.register("ev", events[src.name])
-            parts.append(con.execute(src.sql()).df().drop(columns="row"))
-            con.unregister("ev")
+            parts.append(
+                con.execute(src.sql(events[src.name])).df().drop(columns="row").astype("float64")
+            )
             con.unregister("ln")
-        out = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=range(len(app)))
-        return out.astype("float64")
+        return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=range(len(app)))
 
-    def typed(self, con, src: EventSource, raw: pd.DataFrame, where: str) -> pd.DataFrame:
-        """Raw events (``k``, ``seq``, the time column and the fields, as text or numbers) typed:
-        ``t`` a date, numeric fields float64, categorical fields text. ``where`` names the file
-        or request in errors, which name the column and the event's row (``seq`` + 1)."""
-        out = {"k": raw["k"].astype(str), "seq": raw["seq"].astype("int64")}
-        out["t"] = parse_dates(con, raw[src.time], src.time_format,
-                               f"{where}: time column {src.time!r}", raw["seq"],
-                               f"data.sources[{src.name}].time_format")  # fmt: skip
+    @staticmethod
+    def typed(con, src: EventSource, raw: str, where: str) -> str:
+        """The SQL of ``raw``'s events (a relation with ``k``, ``seq``, the time column and the
+        fields, as text or numbers) typed: ``t`` a timestamp, numeric fields DOUBLE, categorical
+        fields trimmed text, the fields' missing tokens NULL. A value that does not read is an
+        error naming ``where``, the column and the event's row (``seq`` + 1)."""
+        columns = ["k", "seq", f"{_date_sql(src.time, src.time_format)} AS t"]
         for f in src.fields:
-            col = _missing(raw[f.name], f.missing)
-            if f.kind == "categorical":
-                out[f.name] = col.map(label, na_action="ignore").astype(object)
-                continue
-            values = pd.to_numeric(col, errors="coerce").astype("float64")
-            bad = (values.isna() & col.notna()).to_numpy()
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise DataError(
-                    f"{where}: numeric field {f.name!r} has non-numeric value {col.iloc[i]!r} at "
-                    f"row {int(raw['seq'].iloc[i]) + 1} ({int(bad.sum())} such rows); list it "
-                    f"under the field's missing (data.sources[{src.name}].fields), or set its "
-                    "kind to categorical"
-                )
-            out[f.name] = values
-        return pd.DataFrame(out)
+            text = f"nullif(trim(CAST({quote(f.name)} AS VARCHAR)), '')"
+            if f.missing:
+                tokens = ", ".join(sql_text(label(m)) for m in f.missing)
+                text = f"(CASE WHEN {text} IN ({tokens}) THEN NULL ELSE {text} END)"
+            columns.append(f"{text} AS {quote(f.name)}" if f.kind == "categorical" else
+                           f"TRY_CAST({text} AS DOUBLE) AS {quote(f.name)}")  # fmt: skip
+        sql = f"SELECT {', '.join(columns)} FROM {raw}"
+        checks = [(src.time, "t IS NULL", "is not a date" + (
+            f" of format {src.time_format!r}" if src.time_format else " (ISO, e.g. 2019-03-01)"),
+            f"set data.sources[{src.name}].time_format (a strptime format: %y%m%d, %d/%m/%Y)")]  # fmt: skip
+        checks += [(f.name, f"{quote(f.name)} IS NULL", "is not a number",
+                    f"list it under the field's missing (data.sources[{src.name}].fields), or set "
+                    "its kind to categorical") for f in src.fields if f.kind == "numeric"]  # fmt: skip
+        for column, null, what, fix in checks:
+            bad = con.execute(
+                f"SELECT r.seq, r.{quote(column)}, count(*) OVER () FROM {raw} AS r JOIN ({sql}) "
+                f"AS e USING (seq) WHERE e.{null} AND nullif(trim(CAST(r.{quote(column)} AS "
+                f"VARCHAR)), '') IS NOT NULL ORDER BY r.seq LIMIT 1"
+            ).fetchall()
+            if bad:
+                seq, value, n = bad[0]
+                raise DataError(f"{where}: {column!r} {value!r} at row {seq + 1} {what} "
+                                f"({n} such rows); {fix}")  # fmt: skip
+        if con.execute(f"SELECT count(*) FROM ({sql}) WHERE t IS NULL").fetchall()[0][0]:
+            seq = con.execute(f"SELECT min(seq) FROM ({sql}) WHERE t IS NULL").fetchall()[0][0]
+            raise DataError(f"{where}: time column {src.time!r} is empty at row {seq + 1}; an "
+                            "event needs its date (drop the row, or fill it)")  # fmt: skip
+        return sql
 
     def from_request(self, con, frame: pd.DataFrame) -> pd.DataFrame:
         """A served request's rows (application date and, per source, a list of events or its
@@ -223,12 +276,16 @@ class History:
             for i, cell in enumerate(frame[src.name].tolist()):
                 for event in _events(cell, src.name, i):
                     rows.append({"k": str(i), "seq": len(rows), **event})
-            wanted = ["k", "seq", src.time, *(f.name for f in src.fields)]
-            raw = pd.DataFrame(rows).reindex(columns=wanted) if rows else pd.DataFrame(
-                {c: pd.Series(dtype=object) for c in wanted})  # fmt: skip
-            events[src.name] = self.typed(con, src, raw, f"request source {src.name!r}")
+            wanted = [src.time, *(f.name for f in src.fields)]
+            raw = pd.DataFrame(rows, columns=["k", "seq", *wanted])
+            raw[wanted] = raw[wanted].map(lambda v: None if v is None else str(v))  # as a CSV
+            name = f"request_{len(events)}"
+            con.register(name, raw.astype({"seq": "int64"}))
+            events[src.name] = self.typed(con, src, name, f"request source {src.name!r}")
         inputs = self.aggregate(con, app, {s.name: keys for s in self.sources}, events)
-        return frame.assign(**{c: inputs[c].to_numpy() for c in inputs.columns})
+        for i in range(len(events)):
+            con.unregister(f"request_{i}")
+        return pd.concat([frame.reset_index(drop=True), inputs], axis=1).set_axis(frame.index)
 
 
 def parse_dates(con, values: pd.Series, fmt: str | None, what: str, rows: pd.Series, key: str):
@@ -237,8 +294,7 @@ def parse_dates(con, values: pd.Series, fmt: str | None, what: str, rows: pd.Ser
     is an error naming ``what``, the row (``rows`` + 1) and the ``key`` that sets the format."""
     text = pd.DataFrame({"v": values.map(label, na_action="ignore").astype(object)})
     con.register("dates", text)
-    parse = f"try_strptime(v, {sql_text(fmt)})" if fmt else "TRY_CAST(v AS TIMESTAMP)"
-    out = con.execute(f"SELECT CAST({parse} AS TIMESTAMP) AS d FROM dates").df()["d"]
+    out = con.execute(f"SELECT {_date_sql('v', fmt)} AS d FROM dates").df()["d"]
     con.unregister("dates")
     bad = (out.isna() & text["v"].notna()).to_numpy()
     if bad.any() or text["v"].isna().any():
@@ -249,6 +305,14 @@ def parse_dates(con, values: pd.Series, fmt: str | None, what: str, rows: pd.Ser
             + f"; {key if ' ' in key else 'set ' + key + ' (a strptime format: %y%m%d, %d/%m/%Y)'}"
         )
     return out.to_numpy(dtype="datetime64[us]")
+
+
+def _date_sql(column: str, fmt: str | None) -> str:
+    """A column's text (or a date already) as a timestamp by ``fmt``, or ISO without one."""
+    text = f"nullif(trim(CAST({quote(column)} AS VARCHAR)), '')"
+    if fmt:
+        return f"CAST(try_strptime({text}, {sql_text(fmt)}) AS TIMESTAMP)"
+    return f"TRY_CAST({text} AS TIMESTAMP)"
 
 
 def _events(cell: Any, source: str, row: int) -> list[dict]:
@@ -268,13 +332,6 @@ def _events(cell: Any, source: str, row: int) -> list[dict]:
             f"source's time column and fields; got {type(cell).__name__}"
         )
     return cell
-
-
-def _missing(col: pd.Series, tokens: list[Any]) -> pd.Series:
-    if not tokens:
-        return col
-    text = {label(t) for t in tokens}
-    return col.mask(col.map(label, na_action="ignore").isin(text))
 
 
 def label(v: Any) -> str:

@@ -96,6 +96,12 @@ class Preprocessor:
         values = [declared[c] for c in self.numeric + self.binary]
         return values + [0] * (len(self.indicators) + len(self.sentinels))
 
+    def events(self, schema: Schema) -> list[dict] | None:
+        """Where each event-history slot's columns are in x_num (``History.layout``), or None."""
+        if schema.history is None:
+            return None
+        return schema.history.layout(self.numeric + self.binary, self.indicators) or None
+
     def transform(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Shape: (n, n_num_features) float32 and (n, n_categorical) int64."""
         n = len(frame)

@@ -24,7 +24,7 @@ import torch
 
 from training import metrics
 from training.data.prepare import Prepared, TrainingData
-from training.data.schema import Kind
+from training.data.schema import FeatureSpec, Kind, Schema
 from training.governance.config import BenchmarkConfig
 from training.runtime.dist import DistContext, every_kth
 
@@ -50,12 +50,18 @@ def settings(n: int, seed: int) -> list[dict[str, Any]]:
     return [DEFAULT] + [grid[i] for i in picks]
 
 
+def benchmarked(schema: Schema) -> list[FeatureSpec]:
+    """The features LightGBM reads: every one but the events fed one by one (its history is
+    the window statistics a credit team would build)."""
+    slots = set(schema.history.slot_names()) if schema.history else set()
+    return [f for f in schema.features if f.name not in slots]
+
+
 def features(frame: pd.DataFrame, data: TrainingData) -> pd.DataFrame:
     """The model's input columns as LightGBM reads them: numbers with NaN for missing, and
     categoricals with the training vocabulary (unseen values become missing)."""
-    schema = data.schema
     out = {}
-    for i, f in enumerate(schema.features):
+    for i, f in enumerate(benchmarked(data.schema)):
         # LightGBM refuses JSON's special characters in feature names (Polish: "[", "]").
         column = f"f{i}_" + re.sub(r"[^0-9A-Za-z_]+", "_", f.name)
         if f.kind == Kind.categorical:
@@ -126,7 +132,8 @@ def gbdt_benchmark(cfg: BenchmarkConfig, data: Prepared, ctx: DistContext) -> di
     payload = None
     if ctx.is_main:
         t0 = time.perf_counter()
-        directions = [f.monotone for f in data.training.schema.features] if cfg.monotone else None
+        schema = data.training.schema
+        directions = [f.monotone for f in benchmarked(schema)] if cfg.monotone else None
         booster, info = search(cfg, train, valid, torch.get_num_threads(), directions)
         info["monotone"] = bool(directions and any(directions))
         info |= {"train_rows": len(train[1]), "valid_rows": len(valid[1])}

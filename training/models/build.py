@@ -10,6 +10,7 @@ from torch import nn
 
 from training.models.config import MLPConfig, ModelConfig, ModelName, TabMConfig
 from training.models.embeddings import make_num_embeddings
+from training.models.events import Events, flat_columns
 from training.models.mlp import MLP
 from training.models.monotone import Monotone
 
@@ -47,6 +48,7 @@ def build_model(
     bins: list[torch.Tensor] | None = None,
     base_rate: float | None = None,
     directions: list[int] | None = None,
+    events: list[dict] | None = None,
 ) -> nn.Module:
     """Every model maps (x_num, x_cat) to logits of shape (batch, k): k ensemble members, 1 for the MLP.
 
@@ -54,21 +56,43 @@ def build_model(
     steps learn the features rather than the 5 % prior (an untrained net predicts 50 %).
     ``directions`` (each x_num column's declared monotone direction, 0 = none) makes the model
     monotone in those columns by construction when ``cfg.monotone`` is on (``Monotone``).
+    ``events`` (the x_num columns of each source's event slots, ``History.layout``) adds the
+    network of event histories (``Events``) when ``cfg.d_event`` > 0; without it those columns
+    enter like any other.
     """
-    if cfg.monotone and directions is not None and any(directions):
-        free = [j for j, d in enumerate(directions) if d == 0]
-        free_bins = [bins[j] for j in free] if bins is not None else None
-        base = BUILDERS[cfg.name](cfg, len(free), cat_cardinalities, free_bins)
-        model = Monotone(base, directions, cat_cardinalities)
+    if events and cfg.d_event:
+        flat = flat_columns(events, n_num)
+        flat_dirs = [directions[j] for j in flat] if directions is not None else None
+        flat_bins = [bins[j] for j in flat] if bins is not None else None
+        base = _flat_model(cfg, len(flat), cat_cardinalities, flat_bins, flat_dirs)
+        free = [i for i, j in enumerate(flat) if not flat_dirs or flat_dirs[i] == 0]
+        model = Events(base, events, n_num, free, cat_cardinalities, cfg.d_event)
     else:
-        model = BUILDERS[cfg.name](cfg, n_num, cat_cardinalities, bins)
+        model = _flat_model(cfg, n_num, cat_cardinalities, bins, directions)
     if base_rate is not None:
         with torch.no_grad():
             _output_bias(model).fill_(math.log(base_rate / (1 - base_rate)))
     return model
 
 
+def _flat_model(
+    cfg: ModelConfig,
+    n_num: int,
+    cat_cardinalities: list[int],
+    bins: list[torch.Tensor] | None,
+    directions: list[int] | None,
+) -> nn.Module:
+    """The architecture ``cfg`` names, ``Monotone`` around it where directions are declared."""
+    if cfg.monotone and directions is not None and any(directions):
+        free = [j for j, d in enumerate(directions) if d == 0]
+        free_bins = [bins[j] for j in free] if bins is not None else None
+        base = BUILDERS[cfg.name](cfg, len(free), cat_cardinalities, free_bins)
+        return Monotone(base, directions, cat_cardinalities)
+    return BUILDERS[cfg.name](cfg, n_num, cat_cardinalities, bins)
+
+
 def _output_bias(model: nn.Module) -> torch.Tensor:
+    model = model.base if isinstance(model, Events) else model
     model = model.base if isinstance(model, Monotone) else model
     return model.head.bias if isinstance(model, MLP) else model.tabm.output.bias
 

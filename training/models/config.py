@@ -40,6 +40,7 @@ class ModelConfig:
     d_embedding: int = 16
     n_bins: int = 32
     monotone: bool = True
+    d_event: int = 32  # width of the event-history encoder (training/models/events.py); 0: none
 
     def __post_init__(self) -> None:
         # Plain strings arrive from Python callers and from a bundle's JSON.
@@ -50,6 +51,7 @@ class ModelConfig:
         check(0 <= self.dropout < 1, "model.dropout", self.dropout, "must be in [0, 1)")
         check(self.d_embedding > 0, "model.d_embedding", self.d_embedding, "must be > 0")
         check(self.n_bins > 1, "model.n_bins", self.n_bins, "must be > 1")
+        check(self.d_event >= 0, "model.d_event", self.d_event, "must be >= 0 (0: no encoder)")
 
 
 @dataclass(kw_only=True)

@@ -156,6 +156,7 @@ class Scorer:
             "n_num": self.pre.n_num_features,
             "cat_cardinalities": self.pre.cat_cardinalities,
             "directions": self.pre.directions(self.schema),
+            "events": self.pre.events(self.schema),
         }
         networks = [build_model(cfg, **shape, bins=bins) for cfg, bins in self.members]
         self.network = networks[0] if len(networks) == 1 else Ensemble(networks)
