@@ -35,6 +35,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "training/models/embeddings.py",
     "training/models/dense.py",
     "training/models/ensemble.py",
+    "training/models/events.py",
     "training/models/mlp.py",
     "training/models/monotone.py",
     "training/models/tabm.py",
