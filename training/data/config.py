@@ -161,6 +161,10 @@ class DataConfig:
     application_date_format: str | None = None  # strptime format; ISO dates without one
     tables: list[TableConfig] = field(default_factory=list)
     sources: list[SourceConfig] = field(default_factory=list)
+    true_pd: str | None = (
+        None  # a column of each row's true PD (a synthetic book): Bayes-optimal AUC
+    )
+    synthetic_book: bool = False  # write the synthetic SME book of histories under root when absent
     protected: list[str] = field(default_factory=list)  # columns never used as inputs or reasons
     protected_bands: dict[str, Any] = field(default_factory=dict)  # {age: [25, 50]}: 3 age bands
     n_rows: int = 100_000

@@ -94,6 +94,8 @@ class Shard:
             self.pd_true = np.empty(self.hi - self.lo)
             self.read = f"rows {self.lo}-{self.hi - 1} of {self.n_rows} (generated)"
             return
+        if cfg.synthetic_book:
+            ensure_synthetic_book(cfg, self.ctx)
         path = self._path()
         self.schema = Schema(
             features=list(cfg.features),
@@ -118,6 +120,8 @@ class Shard:
             self.read = f"rows {self.lo}-{self.hi - 1} of {self.n_rows} (read the whole file, kept this shard)"
         else:
             self.read = self._parquet.describe(self.lo, self.hi)
+        if cfg.true_pd:
+            self.pd_true = self._raw[cfg.true_pd].to_numpy(dtype=np.float64)
         if self.book is not None:  # the shard's loans with their side tables and histories
             self.loans = self._raw
             self._raw = self.book.assemble(self._raw, self.lo, str(path))
@@ -187,6 +191,29 @@ class Shard:
         for _, raw in self.chunks([self.schema.target]):
             seen |= {columns.label_text(v) for v in pd.unique(raw[self.schema.target].dropna())}
         return sorted(set().union(*self.ctx.allgather(seen)))[:limit]
+
+
+def ensure_synthetic_book(cfg: DataConfig, ctx: DistContext) -> None:
+    """The synthetic SME book of histories (``training/data/synthetic_book.py``) under
+    ``data.root``: written by rank 0 when absent (into a sibling folder, then renamed, so a book
+    is whole or absent), while the other ranks wait."""
+    import shutil
+
+    from training.data.synthetic_book import write_book
+
+    root = data_root(cfg)
+    if ctx.is_main and not data_path(cfg).exists():
+        log.info(
+            "writing the synthetic book of %d loans (seed %d) to %s", cfg.n_rows, cfg.seed, root
+        )
+        partial = root.with_name(root.name + f".partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        write_book(partial, cfg.n_rows, cfg.seed)
+        if not data_path(cfg).exists():
+            shutil.rmtree(root, ignore_errors=True)
+            partial.rename(root)
+        shutil.rmtree(partial, ignore_errors=True)
+    ctx.allgather(None)  # the others wait for it
 
 
 def load_dataset(cfg: DataConfig, ctx: DistContext | None = None) -> Dataset:
