@@ -199,3 +199,15 @@ def test_config_refuses_sources_without_an_application_date(tmp_path):
     with pytest.raises(ConfigError, match=r"data.sources\[0\].stats"):
         _config(tmp_path, sources=[{"name": "p", "path": "p", "key": "k", "time": "t",
                                     "fields": [{"name": "f"}], "stats": ["median"]}])  # fmt: skip
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/data.md"])
+def test_the_documented_book_yaml_is_a_valid_data_config(doc):
+    from tests.conftest import ROOT
+
+    text = (ROOT / doc).read_text()
+    block = next(b for b in text.split("```yaml\n")[1:] if "sources:" in b).split("```")[0]
+    cfg = OmegaConf.to_object(
+        OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.create(block))
+    )
+    assert cfg.application_date and cfg.tables and cfg.sources[0].fields
