@@ -5,7 +5,12 @@ path (a rank reading only its row groups) is tested on files. Train on it with
 
     python -m jobs.train data=portfolio data.path=<output>
 
-Options (``key=value``): n_rows, output, seed, rows_per_file, row_group_size, workers.
+With ``histories=true`` it writes the synthetic SME book of histories instead (a loan table and
+tax, court, IP and penalty events per firm, ``training/data/synthetic_book.py``); train on it with
+
+    python -m jobs.train data=sme_histories data.root=<output> data.n_rows=<n_rows>
+
+Options (``key=value``): n_rows, output, seed, rows_per_file, row_group_size, workers, histories.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ class PortfolioConfig:
     rows_per_file: int = 1_000_000
     row_group_size: int = 131_072
     workers: int = os.cpu_count() or 1
+    histories: bool = False  # the book of several tables with dated events
 
     def __post_init__(self) -> None:
         for key in ("n_rows", "rows_per_file", "row_group_size", "workers"):
@@ -40,6 +46,8 @@ def main(argv: list[str]) -> int:
         return EXIT_OK
     try:
         cfg: PortfolioConfig = from_options(PortfolioConfig, argv)
+        if cfg.histories:
+            return _histories(cfg)
         out = write_synthetic_book(
             Path(cfg.output), cfg.n_rows, seed=cfg.seed, rows_per_file=cfg.rows_per_file,
             row_group_size=cfg.row_group_size, workers=cfg.workers,
@@ -53,6 +61,21 @@ def main(argv: list[str]) -> int:
     )
     print(
         f"train on it: python -m jobs.train data=portfolio data.path={Path(out['output']).resolve()}"
+    )
+    return EXIT_OK
+
+
+def _histories(cfg: PortfolioConfig) -> int:
+    from training.data.synthetic_book import write_book
+
+    out = write_book(Path(cfg.output), cfg.n_rows, seed=cfg.seed, workers=cfg.workers)
+    print(
+        f"wrote {out['loans']:,} loans and {out['events']:,} events to {out['output']} in "
+        f"{out['seconds']:.1f} s ({out['events'] / out['seconds'] / 1e6:.2f} M events/s)"
+    )
+    print(
+        f"train on it: python -m jobs.train data=sme_histories "
+        f"data.root={Path(out['output']).resolve()} data.n_rows={cfg.n_rows}"
     )
     return EXIT_OK
 

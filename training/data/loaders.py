@@ -208,7 +208,7 @@ def ensure_synthetic_book(cfg: DataConfig, ctx: DistContext) -> None:
         )
         partial = root.with_name(root.name + f".partial-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
-        write_book(partial, cfg.n_rows, cfg.seed)
+        write_book(partial, cfg.n_rows, cfg.seed, workers=os.cpu_count() or 1)
         if not data_path(cfg).exists():
             shutil.rmtree(root, ignore_errors=True)
             partial.rename(root)

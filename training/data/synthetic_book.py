@@ -4,15 +4,17 @@ Per firm (one loan each): a loan table (industry, size, age, amount, application
 default flag and its true PD) and four event sources before and around the application:
 monthly tax filings (revenue, VAT, days late; a firm's revenue has its own trend and volatility,
 and some firms suffer a recent break), court cases (as defendant or plaintiff), IP grants and
-administrative penalties. The true PD depends on the histories' dynamics: the revenue trend
-and volatility, how recent a break is, court cases as defendant weighted by recency, penalties
-that weigh more when revenue falls (an interaction across sources) and the IP portfolio. Fixed
+administrative penalties. The true PD depends on the histories' dynamics as a lender sees them
+(what was filed before the application): the revenue trend and volatility, a recent break,
+lateness, court cases as defendant weighted by recency, penalties that weigh more when revenue
+falls (an interaction across sources) and the IP portfolio. Fixed
 window statistics see these only in part, so the Bayes-optimal AUC (the true PD's) is above
 what aggregates reach. Filings and cases dated on or after the application date are written
 too, as in a real export; a point-in-time reader must drop them.
 
-``write_book`` writes ``loans.csv`` and one Parquet file per source; ``configs/data/
-sme_histories.yaml`` reads it.
+``write_book`` writes ``loans.csv`` and a folder of Parquet part files per source
+(``jobs.make_portfolio histories=true`` at any size); ``configs/data/sme_histories.yaml`` reads
+it.
 """
 
 from __future__ import annotations
@@ -29,11 +31,47 @@ INDUSTRIES = np.array(["software", "hardware", "biotech", "retail", "logistics",
 INDUSTRY_RISK = np.array([0.0, 0.1, 0.3, 0.4, 0.2, 0.3, -0.1, 0.1])
 
 
-def write_book(folder: Path, n_loans: int, seed: int = 0) -> Path:
-    """The book under ``folder`` (created); returns the loan table's path."""
-    rng = np.random.default_rng(seed)
-    n = n_loans
-    firm = np.arange(n)
+SOURCES = ("tax", "court", "ip", "penalties")
+BLOCK = 50_000  # firms generated (and written as one part file per source) at a time
+
+
+def write_book(folder: Path, n_loans: int, seed: int = 0, workers: int = 1) -> dict:
+    """The book under ``folder`` (created): ``loans.csv`` and, per source, a folder of Parquet
+    part files, one per block of ``BLOCK`` firms. Each block has its own seed, so the book is
+    the same for any number of ``workers`` (processes writing blocks in parallel)."""
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    t0, folder = time.perf_counter(), Path(folder)
+    for name in SOURCES:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+    blocks = [(folder, b, min(BLOCK, n_loans - b * BLOCK), seed)
+              for b in range(-(-n_loans // BLOCK))]  # fmt: skip
+    with ProcessPoolExecutor(max(1, min(workers, len(blocks)))) as pool:
+        events = sum(pool.map(_write_block, blocks))
+    with open(folder / "loans.csv", "w") as out:
+        for b in range(len(blocks)):
+            part = folder / f"loans-{b:05d}.csv"
+            text = part.read_text()
+            out.write(text if b == 0 else text.split("\n", 1)[1])
+            part.unlink()
+    return {"loans": n_loans, "events": events, "output": str(folder),
+            "seconds": time.perf_counter() - t0}  # fmt: skip
+
+
+def _write_block(job: tuple[Path, int, int, int]) -> int:
+    """Block ``b``'s firms written: its loan rows (a CSV part) and one part file per source."""
+    folder, b, n, seed = job
+    loans, sources = _block(n, np.random.default_rng([seed, b]), b * BLOCK)
+    for name, frame in sources.items():
+        frame.to_parquet(folder / name / f"part-{b:05d}.parquet", index=False)
+    loans.to_csv(folder / f"loans-{b:05d}.csv", index=False)
+    return sum(len(f) for f in sources.values())
+
+
+def _block(n: int, rng: np.random.Generator, first: int) -> tuple[pd.DataFrame, dict]:
+    """``n`` firms numbered from ``first``: the loan table's rows and each source's events."""
+    firm = first + np.arange(n)
     app = START + rng.integers(0, DAYS, n).astype("timedelta64[D]")
     industry = rng.integers(0, len(INDUSTRIES), n)
     size = rng.normal(0.0, 1.0, n)
@@ -62,31 +100,35 @@ def write_book(folder: Path, n_loans: int, seed: int = 0) -> Path:
 
     # Court cases, IP grants and penalties: dated at random over the 4 years before the
     # application and the 6 months after it (those after it are not inputs).
-    court = _events(rng, app, np.exp(rng.normal(-1.5, 1.0, n)))
+    court = _events(rng, app, firm, np.exp(rng.normal(-1.5, 1.0, n)))
     court["role"] = np.where(rng.random(len(court)) < 0.6, "defendant", "plaintiff")
     court["amount"] = np.round(np.exp(rng.normal(9.0, 1.2, len(court))), 2)
-    ip = _events(rng, app, np.exp(rng.normal(-1.0, 1.2, n)))
+    ip = _events(rng, app, firm, np.exp(rng.normal(-1.0, 1.2, n)))
     ip["kind"] = rng.choice(["patent", "trademark", "software"], len(ip))
-    penalties = _events(rng, app, np.exp(rng.normal(-2.0, 1.0, n)) * (1 + broke))
+    penalties = _events(rng, app, firm, np.exp(rng.normal(-2.0, 1.0, n)) * (1 + broke))
     penalties["amount"] = np.round(np.exp(rng.normal(8.0, 1.0, len(penalties))), 2)
 
     # The true PD, from what a firm's records before its application show.
     def recent(events: pd.DataFrame, months: float, where=None) -> np.ndarray:
-        age_m = (app[events["firm_id"]] - events["date"].to_numpy()).astype(float) / 30.4375
+        i = events["firm_id"].to_numpy() - first
+        age_m = (app[i] - events["date"].to_numpy()).astype(float) / 30.4375
         w = np.where(age_m > 0, np.exp(-np.abs(age_m) / months), 0.0)
         if where is not None:
             w = w * where
-        return np.bincount(events["firm_id"], weights=w, minlength=n)
+        return np.bincount(i, weights=w, minlength=n)
 
-    n_ip = np.bincount(ip["firm_id"], weights=(ip["date"].to_numpy() < app[ip["firm_id"]]),
-                       minlength=n)  # fmt: skip
-    logit = (-2.7 + INDUSTRY_RISK[industry] - 0.25 * size - 0.3 * np.log(age)
-             - 25.0 * trend + 8.0 * (vol - 0.12)
-             + 2.0 * broke * np.exp(-(break_month - 1) / 4.0)
+    i_ip = ip["firm_id"].to_numpy() - first
+    n_ip = np.bincount(i_ip, weights=(ip["date"].to_numpy() < app[i_ip]), minlength=n)
+    # The tax record as a lender sees it: filings made before the application, last 2 years.
+    seen = filed & (date < app[:, None]) & (t <= 24)
+    dyn = _dynamics(np.where(seen, log_rev, np.nan), np.where(seen & (t <= 12), late, np.nan))
+    logit = (-6.0 + INDUSTRY_RISK[industry] - 0.25 * size - 0.3 * np.log(age)
+             - 25.0 * dyn["trend"] + 12.0 * dyn["volatility"]
+             + 1.2 * ((seen & (late > 15))[:, :4].sum(1) >= 3)  # late 3 of the last 4 months
+             + 2.0 * np.clip(-dyn["change"], 0.0, None)
              + 1.0 * recent(court, 6.0, court["role"].to_numpy() == "defendant")
-             + 0.8 * recent(penalties, 12.0) * (1 + 1.5 * (trend < 0))
-             - 0.25 * np.log1p(n_ip) + 0.3 * np.log(lateness))  # fmt: skip
-    # (trend < 0 is a falling revenue: log revenue is level - trend * months back.)
+             + 0.8 * recent(penalties, 12.0) * (1 + 1.5 * (dyn["trend"] < 0))
+             - 0.25 * np.log1p(n_ip) + 0.4 * np.log1p(dyn["late"]))  # fmt: skip
     pd_true = 1 / (1 + np.exp(-logit))
     loans = pd.DataFrame({
         "loan_id": firm, "firm_id": firm, "applied": pd.to_datetime(app).strftime("%Y-%m-%d"),
@@ -95,18 +137,34 @@ def write_book(folder: Path, n_loans: int, seed: int = 0) -> Path:
         "amount": np.round(np.exp(11 + 0.8 * size + rng.normal(0, 0.3, n)), -2),
         "default": (rng.random(n) < pd_true).astype(int), "pd_true": pd_true,
     })  # fmt: skip
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, frame in {"tax": tax, "court": court, "ip": ip, "penalties": penalties}.items():
-        frame.to_parquet(folder / f"{name}.parquet", index=False, row_group_size=1 << 20)
-    loans.to_csv(folder / "loans.csv", index=False)
-    return folder / "loans.csv"
+    return loans, {"tax": tax, "court": court, "ip": ip, "penalties": penalties}
 
 
-def _events(rng, app: np.ndarray, per_year: np.ndarray) -> pd.DataFrame:
+def _dynamics(log_rev: np.ndarray, late: np.ndarray) -> dict[str, np.ndarray]:
+    """What the true PD reads off a firm's filed tax record (columns: months back, NaN where no
+    filing was seen): the revenue trend (least-squares slope of log revenue per month), its
+    volatility (the spread of month-on-month changes), the last 3 months against the 12 before
+    (a break), and mean days late; 0 where the record is too short to say."""
+    import warnings
+
+    x = -np.arange(1, log_rev.shape[1] + 1, dtype=float)  # later months are larger
+    ok = ~np.isnan(log_rev)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # means of empty records
+        xc = np.where(ok, x - np.nanmean(np.where(ok, x, np.nan), 1, keepdims=True), 0.0)
+        yc = np.where(ok, log_rev - np.nanmean(log_rev, 1, keepdims=True), 0.0)
+        trend = (xc * yc).sum(1) / np.maximum((xc * xc).sum(1), 1e-9)
+        volatility = np.nanstd(log_rev[:, :-1] - log_rev[:, 1:], 1)
+        change = np.nanmean(log_rev[:, :3], 1) - np.nanmean(log_rev[:, 3:15], 1)
+        mean_late = np.nanmean(late, 1)
+    trend = np.where(ok.sum(1) >= 3, trend, 0.0)
+    return {name: np.nan_to_num(v) for name, v in
+            {"trend": trend, "volatility": volatility, "change": change, "late": mean_late}.items()}  # fmt: skip
+
+
+def _events(rng, app: np.ndarray, firm: np.ndarray, per_year: np.ndarray) -> pd.DataFrame:
     """Events at ``per_year`` a year per firm, dated uniformly over the 4 years before the
     application and the 6 months after it."""
-    counts = rng.poisson(per_year * 4.5)
-    firm = np.repeat(np.arange(len(app)), counts)
-    offset = rng.integers(-4 * 365, 183, len(firm)).astype("timedelta64[D]")
-    return pd.DataFrame({"firm_id": firm, "date": app[firm] + offset})
+    i = np.repeat(np.arange(len(app)), rng.poisson(per_year * 4.5))
+    offset = rng.integers(-4 * 365, 183, len(i)).astype("timedelta64[D]")
+    return pd.DataFrame({"firm_id": firm[i], "date": app[i] + offset})

@@ -31,16 +31,25 @@ def flat_columns(layout: list[dict], n_num: int) -> list[int]:
 
 
 class EventEncoder(nn.Module):
-    """Shape: values, missing (batch, n_events, n_fields) -> (batch, d) pooled over events."""
+    """Shape: values, missing (batch, n_events, n_fields) -> (batch, d) pooled over events.
 
-    def __init__(self, n_events: int, n_fields: int, d: int) -> None:
+    Each event is read with the ``window - 1`` events before it (a temporal convolution: changes
+    from one filing to the next, gaps, volatility), beyond the oldest an empty event."""
+
+    def __init__(self, n_events: int, n_fields: int, d: int, window: int = 3) -> None:
         super().__init__()
-        self.first = nn.Linear(2 * n_fields, d)
+        self.window = window
+        self.first = nn.Linear(2 * n_fields * window, d)
         self.position = nn.Parameter(torch.zeros(n_events, d))
         self.second = nn.Linear(d, d)
 
     def forward(self, values: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.first(torch.cat([values, missing], -1)) + self.position)
+        n = values.shape[1]
+        x = torch.cat([values, missing], -1)
+        empty = torch.cat([torch.zeros_like(values[:, :1]), torch.ones_like(missing[:, :1])], -1)
+        x = torch.cat([x, empty.expand(-1, self.window - 1, -1)], 1)  # older than the oldest
+        x = torch.cat([x[:, i : i + n] for i in range(self.window)], -1)
+        h = torch.relu(self.first(x) + self.position)
         return torch.relu(self.second(h)).mean(1)
 
 
@@ -79,7 +88,7 @@ class Events(DenseInput):
             self.encoders.append(EventEncoder(*values.shape, d))
         d_fuse = d * len(layout) + len(free) + sum(self.cat_cardinalities)
         self.fuse = nn.Sequential(nn.Linear(d_fuse, d), nn.ReLU(), nn.Linear(d, 1))
-        nn.init.zeros_(self.fuse[2].weight)  # starts as the base network alone
+        nn.init.normal_(self.fuse[2].weight, std=0.01)  # starts near the base network alone
 
     def forward_dense(self, x_num: torch.Tensor, x_onehot: torch.Tensor) -> torch.Tensor:
         padded = torch.cat([x_num, x_num.new_zeros(len(x_num), 1)], 1)
