@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 
 # dropout=0: dropout masks are drawn per rank, so with dropout the runs are only statistically equal
 TINY = ["debug=tiny", "model.dropout=0", "data.n_rows=6000", "registry.move_alias=true"]
+BOOK = ["data=sme_histories"]  # plus data.root: where the book is written once
 # The GBDT benchmark (off in debug=tiny), so that it too is compared across launchers.
 BENCHMARK = ["benchmark.enabled=true", "benchmark.n_trials=2"]
 MPIRUN = [str(BIN / "mpirun"), "-n", "2", "--oversubscribe"] + (
@@ -57,18 +58,22 @@ def _out_dir(cwd: Path, data: str = "synthetic_sme") -> Path:
 
 
 @pytest.fixture(scope="module")
-def jobs(tmp_path_factory) -> dict[str, Path]:
-    """The same tiny job as 1 process, 2 MPI ranks and 2 Ray workers; returns each output folder."""
-    out = {}
+def jobs(tmp_path_factory) -> dict:
+    """The same tiny job as 1 process, 2 MPI ranks and 2 Ray workers; returns each output folder.
+
+    The data is the synthetic book of several tables (``data=sme_histories``): flat features,
+    event sources read by DuckDB for each rank's own loans, window statistics and the event
+    network, so all of it is compared across launchers."""
+    out = {"book": [f"data.root={tmp_path_factory.mktemp('book')}", *BOOK]}
     for name, overrides, mpi in [
         ("local", [], False),
         ("mpi", ["launcher=mpi"], True),
         ("ray", ["launcher=ray", "launcher.num_workers=2"], False),
     ]:
         cwd = tmp_path_factory.mktemp(name)
-        proc, log, _ = _train(cwd, *TINY, *BENCHMARK, *overrides, mpi=mpi)
+        proc, log, _ = _train(cwd, *TINY, *out["book"], *BENCHMARK, *overrides, mpi=mpi)
         assert proc.returncode == 0, log[-5000:]
-        out[name] = _out_dir(cwd)
+        out[name] = _out_dir(cwd, "sme_histories")
     return out
 
 
@@ -92,7 +97,7 @@ def test_two_ranks_log_one_run_and_register_one_model(jobs, launcher):
     for key in ("rows_per_s_rank0", "rows_per_s_rank1", "sync_s_rank0", "sync_s_rank1"):
         assert key in run.data.metrics, key
     assert (
-        client.get_model_version_by_alias("credit-risk-synthetic_sme", "challenger").run_id
+        client.get_model_version_by_alias("credit-risk-sme_histories", "challenger").run_id
         == run.info.run_id
     )
     assert (out / "DONE").read_text().strip() == run.info.run_id
@@ -171,10 +176,10 @@ def test_a_failing_rank_ends_the_job(tmp_path, launcher):
 
 def test_ensemble_parallel_job_trains_a_member_per_rank_and_registers_one_model(jobs, tmp_path):
     proc, log, _ = _train(
-        tmp_path, *TINY, "launcher=mpi", "launcher.parallelism=ensemble", mpi=True
+        tmp_path, *TINY, *jobs["book"], "launcher=mpi", "launcher.parallelism=ensemble", mpi=True
     )
     assert proc.returncode == 0, log[-5000:]
-    out = _out_dir(tmp_path)
+    out = _out_dir(tmp_path, "sme_histories")
     report = json.loads((out / "evaluation.json").read_text())
     assert [(m["member"], m["seed"]) for m in report["ensemble"]] == [(0, 0), (1, 1)]
     assert report["training"]["world_size"] == 2
@@ -189,7 +194,7 @@ def test_ensemble_parallel_job_trains_a_member_per_rank_and_registers_one_model(
     client = _client(tmp_path)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    versions = client.search_model_versions("name='credit-risk-synthetic_sme'")
+    versions = client.search_model_versions("name='credit-risk-sme_histories'")
     assert len(versions) == 1 and versions[0].run_id == runs[0].info.run_id
     bundle = json.loads((out / "checkpoint" / "bundle.json").read_text())
     assert len(bundle["members"]) == 2
