@@ -109,18 +109,17 @@ class EventSource:
     def slots(self) -> list[tuple[str, str, str, bool]]:
         """The ``sequence`` most recent events one by one, most recent first: for event ``k``,
         each numeric field, its age in months and a 0/1 column per categorical value, as
-        (name ``<source>.<field>@<k>``, SQL, description, binary). An empty slot is missing."""
+        (name ``<source>.<field>@<k>``, the SQL of its value in an event, description, binary).
+        An empty slot is missing."""
         out, n = [], self.name
         for k in range(1, self.sequence + 1):
             nth = f"event {k} (most recent first) before the application"
-            at = f"FILTER (WHERE j.rn = {k})"
             for f in (f for f in self.fields if f.kind == "numeric"):
-                out.append((f"{n}.{f.name}@{k}", f"max({quote(f.name)}) {at}",
-                            f"{n}: {f.name} of {nth}", False))  # fmt: skip
-            out.append((f"{n}.age@{k}", f"max(j.age) {at}", f"{n}: months from {nth}", False))
+                out.append((f"{n}.{f.name}@{k}", quote(f.name), f"{n}: {f.name} of {nth}", False))
+            out.append((f"{n}.age@{k}", "age", f"{n}: months from {nth}", False))
             for f in (f for f in self.fields if f.kind == "categorical"):
                 for v in f.values:
-                    sql = f"max(CAST({quote(f.name)} = {sql_text(v)} AS DOUBLE)) {at}"
+                    sql = f"CAST({quote(f.name)} = {sql_text(v)} AS DOUBLE)"
                     out.append((f"{n}.{f.name}={safe_value(v)}@{k}", sql,
                                 f"{n}: {f.name} is {v}, {nth}", True))  # fmt: skip
         return out
@@ -137,25 +136,47 @@ class EventSource:
         per = len(names) // self.sequence if self.sequence else 0
         return [names[i * per : (i + 1) * per] for i in range(self.sequence)]
 
-    def sql(self, events: str) -> str:
-        """Per loan (``ln``: row, k, app), the statistics of its events (the SQL ``events``: k,
-        seq, t, fields) dated strictly before ``app`` and within the look-back, the
-        ``max_events`` most recent kept (ties on the date broken by file order)."""
+    def joined(self, events: str) -> str:
+        """Per loan (``ln``: row, k, app), its events (the SQL ``events``: k, seq, t, fields)
+        dated strictly before ``app`` and within the look-back, with their age in months and
+        rank ``rn`` (1: the most recent; ties on the date broken by file order), the
+        ``max_events`` most recent kept."""
         cap = f"WHERE rn <= {int(self.max_events)}" if self.max_events else ""
-        aggregates = ",\n  ".join(f"{sql} AS {quote(name)}" for name, sql, _ in self.columns())
         return f"""
-WITH ev AS ({events}), j AS (
-  SELECT * FROM (
-    SELECT ln.row, ln.app, ev.*, date_diff('day', ev.t, ln.app) / {DAYS_PER_MONTH} AS age,
-           row_number() OVER (PARTITION BY ln.row ORDER BY ev.t DESC, ev.seq DESC) AS rn
-    FROM ln JOIN ev ON ev.k = ln.k AND ev.t < ln.app
-                   AND ev.t >= ln.app - to_months({self.lookback})
-  ) {cap}
-)
-SELECT ln.row,
+WITH ev AS ({events})
+SELECT * FROM (
+  SELECT ln.row, ln.app, ev.*, date_diff('day', ev.t, ln.app) / {DAYS_PER_MONTH} AS age,
+         row_number() OVER (PARTITION BY ln.row ORDER BY ev.t DESC, ev.seq DESC) AS rn
+  FROM ln JOIN ev ON ev.k = ln.k AND ev.t < ln.app
+                 AND ev.t >= ln.app - to_months({self.lookback})
+) {cap}"""
+
+    def statistics(self, joined: str) -> str:
+        """Per loan, the window statistics of its events (``joined``: a table of ``joined``)."""
+        slots = {name for name, _, _, _ in self.slots()}
+        aggregates = ",\n  ".join(
+            f"{sql} AS {quote(name)}" for name, sql, _ in self.columns() if name not in slots
+        )
+        return f"""
+SELECT ln.row{"," if aggregates else ""}
   {aggregates}
-FROM ln LEFT JOIN j ON j.row = ln.row
+FROM ln LEFT JOIN {joined} AS j ON j.row = ln.row
 GROUP BY ln.row ORDER BY ln.row"""
+
+    def events_one_by_one(self, con, joined: str, n: int) -> np.ndarray:
+        """The slots of ``n`` loans, shape (n, sequence x fields per event): each of the
+        ``sequence`` most recent events' values placed at its loan's row and rank (numpy),
+        missing where a loan has fewer events."""
+        per = len(self.slot_layout()[0])
+        values = ", ".join(sql for _, sql, _, _ in self.slots()[:per])
+        got = con.execute(
+            f"SELECT row, rn, {values} FROM {joined} WHERE rn <= {self.sequence}"
+        ).fetchnumpy()
+        out = np.full((n, self.sequence, per), np.nan)
+        rows, rank = got["row"].astype(np.int64), got["rn"].astype(np.int64) - 1
+        for i, column in enumerate(list(got)[2:]):
+            out[rows, rank, i] = np.asarray(got[column], dtype=np.float64)
+        return out.reshape(n, -1)
 
 
 @dataclass(kw_only=True)
@@ -206,15 +227,20 @@ class History:
         """Every source's inputs for the loans whose application dates are ``app``, one row per
         loan in its order: ``keys[source]`` is each loan's key in that source (text) and
         ``events[source]`` the SQL of its typed events (``typed``)."""
-        parts = []
+        parts, n = [], len(app)
         for src in self.sources:
-            ln = pd.DataFrame({"row": np.arange(len(app)), "k": keys[src.name], "app": app})
-            con.register("ln", ln)
-            parts.append(
-                con.execute(src.sql(events[src.name])).df().drop(columns="row").astype("float64")
-            )
+            con.register("ln", pd.DataFrame({"row": np.arange(n), "k": keys[src.name], "app": app}))
+            con.execute(f"CREATE OR REPLACE TEMP TABLE joined AS {src.joined(events[src.name])}")
+            parts.append(con.execute(src.statistics("joined")).df().drop(columns="row"))
+            if src.sequence:
+                names = [name for name, _, _, _ in src.slots()]
+                slots = src.events_one_by_one(con, "joined", n)
+                parts.append(pd.DataFrame(slots, columns=names))
+            con.execute("DROP TABLE joined")
             con.unregister("ln")
-        return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=range(len(app)))
+        if not parts:
+            return pd.DataFrame(index=range(n))
+        return pd.concat(parts, axis=1).astype("float64")
 
     @staticmethod
     def typed(con, src: EventSource, raw: str, where: str) -> str:
@@ -222,35 +248,39 @@ class History:
         fields, as text or numbers) typed: ``t`` a timestamp, numeric fields DOUBLE, categorical
         fields trimmed text, the fields' missing tokens NULL. A value that does not read is an
         error naming ``where``, the column and the event's row (``seq`` + 1)."""
-        columns = ["k", "seq", f"{_date_sql(src.time, src.time_format)} AS t"]
+        columns, texts = ["k", "seq", f"{_date_sql(src.time, src.time_format)} AS t"], {}
         for f in src.fields:
             text = f"nullif(trim(CAST({quote(f.name)} AS VARCHAR)), '')"
             if f.missing:
                 tokens = ", ".join(sql_text(label(m)) for m in f.missing)
                 text = f"(CASE WHEN {text} IN ({tokens}) THEN NULL ELSE {text} END)"
+            texts[f.name] = text
             columns.append(f"{text} AS {quote(f.name)}" if f.kind == "categorical" else
                            f"TRY_CAST({text} AS DOUBLE) AS {quote(f.name)}")  # fmt: skip
         sql = f"SELECT {', '.join(columns)} FROM {raw}"
-        checks = [(src.time, "t IS NULL", "is not a date" + (
-            f" of format {src.time_format!r}" if src.time_format else " (ISO, e.g. 2019-03-01)"),
-            f"set data.sources[{src.name}].time_format (a strptime format: %y%m%d, %d/%m/%Y)")]  # fmt: skip
-        checks += [(f.name, f"{quote(f.name)} IS NULL", "is not a number",
-                    f"list it under the field's missing (data.sources[{src.name}].fields), or set "
-                    "its kind to categorical") for f in src.fields if f.kind == "numeric"]  # fmt: skip
-        for column, null, what, fix in checks:
-            bad = con.execute(
-                f"SELECT r.seq, r.{quote(column)}, count(*) OVER () FROM {raw} AS r JOIN ({sql}) "
-                f"AS e USING (seq) WHERE e.{null} AND nullif(trim(CAST(r.{quote(column)} AS "
-                f"VARCHAR)), '') IS NOT NULL ORDER BY r.seq LIMIT 1"
-            ).fetchall()
-            if bad:
-                seq, value, n = bad[0]
+        # One scan counts what does not read; a second finds the first such row, if any.
+        time_text = f"nullif(trim(CAST({quote(src.time)} AS VARCHAR)), '')"
+        checks = [(src.time, f"{time_text} IS NULL", "is empty: an event needs its date (drop "
+                   "the row, or fill it)", ""),
+                  (src.time, f"{_date_sql(src.time, src.time_format)} IS NULL AND {time_text} IS "
+                   "NOT NULL", "is not a date" + (f" of format {src.time_format!r}" if
+                   src.time_format else " (ISO, e.g. 2019-03-01)"), f"; set data.sources"
+                   f"[{src.name}].time_format (a strptime format: %y%m%d, %d/%m/%Y)")]  # fmt: skip
+        for f in (f for f in src.fields if f.kind == "numeric"):
+            value = texts[f.name]
+            checks.append((f.name, f"TRY_CAST({value} AS DOUBLE) IS NULL AND {value} IS NOT NULL",
+                           "is not a number", "; list it under the field's missing "
+                           f"(data.sources[{src.name}].fields), or set its kind to categorical"))  # fmt: skip
+        counts = con.execute(
+            "SELECT " + ", ".join(f"count_if({bad})" for _, bad, _, _ in checks) + f" FROM {raw}"
+        ).fetchall()[0]
+        for (column, bad, what, fix), n in zip(checks, counts, strict=True):
+            if n:
+                seq, value = con.execute(
+                    f"SELECT seq, {quote(column)} FROM {raw} WHERE {bad} ORDER BY seq LIMIT 1"
+                ).fetchall()[0]
                 raise DataError(f"{where}: {column!r} {value!r} at row {seq + 1} {what} "
-                                f"({n} such rows); {fix}")  # fmt: skip
-        if con.execute(f"SELECT count(*) FROM ({sql}) WHERE t IS NULL").fetchall()[0][0]:
-            seq = con.execute(f"SELECT min(seq) FROM ({sql}) WHERE t IS NULL").fetchall()[0][0]
-            raise DataError(f"{where}: time column {src.time!r} is empty at row {seq + 1}; an "
-                            "event needs its date (drop the row, or fill it)")  # fmt: skip
+                                f"({n} such rows){fix}")  # fmt: skip
         return sql
 
     def from_request(self, con, frame: pd.DataFrame) -> pd.DataFrame:
