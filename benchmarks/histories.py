@@ -85,10 +85,7 @@ def assembly(folder: Path, loans: int) -> dict:
             t0 = time.perf_counter()
             frame = b.assemble(rows, 0, "loans.csv")
             seconds = time.perf_counter() - t0
-            events = sum(
-                b.con.execute(f"SELECT count(*) FROM events_{i}").fetchall()[0][0]
-                for i in range(len(cfg.sources))
-            )
+            events = sum(b.events_read.values())
             out[f"{name}, {who}"] = {
                 "loans": len(rows), "events": int(events), "columns": frame.shape[1],
                 "seconds": round(seconds, 2), "setup_seconds": round(setup, 2),

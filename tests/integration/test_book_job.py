@@ -12,6 +12,7 @@ import math
 import os
 import re
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -352,3 +353,29 @@ def test_a_side_table_that_repeats_a_key_is_one_clear_error(tmp_path):
     assert "data.tables[0].keep=first" in log, log[-3000:]
     assert "Traceback" not in log
     assert not (tmp_path / "mlflow.db").exists()  # nothing logged, nothing registered
+
+
+def test_jobs_score_scores_a_book_of_event_lists_with_rejects_and_history_drift(
+    job, example, tmp_path
+):
+    """A portfolio whose source column holds each borrower's events as JSON text, scored by
+    ``jobs.score``: the rows as the served model answers them, a row whose events are not a list
+    rejected naming the column, and drift measured on the computed history inputs too."""
+    uri, version = job[0], job[3]["registered"]["version"]
+    rows = pd.concat([example] * 4, ignore_index=True)
+    rows.loc[3, "repayments"] = "not json"
+    rows.to_csv(tmp_path / "portfolio.csv", index=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs.score", f"model=models:/{MODEL}/{version}",
+         f"input={tmp_path}/portfolio.csv", f"output={tmp_path}/scores", f"tracking_uri={uri}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads((tmp_path / "scores.summary.json").read_text())
+    assert summary["rows_scored"] == len(rows) - 1 and summary["rows_rejected"] == 1
+    rejects = pd.concat(map(pd.read_csv, sorted((tmp_path / "scores.rejects").glob("*.csv"))))
+    assert rejects["column"].tolist() == ["repayments"] and rejects["row"].tolist() == [3]
+    assert any(name.startswith("repayments.") for name in summary["feature_psi"])
+    scores = pd.read_parquet(tmp_path / "scores").set_index("row")
+    first = scores.loc[: len(example) - 1, "pd"].to_numpy()
+    assert np.allclose(scores.loc[len(example) : 2 * len(example) - 1, "pd"], first, atol=1e-9)

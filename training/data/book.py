@@ -42,6 +42,7 @@ class Book:
 
     def __init__(self, cfg: DataConfig, root: Path, loans: pd.DataFrame, where: str) -> None:
         self.cfg, self.root, self.con = cfg, root, connect()
+        self.events_read: dict[str, int] = {}  # per source, the events the last assemble read
         self.history = None
         if cfg.sources:
             self.history = History(
@@ -137,10 +138,13 @@ class Book:
         for i, (s, spec) in enumerate(zip(self.cfg.sources, h.sources, strict=True)):
             keys[s.name] = self._keys(frame, f"data.sources[{i}]", s, where)
             table, n = self._events(i, s, keys[s.name])
+            self.events_read[s.name] = n
             where = str(self._scan(f"data.sources[{i}]", s)[1])
             events[s.name] = h.typed(self.con, spec, table, where)
             log.info("source %s: %d events of this shard's %d loans read", s.name, n, len(frame))
         inputs = h.aggregate(self.con, app, keys, events)
+        for i in range(len(self.cfg.sources)):  # the events' memory back before training
+            self.con.execute(f"DROP TABLE IF EXISTS events_{i}").fetchall()
         hidden = [c for c in frame.columns if c.startswith(HIDDEN)]
         return pd.concat([frame.drop(columns=hidden), inputs.set_axis(frame.index)], axis=1)
 

@@ -131,19 +131,24 @@ def check_fresh(output: Path, rejects: Path, summary: Path) -> None:
 # Rows a model can read, and the rejects
 
 
-def validate(frame: pd.DataFrame, inputs: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def validate(
+    frame: pd.DataFrame, inputs: dict[str, str], sources: tuple[str, ...] = ()
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split a batch (index: input row numbers) into model-ready rows and rejects.
 
     A number column's value that is not empty and does not read as a finite number rejects the
     row; missing values are kept (the model reads them as missing). Returns the ready rows (the
     model's input columns: numbers as float64, text as str with NaN for missing) and one reject
     line per rejected row: ``row, column, value, reason`` (several bad values joined by "; "),
-    then the raw row.
+    then the raw row. ``sources``: the columns of a model of event histories that hold a list of
+    events per row (or its JSON text); one that is neither rejects the row.
     """
     ready, bad = {}, {}
     for c, kind in inputs.items():
         raw = frame[c]
-        if kind in NUMBER_TYPES:
+        if c in sources:
+            ready[c], bad[c] = raw, _event_lists(raw)
+        elif kind in NUMBER_TYPES:
             ready[c], bad[c] = _numbers(raw)
         elif kind == "string":
             text = raw.astype(object)
@@ -173,6 +178,23 @@ def _numbers(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
     reason[unread] = "not a number"
     reason[np.isinf(x)] = "not a finite number"
     return pd.Series(x, index=raw.index), reason
+
+
+def _event_lists(raw: pd.Series) -> np.ndarray:
+    """Per value, why it is not a list of events (JSON text or a list of objects), else None;
+    empty is no events."""
+    reason = np.full(len(raw), None, dtype=object)
+    for i, v in enumerate(raw.tolist()):
+        if v is None or (isinstance(v, float) and np.isnan(v)) or isinstance(v, list | np.ndarray):
+            continue
+        try:
+            v = json.loads(v) if str(v).strip() else []
+        except ValueError:
+            reason[i] = "not a list of events (JSON)"
+            continue
+        if not isinstance(v, list) or not all(isinstance(e, dict) for e in v):
+            reason[i] = "not a list of events (JSON)"
+    return reason
 
 
 def _reject_lines(raw: pd.DataFrame, flags: pd.DataFrame) -> pd.DataFrame:

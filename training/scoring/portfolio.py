@@ -112,7 +112,7 @@ def score_batch(
     Output columns: ``row`` (int64), the ``keep`` columns, then every column ``predict`` returns.
     """
     frame = frame.set_axis(pd.RangeIndex(start, start + len(frame)), axis=0)
-    ready, rejects = validate(frame, model.inputs)
+    ready, rejects = validate(frame, model.inputs, model.sources)
     if ready.empty:
         return pd.DataFrame(), rejects
     pred = model.predict(ready[list(model.inputs)])
@@ -173,6 +173,8 @@ def score_shard(
             out, bad = score_batch(frame, start, model, keep)
             if model.feature_reference and len(out):
                 scored = frame.iloc[out[ROW].to_numpy() - start]
+                if model.computed is not None:  # the inputs computed from event histories
+                    scored = model.computed(scored)
                 tally.add_features(feature_counts(scored, model.feature_reference))
             start += len(frame)
             outs.append(out)

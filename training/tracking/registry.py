@@ -62,6 +62,10 @@ class ScoringModel:
     # None for a model without reasons.
     reasons_errors: Callable[[pd.DataFrame], np.ndarray | None] | None = None
     reasons_tolerance: float | None = None
+    # A model of event histories: the input columns that hold each source's events (a list or
+    # its JSON text), and the rows with the inputs it computes from them (for drift).
+    sources: tuple[str, ...] = ()
+    computed: Callable[[pd.DataFrame], pd.DataFrame] | None = None
 
     @property
     def score_column(self) -> str:
@@ -143,6 +147,8 @@ def load_model(ref: ModelRef, store: str, reasons: int) -> ScoringModel:
     def predict(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(model.predict(frame, params=params))
 
+    history = getattr(getattr(scorer, "schema", None), "history", None)
+
     return ScoringModel(
         predict=predict,
         inputs=inputs,
@@ -155,6 +161,8 @@ def load_model(ref: ModelRef, store: str, reasons: int) -> ScoringModel:
         reasons_tolerance=scorer.explainer.cfg.tolerance
         if getattr(scorer, "explainer", None)
         else None,
+        sources=tuple(s.name for s in history.sources) if history else (),
+        computed=scorer.inputs if history else None,
     )
 
 
