@@ -252,3 +252,15 @@ class Book:
                       for k, g in raw.groupby("k", sort=False)}  # fmt: skip
             out[s.name] = [json.dumps(by_key.get(k, []), default=str) for k in keys]
         return pd.DataFrame(out, index=loans.index)
+
+
+def requests_of_rows(cfg: DataConfig, rows: np.ndarray) -> pd.DataFrame:
+    """What a served request carries beyond the flat features (``Book.requests``) for the loan
+    table's rows ``rows``: the promotion gate scores hold-out rows as a deployment would."""
+    from training.data.loaders import data_path, data_root, read_file
+    from training.data.schema import Schema
+
+    path = data_path(cfg)
+    loans = read_file(path, cfg, Schema(features=list(cfg.features), target=cfg.target))
+    book = Book(cfg, data_root(cfg), loans, str(path))
+    return book.requests(loans.iloc[rows]).reset_index(drop=True)

@@ -158,8 +158,14 @@ def holdout(cfg: TrainConfig, benchmark: bool) -> Holdout:
     data = prepare(cfg.data, benchmark_rows=cfg.benchmark.rows)
     gbdt = gbdt_benchmark(cfg.benchmark, data, DistContext()) if benchmark else None
     fair = getattr(cfg, "fairness", None)
+    frame = data.evaluation.frames["test"].reset_index(drop=True)
+    if data.training.schema.history is not None:  # the loans' events, as a request sends them
+        from training.data.book import requests_of_rows
+
+        requests = requests_of_rows(cfg.data, data.evaluation.split.test)
+        frame = pd.concat([frame.drop(columns=requests.columns, errors="ignore"), requests], axis=1)
     return Holdout(
-        frame=data.evaluation.frames["test"].reset_index(drop=True),
+        frame=frame,
         y=data.tensors("test").y.numpy().astype(np.int64),
         schema=data.training.schema,
         fingerprint=data.training.fingerprint,
@@ -178,7 +184,7 @@ def measure(model: ScoringModel, h: Holdout, cfg: PromotionConfig) -> tuple[dict
     """Every metric the gate reads for one model, and its PD per hold-out row.
 
     Shape: returns ({metric: value}, p (n,))."""
-    ready, rejects = validate(h.frame, model.inputs)
+    ready, rejects = validate(h.frame, model.inputs, model.sources)
     if len(rejects):
         first = rejects.iloc[0]
         raise DataError(
