@@ -372,10 +372,14 @@ def test_jobs_score_scores_a_book_of_event_lists_with_rejects_and_history_drift(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((tmp_path / "scores.summary.json").read_text())
-    assert summary["rows_scored"] == len(rows) - 1 and summary["rows_rejected"] == 1
+    assert summary["rows_scored"] == len(rows) - 1 and summary["rows_rejected"] == 1, (
+        summary["rejected_by_column"],
+        proc.stdout[-3000:],
+    )
     rejects = pd.concat(map(pd.read_csv, sorted((tmp_path / "scores.rejects").glob("*.csv"))))
     assert rejects["column"].tolist() == ["repayments"] and rejects["row"].tolist() == [3]
     assert any(name.startswith("repayments.") for name in summary["feature_psi"])
-    scores = pd.read_parquet(tmp_path / "scores").set_index("row")
-    first = scores.loc[: len(example) - 1, "pd"].to_numpy()
-    assert np.allclose(scores.loc[len(example) : 2 * len(example) - 1, "pd"], first, atol=1e-9)
+    scores = pd.read_parquet(tmp_path / "scores").set_index("row")["pd"]
+    n = len(example)  # each copy of the example scores alike (row 3, rejected, aside)
+    assert np.allclose(scores.loc[n : 2 * n - 1], scores.loc[2 * n : 3 * n - 1], atol=1e-9)
+    assert np.allclose(scores.loc[[0, 1, 2]], scores.loc[[n, n + 1, n + 2]], atol=1e-9)

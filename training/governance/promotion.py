@@ -184,7 +184,7 @@ def measure(model: ScoringModel, h: Holdout, cfg: PromotionConfig) -> tuple[dict
     """Every metric the gate reads for one model, and its PD per hold-out row.
 
     Shape: returns ({metric: value}, p (n,))."""
-    ready, rejects = validate(h.frame, model.inputs, model.sources)
+    ready, rejects = validate(h.frame, model.inputs, model.sources, model.dates)
     if len(rejects):
         first = rejects.iloc[0]
         raise DataError(

@@ -132,7 +132,10 @@ def check_fresh(output: Path, rejects: Path, summary: Path) -> None:
 
 
 def validate(
-    frame: pd.DataFrame, inputs: dict[str, str], sources: tuple[str, ...] = ()
+    frame: pd.DataFrame,
+    inputs: dict[str, str],
+    sources: tuple[str, ...] = (),
+    dates: tuple[str, ...] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split a batch (index: input row numbers) into model-ready rows and rejects.
 
@@ -141,13 +144,16 @@ def validate(
     model's input columns: numbers as float64, text as str with NaN for missing) and one reject
     line per rejected row: ``row, column, value, reason`` (several bad values joined by "; "),
     then the raw row. ``sources``: the columns of a model of event histories that hold a list of
-    events per row (or its JSON text); one that is neither rejects the row.
+    events per row (or its JSON text); one that is neither rejects the row. ``dates``: its
+    application date column, passed as it is (the model reads it by the training file's format).
     """
     ready, bad = {}, {}
     for c, kind in inputs.items():
         raw = frame[c]
         if c in sources:
             ready[c], bad[c] = raw, _event_lists(raw)
+        elif c in dates:
+            ready[c] = raw
         elif kind in NUMBER_TYPES:
             ready[c], bad[c] = _numbers(raw)
         elif kind == "string":

@@ -112,7 +112,7 @@ def score_batch(
     Output columns: ``row`` (int64), the ``keep`` columns, then every column ``predict`` returns.
     """
     frame = frame.set_axis(pd.RangeIndex(start, start + len(frame)), axis=0)
-    ready, rejects = validate(frame, model.inputs, model.sources)
+    ready, rejects = validate(frame, model.inputs, model.sources, model.dates)
     if ready.empty:
         return pd.DataFrame(), rejects
     pred = model.predict(ready[list(model.inputs)])

@@ -63,8 +63,10 @@ class ScoringModel:
     reasons_errors: Callable[[pd.DataFrame], np.ndarray | None] | None = None
     reasons_tolerance: float | None = None
     # A model of event histories: the input columns that hold each source's events (a list or
-    # its JSON text), and the rows with the inputs it computes from them (for drift).
+    # its JSON text) and the application date (text the model parses), and the rows with the
+    # inputs it computes from them (for drift).
     sources: tuple[str, ...] = ()
+    dates: tuple[str, ...] = ()
     computed: Callable[[pd.DataFrame], pd.DataFrame] | None = None
 
     @property
@@ -162,6 +164,7 @@ def load_model(ref: ModelRef, store: str, reasons: int) -> ScoringModel:
         if getattr(scorer, "explainer", None)
         else None,
         sources=tuple(s.name for s in history.sources) if history else (),
+        dates=(history.application_date,) if history else (),
         computed=scorer.inputs if history else None,
     )
 
