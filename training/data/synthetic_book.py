@@ -77,7 +77,52 @@ def _block(n: int, rng: np.random.Generator, first: int) -> tuple[pd.DataFrame, 
     size = rng.normal(0.0, 1.0, n)
     age = rng.uniform(0.5, 15.0, n)  # years in business: young firms have short histories
 
-    # Monthly tax filings: log revenue with a firm's own trend, volatility and perhaps a break.
+    tax, record = _tax(rng, firm, app, size, age)
+    log_rev, late, filed, date, broke = record
+
+    # Court cases, IP grants and penalties: dated at random over the 4 years before the
+    # application and the 6 months after it (those after it are not inputs).
+    court = _events(rng, app, firm, np.exp(rng.normal(-1.5, 1.0, n)))
+    court["role"] = np.where(rng.random(len(court)) < 0.6, "defendant", "plaintiff")
+    court["amount"] = np.round(np.exp(rng.normal(9.0, 1.2, len(court))), 2)
+    ip = _events(rng, app, firm, np.exp(rng.normal(-1.0, 1.2, n)))
+    ip["kind"] = rng.choice(["patent", "trademark", "software"], len(ip))
+    penalties = _events(rng, app, firm, np.exp(rng.normal(-2.0, 1.0, n)) * (1 + broke))
+    penalties["amount"] = np.round(np.exp(rng.normal(8.0, 1.0, len(penalties))), 2)
+
+    # The true PD, from what a firm's records before its application show.
+    def recent(events: pd.DataFrame, months: float, where=None) -> np.ndarray:
+        return _recent(events, app, first, months, where)
+
+    i_ip = ip["firm_id"].to_numpy() - first
+    n_ip = np.bincount(i_ip, weights=(ip["date"].to_numpy() < app[i_ip]), minlength=n)
+    # The tax record as a lender sees it: filings made before the application, last 2 years.
+    t = np.arange(1, MONTHS + 1)
+    seen = filed & (date < app[:, None]) & (t <= 24)
+    dyn = _dynamics(np.where(seen, log_rev, np.nan), np.where(seen & (t <= 12), late, np.nan))
+    logit = (-6.0 + INDUSTRY_RISK[industry] - 0.25 * size - 0.3 * np.log(age)
+             - 25.0 * dyn["trend"] + 12.0 * dyn["volatility"]
+             + 1.2 * ((seen & (late > 15))[:, :4].sum(1) >= 3)  # late 3 of the last 4 months
+             + 2.0 * np.clip(-dyn["change"], 0.0, None)
+             + 1.0 * recent(court, 6.0, court["role"].to_numpy() == "defendant")
+             + 0.8 * recent(penalties, 12.0) * (1 + 1.5 * (dyn["trend"] < 0))
+             - 0.25 * np.log1p(n_ip) + 0.4 * np.log1p(dyn["late"]))  # fmt: skip
+    pd_true = 1 / (1 + np.exp(-logit))
+    loans = pd.DataFrame({
+        "loan_id": firm, "firm_id": firm, "applied": pd.to_datetime(app).strftime("%Y-%m-%d"),
+        "industry": INDUSTRIES[industry], "employees": np.round(np.exp(2.5 + size)).astype(int),
+        "firm_age": np.round(age, 1),
+        "amount": np.round(np.exp(11 + 0.8 * size + rng.normal(0, 0.3, n)), -2),
+        "default": (rng.random(n) < pd_true).astype(int), "pd_true": pd_true,
+    })  # fmt: skip
+    return loans, {"tax": tax, "court": court, "ip": ip, "penalties": penalties}
+
+
+def _tax(rng, firm: np.ndarray, app: np.ndarray, size: np.ndarray, age: np.ndarray):
+    """Monthly tax filings: log revenue with a firm's own trend, volatility and perhaps a break;
+    the filings as events, and (log revenue, days late, filed, filing date, broke) per firm and
+    month back (columns: 1 to ``MONTHS`` months before the application's)."""
+    n = len(firm)
     trend = rng.normal(0.0, 0.03, n)
     vol = np.exp(rng.normal(np.log(0.12), 0.5, n))
     broke = rng.random(n) < 0.2
@@ -98,46 +143,17 @@ def _block(n: int, rng: np.random.Generator, first: int) -> tuple[pd.DataFrame, 
                         "vat": np.round(revenue * rng.uniform(0.10, 0.14, len(i)), 2),
                         "days_late": late[i, j]})  # fmt: skip
 
-    # Court cases, IP grants and penalties: dated at random over the 4 years before the
-    # application and the 6 months after it (those after it are not inputs).
-    court = _events(rng, app, firm, np.exp(rng.normal(-1.5, 1.0, n)))
-    court["role"] = np.where(rng.random(len(court)) < 0.6, "defendant", "plaintiff")
-    court["amount"] = np.round(np.exp(rng.normal(9.0, 1.2, len(court))), 2)
-    ip = _events(rng, app, firm, np.exp(rng.normal(-1.0, 1.2, n)))
-    ip["kind"] = rng.choice(["patent", "trademark", "software"], len(ip))
-    penalties = _events(rng, app, firm, np.exp(rng.normal(-2.0, 1.0, n)) * (1 + broke))
-    penalties["amount"] = np.round(np.exp(rng.normal(8.0, 1.0, len(penalties))), 2)
+    return tax, (log_rev, late, filed, date, broke)
 
-    # The true PD, from what a firm's records before its application show.
-    def recent(events: pd.DataFrame, months: float, where=None) -> np.ndarray:
-        i = events["firm_id"].to_numpy() - first
-        age_m = (app[i] - events["date"].to_numpy()).astype(float) / 30.4375
-        w = np.where(age_m > 0, np.exp(-np.abs(age_m) / months), 0.0)
-        if where is not None:
-            w = w * where
-        return np.bincount(i, weights=w, minlength=n)
 
-    i_ip = ip["firm_id"].to_numpy() - first
-    n_ip = np.bincount(i_ip, weights=(ip["date"].to_numpy() < app[i_ip]), minlength=n)
-    # The tax record as a lender sees it: filings made before the application, last 2 years.
-    seen = filed & (date < app[:, None]) & (t <= 24)
-    dyn = _dynamics(np.where(seen, log_rev, np.nan), np.where(seen & (t <= 12), late, np.nan))
-    logit = (-6.0 + INDUSTRY_RISK[industry] - 0.25 * size - 0.3 * np.log(age)
-             - 25.0 * dyn["trend"] + 12.0 * dyn["volatility"]
-             + 1.2 * ((seen & (late > 15))[:, :4].sum(1) >= 3)  # late 3 of the last 4 months
-             + 2.0 * np.clip(-dyn["change"], 0.0, None)
-             + 1.0 * recent(court, 6.0, court["role"].to_numpy() == "defendant")
-             + 0.8 * recent(penalties, 12.0) * (1 + 1.5 * (dyn["trend"] < 0))
-             - 0.25 * np.log1p(n_ip) + 0.4 * np.log1p(dyn["late"]))  # fmt: skip
-    pd_true = 1 / (1 + np.exp(-logit))
-    loans = pd.DataFrame({
-        "loan_id": firm, "firm_id": firm, "applied": pd.to_datetime(app).strftime("%Y-%m-%d"),
-        "industry": INDUSTRIES[industry], "employees": np.round(np.exp(2.5 + size)).astype(int),
-        "firm_age": np.round(age, 1),
-        "amount": np.round(np.exp(11 + 0.8 * size + rng.normal(0, 0.3, n)), -2),
-        "default": (rng.random(n) < pd_true).astype(int), "pd_true": pd_true,
-    })  # fmt: skip
-    return loans, {"tax": tax, "court": court, "ip": ip, "penalties": penalties}
+def _recent(events: pd.DataFrame, app: np.ndarray, first: int, months: float, where=None):
+    """Per firm, its events before the application weighted by recency (exp(-age / months))."""
+    i = events["firm_id"].to_numpy() - first
+    age_m = (app[i] - events["date"].to_numpy()).astype(float) / 30.4375
+    w = np.where(age_m > 0, np.exp(-np.abs(age_m) / months), 0.0)
+    if where is not None:
+        w = w * where
+    return np.bincount(i, weights=w, minlength=len(app))
 
 
 def _dynamics(log_rev: np.ndarray, late: np.ndarray) -> dict[str, np.ndarray]:
