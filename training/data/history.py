@@ -13,7 +13,10 @@ Every feature is named ``<source>.<field>.<stat>_<months>m`` (``transactions.amo
 ``<source>.count_<months>m``, ``<source>.<field>.last``, ``<source>.months_since_last`` or
 ``<source>.<field>=<value>.count_<months>m``, and described in words, so a reason names the
 source, the field and the period. A loan with no events in a source has count 0 and sum 0 and
-its other statistics missing: an empty history is a state the network learns from.
+its other statistics missing: an empty history is a state the network learns from. With
+``sequence`` > 0 a source's most recent events also enter one by one (``<source>.<field>@<k>``,
+``<source>.age@<k>``, ``<source>.<field>=<value>@<k>``), for the event network
+(``training/models/events.py``); the benchmark reads the statistics only.
 """
 
 from __future__ import annotations
