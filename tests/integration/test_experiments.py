@@ -33,6 +33,10 @@ def test_experiment_runs(tmp_path, experiment):
 
 
 def test_there_is_a_recipe_for_every_shipped_data_set():
-    # portfolio: the synthetic rows as Parquet files, so synthetic_best is its recipe
-    datasets = {p.stem for p in (CONFIGS / "data").glob("*.yaml")} - {"portfolio"}
+    # portfolio: the synthetic rows as Parquet files, so synthetic_best is its recipe. berka: 30
+    # defaults (6 in validation), a test of reading a real multi-table export: a recipe chosen on
+    # its validation rows would be chosen by noise. sme_histories: its recipe is the default
+    # (the event network), measured by benchmarks/histories.py; no search has been run on it.
+    datasets = {p.stem for p in (CONFIGS / "data").glob("*.yaml")} - {
+        "portfolio", "berka", "sme_histories"}  # fmt: skip
     assert {f"{d}_best" for d in datasets} <= set(EXPERIMENTS)
