@@ -23,11 +23,12 @@ from training.data.history import (
     EventSource,
     History,
     connect,
-    label,
+    date_sql,
     parse_dates,
     quote,
     sql_text,
 )
+from training.data.preprocess import label_text
 from training.data.schema import FeatureSpec, Kind
 from training.errors import DataError
 
@@ -57,10 +58,13 @@ class Book:
         self.features: list[FeatureSpec] = side + (self.history.features() if self.history else [])
 
     # -- files -----------------------------------------------------------------------------
+    def _path(self, table: TableConfig | SourceConfig) -> Path:
+        return self.root / Path(table.path).expanduser()
+
     def _scan(self, key: str, table: TableConfig | SourceConfig) -> tuple[str, Path]:
         """The DuckDB relation that reads a table (every column as text, ``seq`` its row number
         in the file) and the path it reads."""
-        path = self.root / Path(table.path).expanduser()
+        path = self._path(table)
         if not path.exists():
             raise DataError(
                 f"{key}: {table.name!r} file not found: {path} (set {key}.path, relative to "
@@ -100,31 +104,27 @@ class Book:
         within its look-back (``loans``: the loan table joined to its side tables)."""
         key = f"data.sources[{i}]"
         rel = self._columns(key, s, [s.key, s.time, *(f.name for f in s.fields)])
-        lookback = int(s.lookback_months or max(s.windows))
-        keys = self._keys(loans, key, s, key)
-        self.con.register("ln", pd.DataFrame({"k": keys, "app": app}))
-        time = quote(s.time)
-        parse = (f"try_strptime(trim(CAST({time} AS VARCHAR)), {sql_text(s.time_format)})"
-                 if s.time_format else f"TRY_CAST(trim(CAST({time} AS VARCHAR)) AS TIMESTAMP)")  # fmt: skip
-        fields = []
+        spec = EventSource(
+            name=s.name, time=s.time, time_format=s.time_format, source=s.source.value,
+            windows=[int(w) for w in s.windows], lookback_months=s.lookback_months,
+            max_events=s.max_events, stats=list(s.stats), sequence=s.sequence,
+        )  # fmt: skip
+        self.con.register("ln", pd.DataFrame({"k": self._keys(loans, key, s, key), "app": app}))
         for f in s.fields:
             values = [str(v) for v in s.values.get(f.name, [])]
             if f.kind == Kind.categorical and not values:
-                missing = ", ".join(sql_text(label(m)) for m in f.missing) or "''"
+                missing = ", ".join(sql_text(label_text(m)) for m in f.missing) or "''"
                 values = [r[0] for r in self.con.execute(
                     f"SELECT v FROM (SELECT trim(CAST(e.{quote(f.name)} AS VARCHAR)) AS v, "
-                    f"{parse} AS t, CAST(e.{quote(s.key)} AS VARCHAR) AS k FROM {rel} AS e) AS e "
-                    f"JOIN ln ON e.k = ln.k AND e.t < ln.app AND e.t >= ln.app - to_months({lookback}) "
+                    f"{date_sql(s.time, s.time_format)} AS t, CAST(e.{quote(s.key)} AS VARCHAR) "
+                    f"AS k FROM {rel} AS e) AS e JOIN ln ON e.k = ln.k AND e.t < ln.app "
+                    f"AND e.t >= ln.app - to_months({spec.lookback}) "
                     f"WHERE v IS NOT NULL AND v <> '' AND v NOT IN ({missing}) GROUP BY v "
                     f"ORDER BY count(*) DESC, v LIMIT {int(s.top_values)}").fetchall()]  # fmt: skip
-            fields.append(EventField(name=f.name, kind=f.kind.value, description=f.description,
-                                     missing=list(f.missing), values=values))  # fmt: skip
-        return EventSource(
-            name=s.name, time=s.time, time_format=s.time_format, source=s.source.value,
-            fields=fields, windows=[int(w) for w in s.windows], lookback_months=s.lookback_months,
-            max_events=s.max_events, stats=list(s.stats), sequence=s.sequence,
-        )  # fmt: skip
+            spec.fields.append(EventField(name=f.name, kind=f.kind.value, description=f.description,
+                                          missing=list(f.missing), values=values))  # fmt: skip
         self.con.unregister("ln")
+        return spec
 
     # -- assembling ------------------------------------------------------------------------
     def assemble(self, loans: pd.DataFrame, first_row: int, where: str) -> pd.DataFrame:
@@ -139,8 +139,7 @@ class Book:
             keys[s.name] = self._keys(frame, f"data.sources[{i}]", s, where)
             table, n = self._events(i, s, keys[s.name])
             self.events_read[s.name] = n
-            where = str(self._scan(f"data.sources[{i}]", s)[1])
-            events[s.name] = h.typed(self.con, spec, table, where)
+            events[s.name] = h.typed(self.con, spec, table, str(self._path(s)))
             log.info("source %s: %d events of this shard's %d loans read", s.name, n, len(frame))
         inputs = h.aggregate(self.con, app, keys, events)
         for i in range(len(self.cfg.sources)):  # the events' memory back before training
@@ -219,7 +218,7 @@ class Book:
                 f"{where}: {key}.join={join!r} is not a column of the loan table; set "
                 f"{key}.join to the loan-table column (or table.column) that {x.key!r} matches"
             )
-        return frame[column].map(label, na_action="ignore").astype(object).to_numpy()
+        return frame[column].map(label_text, na_action="ignore").astype(object).to_numpy()
 
     def _events(self, i: int, s: SourceConfig, keys: np.ndarray) -> tuple[str, int]:
         """A temporary table of the events of the loans' keys (``k`` as text, ``seq``, the time
@@ -242,7 +241,7 @@ class Book:
         assert self.history is not None
         frame = self.join_tables(loans)
         dates = frame[self.history.application_date]
-        out = {self.history.application_date: dates.map(label, na_action="ignore").to_numpy()}
+        out = {self.history.application_date: dates.map(label_text, na_action="ignore").to_numpy()}
         for i, s in enumerate(self.cfg.sources):
             keys = self._keys(frame, f"data.sources[{i}]", s, "the example")
             table, _ = self._events(i, s, keys)

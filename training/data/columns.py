@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from training.data.config import DataConfig, SplitConfig
-from training.data.preprocess import is_number
+from training.data.preprocess import is_number, label_text
 from training.data.schema import Parse
 from training.errors import DataError
 
@@ -33,13 +33,6 @@ _LEADING = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)")  # a number the text starts w
 def _row(mask: np.ndarray, first_row: int) -> int:
     """The 1-based data row of the first True in ``mask`` (the header is not a data row)."""
     return first_row + int(np.flatnonzero(mask)[0]) + 1
-
-
-def label_text(v: Any) -> str:
-    """A value as text for matching labels and tokens: ``1.0`` and ``1`` are both ``'1'``."""
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return str(int(v))
-    return str(v).strip()
 
 
 def mark_missing(col: pd.Series, tokens: list[Any]) -> pd.Series:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from training.data.preprocess import label_text
 from training.data.schema import HISTORY_STATS, FeatureSpec, Kind, Source
 from training.errors import DataError
 
@@ -251,21 +252,21 @@ class History:
         fields, as text or numbers) typed: ``t`` a timestamp, numeric fields DOUBLE, categorical
         fields trimmed text, the fields' missing tokens NULL. A value that does not read is an
         error naming ``where``, the column and the event's row (``seq`` + 1)."""
-        columns, texts = ["k", "seq", f"{_date_sql(src.time, src.time_format)} AS t"], {}
+        columns, texts = ["k", "seq", f"{date_sql(src.time, src.time_format)} AS t"], {}
         for f in src.fields:
-            text = f"nullif(trim(CAST({quote(f.name)} AS VARCHAR)), '')"
+            text = text_sql(f.name)
             if f.missing:
-                tokens = ", ".join(sql_text(label(m)) for m in f.missing)
+                tokens = ", ".join(sql_text(label_text(m)) for m in f.missing)
                 text = f"(CASE WHEN {text} IN ({tokens}) THEN NULL ELSE {text} END)"
             texts[f.name] = text
             columns.append(f"{text} AS {quote(f.name)}" if f.kind == "categorical" else
                            f"TRY_CAST({text} AS DOUBLE) AS {quote(f.name)}")  # fmt: skip
         sql = f"SELECT {', '.join(columns)} FROM {raw}"
         # One scan counts what does not read; a second finds the first such row, if any.
-        time_text = f"nullif(trim(CAST({quote(src.time)} AS VARCHAR)), '')"
+        time_text = text_sql(src.time)
         checks = [(src.time, f"{time_text} IS NULL", "is empty: an event needs its date (drop "
                    "the row, or fill it)", ""),
-                  (src.time, f"{_date_sql(src.time, src.time_format)} IS NULL AND {time_text} IS "
+                  (src.time, f"{date_sql(src.time, src.time_format)} IS NULL AND {time_text} IS "
                    "NOT NULL", "is not a date" + (f" of format {src.time_format!r}" if
                    src.time_format else " (ISO, e.g. 2019-03-01)"), f"; set data.sources"
                    f"[{src.name}].time_format (a strptime format: %y%m%d, %d/%m/%Y)")]  # fmt: skip
@@ -307,7 +308,7 @@ class History:
         for src in self.sources:
             rows = []
             for i, cell in enumerate(frame[src.name].tolist()):
-                for event in _events(cell, src.name, i):
+                for event in event_list(cell, src.name, i):
                     rows.append({"k": str(i), "seq": len(rows), **event})
             wanted = [src.time, *(f.name for f in src.fields)]
             raw = pd.DataFrame(rows, columns=["k", "seq", *wanted])
@@ -325,9 +326,9 @@ def parse_dates(con, values: pd.Series, fmt: str | None, what: str, rows: pd.Ser
     """Text or numbers (``960728``, ``2019-03-01``) as dates by ``fmt`` (strptime; ISO dates
     without one), parsed by DuckDB for training and serving alike; a value that does not parse
     is an error naming ``what``, the row (``rows`` + 1) and the ``key`` that sets the format."""
-    text = pd.DataFrame({"v": values.map(label, na_action="ignore").astype(object)})
+    text = pd.DataFrame({"v": values.map(label_text, na_action="ignore").astype(object)})
     con.register("dates", text)
-    out = con.execute(f"SELECT {_date_sql('v', fmt)} AS d FROM dates").df()["d"]
+    out = con.execute(f"SELECT {date_sql('v', fmt)} AS d FROM dates").df()["d"]
     con.unregister("dates")
     bad = (out.isna() & text["v"].notna()).to_numpy()
     if bad.any() or text["v"].isna().any():
@@ -340,15 +341,20 @@ def parse_dates(con, values: pd.Series, fmt: str | None, what: str, rows: pd.Ser
     return out.to_numpy(dtype="datetime64[us]")
 
 
-def _date_sql(column: str, fmt: str | None) -> str:
+def text_sql(column: str) -> str:
+    """A column's value as trimmed text, empty text as NULL (as a CSV's empty field reads)."""
+    return f"nullif(trim(CAST({quote(column)} AS VARCHAR)), '')"
+
+
+def date_sql(column: str, fmt: str | None) -> str:
     """A column's text (or a date already) as a timestamp by ``fmt``, or ISO without one."""
-    text = f"nullif(trim(CAST({quote(column)} AS VARCHAR)), '')"
+    text = text_sql(column)
     if fmt:
         return f"CAST(try_strptime({text}, {sql_text(fmt)}) AS TIMESTAMP)"
     return f"TRY_CAST({text} AS TIMESTAMP)"
 
 
-def _events(cell: Any, source: str, row: int) -> list[dict]:
+def event_list(cell: Any, source: str, row: int) -> list[dict]:
     """A request cell: a list of events (dicts), its JSON text, or nothing (no events)."""
     if cell is None or (isinstance(cell, float) and np.isnan(cell)):
         return []
@@ -365,13 +371,6 @@ def _events(cell: Any, source: str, row: int) -> list[dict]:
             f"source's time column and fields; got {type(cell).__name__}"
         )
     return cell
-
-
-def label(v: Any) -> str:
-    """A value as text: ``1.0`` and ``1`` are both ``'1'`` (as file values and YAML agree)."""
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return str(int(v))
-    return str(v).strip()
 
 
 def quote(name: str) -> str:

@@ -148,6 +148,13 @@ def is_number(v) -> bool:
     return True
 
 
+def label_text(v) -> str:
+    """A value as text for matching labels and tokens: ``1.0`` and ``1`` are both ``'1'``."""
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v).strip()
+
+
 def _quantile_normal(x: np.ndarray, q: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Map x through the training CDF to a standard normal; NaN -> 0.
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from training.data.history import event_list
 from training.data.parquet import ParquetBook
 from training.errors import ConfigError, DataError
 from training.tracking.registry import ScoringModel
@@ -187,18 +188,13 @@ def _numbers(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
 
 
 def _event_lists(raw: pd.Series) -> np.ndarray:
-    """Per value, why it is not a list of events (JSON text or a list of objects), else None;
-    empty is no events."""
+    """Per value, why the served model would not read it as a list of events (JSON text or a
+    list of objects; ``training/data/history.py``'s ``event_list``), else None; empty is none."""
     reason = np.full(len(raw), None, dtype=object)
     for i, v in enumerate(raw.tolist()):
-        if v is None or (isinstance(v, float) and np.isnan(v)) or isinstance(v, list | np.ndarray):
-            continue
         try:
-            v = json.loads(v) if str(v).strip() else []
-        except ValueError:
-            reason[i] = "not a list of events (JSON)"
-            continue
-        if not isinstance(v, list) or not all(isinstance(e, dict) for e in v):
+            event_list(v, str(raw.name), i)
+        except DataError:
             reason[i] = "not a list of events (JSON)"
     return reason
 

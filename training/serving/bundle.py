@@ -143,6 +143,8 @@ class Scorer:
         bundle = json.loads((Path(bundle_dir) / BUNDLE).read_text())
         self.schema = schema_from_bundle(bundle)
         self._con = None  # DuckDB, for a model of event histories (opened on first use)
+        history = self.schema.history  # the inputs it computes, named once (not per request)
+        self._computed = set(history.feature_names()) if history else set()
         self.pre = Preprocessor(**bundle["preprocessor"])
         # Each network's config and embedding bins, as save_bundle took them.
         self.members: list[Member] = [
@@ -181,7 +183,7 @@ class Scorer:
         carries (``History.from_request``); a frame that holds them already (a prepared book)
         passes as it is, as does every frame of a model without histories."""
         history = self.schema.history
-        if history is None or all(n in frame for n in history.feature_names()):
+        if history is None or self._computed.issubset(frame.columns):
             return frame
         if self._con is None:
             from training.data.history import connect
