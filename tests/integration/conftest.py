@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,43 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@contextlib.contextmanager
+def served_model(model: str, tracking_uri: str, log: Path) -> Iterator[str]:
+    """``mlflow models serve`` of ``model`` (a models:/ URI in ``tracking_uri``) in this venv,
+    its output in ``log``; yields its /invocations URL and stops it after."""
+    from tests.conftest import free_port
+
+    port = free_port()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [
+                str(BIN / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                model,
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env={
+                **os.environ,
+                "MLFLOW_TRACKING_URI": tracking_uri,
+                "PATH": f"{BIN}:{os.environ['PATH']}",
+            },
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip  (serve execs `uvicorn` from PATH)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ping", proc, timeout=180)
+        yield f"http://127.0.0.1:{port}/invocations"
+    finally:
+        stop(proc)
 
 
 @pytest.fixture(scope="session")

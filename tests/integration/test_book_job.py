@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -21,8 +20,8 @@ import pandas as pd
 import pytest
 import requests
 
-from tests.conftest import free_port, run_job
-from tests.integration.conftest import BIN, stop, wait_http
+from tests.conftest import run_job
+from tests.integration.conftest import served_model
 
 pytestmark = pytest.mark.slow
 
@@ -173,31 +172,9 @@ def example(job, tmp_path_factory) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def served(job, tmp_path_factory):
     uri, *_, report, _, _ = job
-    port = free_port()
-    with open(tmp_path_factory.mktemp("serve") / "serve.log", "w") as log:
-        proc = subprocess.Popen(
-            [
-                str(BIN / "mlflow"),
-                "models",
-                "serve",
-                "-m",
-                f"models:/{MODEL}/{report['registered']['version']}",
-                "--env-manager",
-                "local",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env={**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ['PATH']}"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # serve execs `uvicorn` from PATH
-    try:
-        wait_http(f"http://127.0.0.1:{port}/ping", proc, timeout=180)
-        yield f"http://127.0.0.1:{port}/invocations"
-    finally:
-        stop(proc)
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with served_model(f"models:/{MODEL}/{report['registered']['version']}", uri, log) as url:
+        yield url
 
 
 def _events_read(log: str) -> int:

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import requests
 
-from tests.conftest import free_port, run_job
-from tests.integration.conftest import BIN, stop, wait_http
+from tests.conftest import run_job
+from tests.integration.conftest import served_model
 
 pytestmark = pytest.mark.slow
 MODEL = "credit-risk-it"
@@ -166,32 +166,9 @@ def test_fresh_process_loads_the_same_pds(job, tmp_path):
 
 @pytest.fixture(scope="module")
 def served(job, tmp_path_factory):
-    uri = job[0]
-    port = free_port()
-    with open(tmp_path_factory.mktemp("serve") / "serve.log", "w") as log:
-        proc = subprocess.Popen(
-            [
-                str(BIN / "mlflow"),
-                "models",
-                "serve",
-                "-m",
-                f"models:/{MODEL}@challenger",
-                "--env-manager",
-                "local",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env={**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ['PATH']}"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # serve execs `uvicorn` from PATH
-    try:
-        wait_http(f"http://127.0.0.1:{port}/ping", proc, timeout=180)
-        yield f"http://127.0.0.1:{port}/invocations"
-    finally:
-        stop(proc)
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with served_model(f"models:/{MODEL}@challenger", job[0], log) as url:
+        yield url
 
 
 def _post(url: str, frame: pd.DataFrame, params: dict | None = None) -> requests.Response:
