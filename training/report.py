@@ -299,7 +299,9 @@ class Benchmark(Part):
     monotone: bool
     train_rows: int
     valid_rows: int
-    seconds: float
+    seconds: float  # the search's, when it was fitted (a reused model keeps its fit's)
+    key: str | None = optional()  # with benchmark.cache: the digest of its rows and settings
+    reused: bool | None = optional()  # with benchmark.cache: read from it, fitted by an earlier job
     test: Metrics
 
 

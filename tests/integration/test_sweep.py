@@ -96,8 +96,9 @@ def test_smoke_sweep_logs_nested_runs_and_registers_the_best(tmp_path):
 
 def test_a_sweep_registers_the_mean_of_its_top_k_trials_as_one_model(tmp_path):
     proc = _sweep(
-        tmp_path, *SMOKE, "sweep.ensemble_top_k=2", "sweep.scheduler=none", "sweep.num_samples=3"
-    )
+        tmp_path, *SMOKE, "sweep.ensemble_top_k=2", "sweep.scheduler=none", "sweep.num_samples=3",
+        "benchmark.enabled=true", "benchmark.n_trials=2",
+    )  # fmt: skip
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     client, parents, children = _runs(tmp_path)
     (parent,) = parents
@@ -119,6 +120,17 @@ def test_a_sweep_registers_the_mean_of_its_top_k_trials_as_one_model(tmp_path):
         (tmp_path / "sweep" / "ensemble" / "checkpoint" / "bundle.json").read_text()
     )
     assert len(bundle["members"]) == 2
+
+    # the trials share one split, so one of them fitted the LightGBM benchmark and the others
+    # (and the ensemble) read it: the same key and the same test figures in every report
+    benchmarks = [
+        json.loads(p.read_text())["benchmark"]
+        for p in (tmp_path / "sweep" / "trials").glob("*/evaluation.json")
+    ] + [report["benchmark"]]
+    assert len(benchmarks) == 4 and len({b["key"] for b in benchmarks}) == 1
+    assert sorted(b["reused"] for b in benchmarks) == [False, True, True, True]
+    assert len({b["test"]["auc"] for b in benchmarks}) == 1
+    assert len(list((tmp_path / "sweep" / "benchmark").glob("lightgbm-*.json"))) == 1
 
 
 def test_eight_concurrent_trials_lose_nothing(tmp_path):

@@ -73,10 +73,36 @@ def test_a_row_cap_takes_evenly_spaced_rows(data):
     capped = gbdt_benchmark(type(cfg.benchmark)(n_trials=1, max_rows=500), prepared, DistContext())
     step = -(-len(prepared.evaluation.split.train) // 500)
     assert capped["train_rows"] == -(-len(prepared.evaluation.split.train) // step) <= 500
-    assert capped["valid_rows"] <= 500 and capped["test"]["n"] == len(prepared.evaluation.split.test)
+    assert capped["valid_rows"] <= 500 and capped["test"]["n"] == len(
+        prepared.evaluation.split.test
+    )
 
 
 def test_on_by_default_off_in_debug_tiny_and_then_absent(data):
     cfg, prepared = data
     assert compose_config().benchmark.enabled and not compose_config("debug=tiny").benchmark.enabled
     assert gbdt_benchmark(type(cfg.benchmark)(enabled=False), prepared, DistContext()) is None
+
+
+def test_a_cache_fits_once_per_key_and_says_when_it_reused(data, tmp_path, monkeypatch):
+    import dataclasses
+
+    from training.governance import benchmark
+
+    cfg, prepared = data
+    fits = []
+    real_search = benchmark.search
+    monkeypatch.setattr(benchmark, "search", lambda *a, **k: fits.append(1) or real_search(*a, **k))
+    cached = dataclasses.replace(cfg.benchmark, cache=str(tmp_path))
+    first = gbdt_benchmark(cached, prepared, DistContext())
+    again = gbdt_benchmark(cached, prepared, DistContext())
+    assert len(fits) == 1 and not first["reused"] and again["reused"]
+    assert again["key"] == first["key"] and again["test"] == first["test"]
+    assert again["params"] == first["params"] and again["rounds"] == first["rounds"]
+    # other settings are another key: fitted again, beside the first
+    other = gbdt_benchmark(dataclasses.replace(cached, n_trials=2), prepared, DistContext())
+    assert len(fits) == 2 and not other["reused"] and other["key"] != first["key"]
+    assert len(list(tmp_path.glob("lightgbm-*.json"))) == 2
+    # and without a cache nothing is kept and nothing is said
+    plain = gbdt_benchmark(cfg.benchmark, prepared, DistContext())
+    assert "key" not in plain and "reused" not in plain and len(fits) == 3

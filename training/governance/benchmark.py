@@ -5,6 +5,10 @@ is trained on the same training rows, stopped early on the same validation rows 
 same test rows; a small search (``benchmark.n_trials`` settings from a fixed grid, seeded) keeps
 the setting with the best validation AUC. Test rows are never used to choose anything.
 
+With ``benchmark.cache`` (a folder; a sweep sets its own), the fitted model is kept there under a
+key of exactly what it learned from (the rows, labels and settings), so the trials of a sweep fit
+it once and read it after, and every report says whether its benchmark was fitted or reused.
+
 Under MPI or Ray, training and validation rows (evenly spaced by row number within their part, at
 most ``benchmark.max_rows`` of each) are gathered to rank 0, which trains; the model is broadcast
 as text and every rank scores its own test rows, gathered in global order like the network's.
@@ -12,10 +16,15 @@ as text and every rank scores its own test rows, gathered in global order like t
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import itertools
+import json
 import logging
+import os
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -121,6 +130,50 @@ def search(
     return best, info
 
 
+def fit(cfg: BenchmarkConfig, train, valid, directions: list[int] | None) -> tuple[str, dict]:
+    """The search on rank 0: the chosen model as LightGBM's text, and what the report says of it."""
+    t0 = time.perf_counter()
+    booster, info = search(cfg, train, valid, torch.get_num_threads(), directions)
+    info["monotone"] = bool(directions and any(directions))
+    info |= {"train_rows": len(train[1]), "valid_rows": len(valid[1])}
+    info["seconds"] = time.perf_counter() - t0
+    return booster.model_to_string(num_iteration=booster.best_iteration), info
+
+
+def cache_key(cfg: BenchmarkConfig, train, valid, directions: list[int] | None) -> str:
+    """A digest of everything the fitted model depends on: the rows and labels it trains and
+    stops on, the search's settings and the monotone directions (not ``benchmark.cache``)."""
+    h = hashlib.sha256()
+    for frame, labels in (train, valid):
+        h.update(",".join(map(str, frame.columns)).encode())
+        h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    knobs = {k: v for k, v in vars(cfg).items() if k != "cache"}
+    h.update(json.dumps([knobs, directions], sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def fitted(cfg: BenchmarkConfig, train, valid, directions: list[int] | None) -> tuple[str, dict]:
+    """``fit``, or its result kept in ``benchmark.cache`` under the same key. Jobs that start
+    together (a sweep's trials) wait on a lock beside the file, so one fits and the others read."""
+    if cfg.cache is None:
+        return fit(cfg, train, valid, directions)
+    key = cache_key(cfg, train, valid, directions)
+    path = Path(cfg.cache) / f"lightgbm-{key}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if path.is_file():
+            kept = json.loads(path.read_text())
+            log.info("benchmark: LightGBM %s read from %s (fitted once, not again)", key, path)
+            return kept["model"], kept["info"] | {"key": key, "reused": True}
+        model_text, info = fit(cfg, train, valid, directions)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"model": model_text, "info": info}))
+        os.replace(tmp, path)  # a reader never sees half a file
+    return model_text, info | {"key": key, "reused": False}
+
+
 def gbdt_benchmark(cfg: BenchmarkConfig, data: Prepared, ctx: DistContext) -> dict | None:
     """LightGBM's test metrics on the network's split, the setting chosen and the rows it saw."""
     if not cfg.enabled:
@@ -131,14 +184,9 @@ def gbdt_benchmark(cfg: BenchmarkConfig, data: Prepared, ctx: DistContext) -> di
     valid = _sample(data, "valid", cfg.max_rows, ctx)
     payload = None
     if ctx.is_main:
-        t0 = time.perf_counter()
         schema = data.training.schema
         directions = [f.monotone for f in benchmarked(schema)] if cfg.monotone else None
-        booster, info = search(cfg, train, valid, torch.get_num_threads(), directions)
-        info["monotone"] = bool(directions and any(directions))
-        info |= {"train_rows": len(train[1]), "valid_rows": len(valid[1])}
-        info["seconds"] = time.perf_counter() - t0
-        payload = booster.model_to_string(num_iteration=booster.best_iteration), info
+        payload = fitted(cfg, train, valid, directions)
     model_text, info = ctx.broadcast(payload)
     booster = lgb.Booster(model_str=model_text)
     frame, test = data.evaluation.frames["test"], data.tensors("test")

@@ -19,6 +19,9 @@ class BenchmarkConfig:
     max_rows: int = 200_000  # training (and validation) rows it sees at most, evenly spaced
     monotone: bool = True  # hold the data config's monotone directions, as the network does
     seed: int = 0
+    # A folder where the fitted model is kept by a key of its rows and settings, for jobs that
+    # share a split (a sweep sets its own: its trials fit LightGBM once). None: fit every time.
+    cache: str | None = None
 
     def __post_init__(self) -> None:
         for key in ("n_trials", "max_rounds", "early_stopping", "max_rows"):

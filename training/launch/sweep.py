@@ -126,8 +126,14 @@ def run_sweep(cfg: TrainConfig, sweep_dir: Path) -> dict:
     # (not through the temporary server) and stay readable after the sweep.
     store = ensure_experiment(cfg.tracking)
     with tracking_server(store, sweep_dir) as uri, scoped_env({"MLFLOW_TRACKING_URI": uri}):
-        # Ray workers inherit the environment; it is restored when the sweep ends
-        base = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, uri=uri))
+        # Ray workers inherit the environment; it is restored when the sweep ends. Trials share
+        # one split, so they share one fitted LightGBM benchmark (the first fits it).
+        cache = cfg.benchmark.cache or str(sweep_dir / "benchmark")
+        base = dataclasses.replace(
+            cfg,
+            tracking=dataclasses.replace(cfg.tracking, uri=uri),
+            benchmark=dataclasses.replace(cfg.benchmark, cache=cache),
+        )
         parent_file = sweep_dir / "parent_run_id"
         parent_id = parent_file.read_text().strip() if parent_file.is_file() else None
         with open_run(base.tracking, name=f"sweep-{sweep.name}", resume_id=parent_id) as parent:
