@@ -96,3 +96,27 @@ def test_offline_rejects_nothing_and_sends_nothing(tmp_path):
 def test_tracking_mode_is_checked():
     with pytest.raises(ConfigError, match="tracking.mode"):
         TrackingConfig(mode="later")
+
+
+def test_a_new_store_is_a_copy_of_one_migrated_once(tmp_path, monkeypatch):
+    import mlflow.store.db.utils as db_utils
+
+    from training.tracking import tracker
+
+    monkeypatch.setenv("RISKBRAIN_CACHE", str(tmp_path / "cache"))
+    migrations = []
+    real = db_utils._initialize_tables
+    monkeypatch.setattr(db_utils, "_initialize_tables", lambda e: migrations.append(1) or real(e))
+    itself = f"sqlite:///{tmp_path}/itself.db"
+    as_made_by_mlflow = MlflowClient(itself, itself).get_experiment("0").artifact_location
+    migrations.clear()
+    for name in ("a", "b"):
+        uri = f"sqlite:///{tmp_path}/{name}/mlflow.db"
+        client = tracker.client_for(uri)
+        client.create_experiment("exp")
+        # MLflow made this store's own Default experiment when it opened the copy, as it does
+        # for a store it creates itself (artifacts under ./mlruns), not the template's
+        assert client.get_experiment("0").artifact_location == as_made_by_mlflow
+        assert [e.name for e in client.search_experiments()] == ["exp", "Default"]
+    assert migrations == [1]  # the template's; the second store was a copy
+    assert len(list((tmp_path / "cache").glob("mlflow-*-empty.db"))) == 1

@@ -20,6 +20,7 @@ from urllib.request import Request, urlopen
 from training.errors import check
 from training.runtime.process import free_port
 from training.tracking.secrets import PASSWORD, USERNAME, basic_auth
+from training.tracking.tracker import prepare_store
 
 log = logging.getLogger("riskbrain")
 
@@ -58,6 +59,7 @@ def serve(
     """Serve ``backend_uri`` on a free local port until the block ends; yields the HTTP URI.
 
     With ``auth``, every request needs a user's name and password (``add_user``)."""
+    prepare_store(backend_uri)  # a new SQLite store is a copy of a migrated one, not migrated again
     port = free_port()
     command = [
         str(Path(sys.executable).parent / "mlflow"),

@@ -16,6 +16,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -80,10 +81,40 @@ def prepare_store(uri: str) -> None:
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(db.with_name(db.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not db.exists():
+            shutil.copyfile(empty_store(), db)
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         client.search_experiments(max_results=1)  # the tracking tables
         client.search_registered_models(max_results=1)  # the registry's
     _PREPARED.add(uri)
+
+
+def empty_store() -> Path:
+    """A SQLite file holding MLflow's tables at this MLflow's schema and nothing else, made once
+    per machine and MLflow version (in ``$RISKBRAIN_CACHE``) and copied for each new store.
+
+    Creating the tables runs MLflow's whole chain of schema migrations, about 1 CPU-second, which
+    every new store paid (every test, every user's first job); a copy takes milliseconds. MLflow
+    fills in the rest (the Default experiment, with this store's artifact root) when it opens
+    the copy, as it does for a store it created, and refuses a copy of another schema."""
+    import mlflow
+    import mlflow.store.db.utils as mlflow_db
+    import sqlalchemy
+
+    cache = Path(os.environ.get("RISKBRAIN_CACHE", Path(tempfile.gettempdir(), "riskbrain-cache")))
+    path = cache / f"mlflow-{mlflow.__version__}-empty.db"
+    if path.is_file():
+        return path
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.is_file():  # made by another job while this one waited
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            engine = sqlalchemy.create_engine(SQLITE + str(tmp))
+            mlflow_db._initialize_tables(engine)  # the tables, not the Default experiment
+            engine.dispose()
+            os.replace(tmp, path)  # a reader never sees half a file
+    return path
 
 
 def client_for(uri: str):
