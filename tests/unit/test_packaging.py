@@ -9,7 +9,13 @@ import yaml
 
 from tests.conftest import ROOT
 
-CONDA_TO_PYPI = {"pytorch": "torch", "ray-train": "ray", "ray-tune": "ray", "python-duckdb": "duckdb"}
+CONDA_TO_PYPI = {
+    "pytorch": "torch",
+    "ray-default": "ray",
+    "ray-train": "ray",
+    "ray-tune": "ray",
+    "python-duckdb": "duckdb",
+}
 CONDA_ONLY = {"python", "pip"}
 
 

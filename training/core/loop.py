@@ -122,8 +122,9 @@ def fit(
     y_valid = ctx.allgather_array(valid.y.cpu().numpy())
     state.schedule.start(-(-train.global_rows // optim.batch_size), trainer.max_epochs)
     log.info(
-        "rank %d/%d: first step %.1f s after start", ctx.rank, ctx.world_size, seconds_since_start()
-    )
+        "rank %d/%d: first step %.1f s after start (%.1f CPU-seconds)",
+        ctx.rank, ctx.world_size, seconds_since_start(), time.process_time(),
+    )  # fmt: skip
     while state.epoch <= trainer.max_epochs:
         epoch, t0 = state.epoch, time.perf_counter()
         row = train_epoch(state, train, optim, ctx, sync, hooks)

@@ -121,10 +121,13 @@ def _connect(launcher: RayLauncherConfig) -> bool:
         return False
     address = launcher.address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True)
     else:
+        # With its dashboard (on 127.0.0.1): it serves the state API, which Ray Train's
+        # placement-group cleaner asks every second whether the controller lives; without it,
+        # each ask logged "Failed to query Ray Train Controller actor state".
         cpus = max(os.cpu_count() or 1, launcher.num_workers * launcher.cpus_per_worker)
-        ray.init(include_dashboard=False, num_cpus=cpus)
+        ray.init(include_dashboard=True, num_cpus=cpus)
     log.info(
         "ray: %s, %d workers x %d CPU%s",
         "joined " + address if address else "local cluster",

@@ -163,7 +163,7 @@ def tune_trials(base: TrainConfig, sweep_dir: Path, parent_run_id: str):
     address = base.launcher.address if isinstance(base.launcher, RayLauncherConfig) else None
     ray.init(
         address=address or os.environ.get("RAY_ADDRESS"),
-        include_dashboard=False,
+        include_dashboard=True,  # a local cluster's state API, as launcher=ray starts it
         ignore_reinit_error=True,
     )
     trainable = tune.with_resources(
