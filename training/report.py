@@ -337,11 +337,23 @@ class SplitSummary(Part):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SourceCoverage(Part):
+    """``training.data.book.Book.coverage``: one event source over every loan of the book."""
+
+    events: int
+    keys: int
+    keys_without_loans: int  # borrowers the source has and the loan table does not
+    loans: int
+    loans_without_events: int  # no event in the look-back before the application date
+
+
+@dataclass(frozen=True, kw_only=True)
 class DataSummary(Part):
     source: str
     rows: int
     unused_columns: list[str]  # in the file, not in the schema: kept out, and said so
     protected: list[str]
+    sources: dict[str, SourceCoverage] | None = optional()  # a book's event sources
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -216,6 +216,17 @@ def test_the_book_trains_on_its_history_and_registers_a_version(job):
     assert report["data"]["unused_columns"] == ["loan_id", "customer_id", "branch_id", "applied"]
     assert _events_read(log) == len(tables["repayments"])  # every loan's, none lost
     assert "table branches:" in log and "have no row" in log  # branch B12 is not in the table
+    # the report counts the source over every loan: here every payer has a loan, and a loan has
+    # no history when its customer never paid or paid only more than 12 months before
+    loans, paid = tables["loans"], tables["repayments"]
+    app = pd.to_datetime(loans.set_index("customer_id")["applied"], format="%d/%m/%Y")
+    when = pd.to_datetime(paid["paid_on"]) - app.loc[paid["customer_id"]].to_numpy()
+    seen = paid["customer_id"][(when < pd.Timedelta(0)).to_numpy() & (
+        pd.to_datetime(paid["paid_on"]).to_numpy()
+        >= (app.loc[paid["customer_id"]] - pd.DateOffset(months=12)).to_numpy())]  # fmt: skip
+    assert report["data"]["sources"] == {SOURCE: {
+        "events": len(paid), "keys": paid["customer_id"].nunique(), "keys_without_loans": 0,
+        "loans": 1200, "loans_without_events": 1200 - seen.nunique()}}  # fmt: skip
     # the signal lives in the repayments: both the network and LightGBM find it
     assert 0.65 < report["test"]["auc"] <= 1 and 0.65 < report["benchmark"]["test"]["auc"] <= 1
     assert report["registered"]["name"] == MODEL and report["registered"]["version"] is not None

@@ -102,6 +102,20 @@ def test_each_loan_sees_only_events_strictly_before_its_application_date(tmp_pat
     assert not any(c.startswith("__join__") for c in frame.columns)
 
 
+def test_coverage_counts_keys_without_loans_and_loans_without_events(tmp_path):
+    _write(tmp_path)
+    coverage = _book(_config(tmp_path), tmp_path).coverage()
+    # c9 pays but has no loan; loan 2 (c2) has only an event on its date and one 14 months
+    # old (the look-back is 12), loan 3 (c3) none at all
+    assert coverage == {"pay": {"events": 7, "keys": 3, "keys_without_loans": 1, "loans": 4,
+                                "loans_without_events": 2}}  # fmt: skip
+    # a look-back of 24 months reaches loan 2's event of 2020-01-01
+    longer = _config(
+        tmp_path, sources=[{**_config(tmp_path).sources[0].__dict__, "lookback_months": 24}]
+    )
+    assert _book(longer, tmp_path).coverage()["pay"]["loans_without_events"] == 1
+
+
 def test_events_planted_on_or_after_the_date_change_no_input(tmp_path):
     _write(tmp_path)
     clean = _book(_config(tmp_path), tmp_path).assemble(pd.read_csv(tmp_path / "loans.csv"), 0, "x")

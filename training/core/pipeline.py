@@ -54,6 +54,7 @@ from training.report import (
     RecipeSummary,
     Registered,
     Report,
+    SourceCoverage,
     SplitSummary,
     Training,
     ensemble_member,
@@ -260,12 +261,7 @@ def evaluate(
         split=SplitSummary.from_dict(
             summary(held.labels, held.split, cfg.data.split), "report.split"
         ),
-        data=DataSummary(
-            source=held.source,
-            rows=len(held.labels),
-            unused_columns=held.unused,
-            protected=list(data.training.schema.protected),
-        ),  # fmt: skip
+        data=data_summary(data),
         data_fingerprint=data.training.fingerprint,
     )
     if ctx.is_main:
@@ -276,6 +272,19 @@ def evaluate(
             f"  (LightGBM {gbdt.test.auc:.4f}, lift {report.lift.auc:+.4f})" if gbdt else "",
         )
     return Evaluation(report, model, y["test"], p["test"], p_test_before, decision)
+
+
+def data_summary(data: Prepared) -> DataSummary:
+    """What was read: the file, its rows, the columns left out, and a book's event sources."""
+    held = data.evaluation
+    sources = held.sources or {}
+    return DataSummary(
+        source=held.source,
+        rows=len(held.labels),
+        unused_columns=held.unused,
+        protected=list(data.training.schema.protected),
+        sources={name: SourceCoverage(**counts) for name, counts in sources.items()} or None,
+    )
 
 
 def fairness_on_test_rows(

@@ -43,6 +43,7 @@ class Book:
 
     def __init__(self, cfg: DataConfig, root: Path, loans: pd.DataFrame, where: str) -> None:
         self.cfg, self.root, self.con = cfg, root, connect()
+        self._loans, self._where = loans, where  # every loan, for coverage()
         self.events_read: dict[str, int] = {}  # per source, the events the last assemble read
         self.history = None
         if cfg.sources:
@@ -125,6 +126,38 @@ class Book:
                                           missing=list(f.missing), values=values))  # fmt: skip
         self.con.unregister("ln")
         return spec
+
+    def coverage(self) -> dict[str, dict[str, int]]:
+        """Per source, over the whole book: its events and keys, the keys no loan has (records of
+        borrowers the loan table does not hold), and the loans with no event in their look-back
+        before the application date (an empty history: a valid input, counted so a wrong join
+        or date format shows)."""
+        frame, app = self._dated(self._loans, 0, self._where)
+        out = {}
+        for i, s in enumerate(self.cfg.sources):
+            key, spec = f"data.sources[{i}]", self.history.sources[i]
+            rel = self._columns(key, s, [s.key, s.time])
+            keys = self._keys(frame, key, s, key)
+            self.con.register("ln", pd.DataFrame({"k": keys, "app": app}))
+            events, n_keys, orphans, empty = self.con.execute(
+                f"WITH e AS (SELECT CAST({quote(s.key)} AS VARCHAR) AS k, "
+                f"{date_sql(s.time, s.time_format)} AS t FROM {rel}) "
+                f"SELECT (SELECT count(*) FROM e), (SELECT count(DISTINCT k) FROM e), "
+                f"(SELECT count(DISTINCT k) FROM e WHERE k NOT IN "
+                f"(SELECT k FROM ln WHERE k IS NOT NULL)), "
+                f"(SELECT count(*) FROM ln WHERE NOT EXISTS (SELECT 1 FROM e WHERE e.k = ln.k "
+                f"AND e.t < ln.app AND e.t >= ln.app - to_months({spec.lookback})))"
+            ).fetchall()[0]  # fmt: skip
+            self.con.unregister("ln")
+            out[s.name] = {"events": int(events), "keys": int(n_keys),
+                           "keys_without_loans": int(orphans), "loans": len(frame),
+                           "loans_without_events": int(empty)}  # fmt: skip
+            log.info(
+                "source %s: %d events of %d keys; %d keys have no loan; %d of %d loans have no "
+                "event in the %d months before their application date", s.name, events, n_keys,
+                orphans, empty, len(frame), spec.lookback,
+            )  # fmt: skip
+        return out
 
     # -- assembling ------------------------------------------------------------------------
     def assemble(self, loans: pd.DataFrame, first_row: int, where: str) -> pd.DataFrame:

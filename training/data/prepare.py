@@ -72,6 +72,7 @@ class EvaluationData:
     source: str  # what was read
     unused: list[str]  # the file's columns the schema does not use
     example: pd.DataFrame  # the first kept test rows as a served request carries them
+    sources: dict[str, dict[str, int]] | None = None  # a book's event sources: Book.coverage
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,16 @@ def prepare(
         _groups(parts["test"], data),
         shard.pd_true[test_rows] if shard.pd_true is not None else None,
         shard.source, list(shard.unused), _example(shard, parts["test"]),
+        _coverage(shard, ctx),
     )  # fmt: skip
     return Prepared(training, evaluation)
+
+
+def _coverage(shard: Shard, ctx: DistContext) -> dict[str, dict[str, int]] | None:
+    """A book's event sources counted over every loan (``Book.coverage``): once, on rank 0."""
+    if shard.book is None or shard.book.history is None:
+        return None
+    return ctx.broadcast(shard.book.coverage() if ctx.is_main else None)
 
 
 def _example(shard: Shard, test: _Part) -> pd.DataFrame:
