@@ -27,9 +27,14 @@ class RunDir:
         self.plots = self.path / "plots"
         self.stop_file = self.path / STOP_FILE
 
+    @property
+    def finished(self) -> bool:
+        """A job finished in this folder (``DONE`` is written last)."""
+        return (self.path / "DONE").is_file()
+
     def finished_report(self) -> Report | None:
         """The report of a job that already finished in this folder, else None."""
-        if not (self.path / "DONE").is_file():
+        if not self.finished:
             return None
         raw = json.loads((self.path / "evaluation.json").read_text())
         return Report.from_dict(raw, where=str(self.path / "evaluation.json"))

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,11 +81,17 @@ def _trial(
     from ray import tune
 
     from training.core.pipeline import run
+    from training.core.run_dir import RunDir
     from training.runtime.process import setup_process
 
     setup_process(max(1, int(base.sweep.cpus_per_trial)))
     cfg = trial_config(base, params)
     out_dir = Path(sweep_dir) / "trials" / tune.get_context().get_trial_id()
+    if out_dir.exists() and not RunDir(out_dir).finished:
+        # An attempt cut short (the sweep interrupted, then resumed): Tune runs the trial again
+        # from scratch, so it starts in a fresh folder, with a journal of its own (the earlier
+        # one is synced to the earlier sweep's server); the earlier folder stays beside it.
+        out_dir.rename(out_dir.with_name(f"{out_dir.name}.interrupted-{time.time_ns()}"))
     report = run(
         cfg,
         out_dir,
