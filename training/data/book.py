@@ -43,7 +43,8 @@ class Book:
 
     def __init__(self, cfg: DataConfig, root: Path, loans: pd.DataFrame, where: str) -> None:
         self.cfg, self.root, self.con = cfg, root, connect()
-        self._loans, self._where = loans, where  # every loan, for coverage()
+        # per source, every loan's key and application date (what coverage() counts against)
+        self._every_loan: dict[str, pd.DataFrame] = {}
         self.events_read: dict[str, int] = {}  # per source, the events the last assemble read
         self.history = None
         if cfg.sources:
@@ -110,7 +111,9 @@ class Book:
             windows=[int(w) for w in s.windows], lookback_months=s.lookback_months,
             max_events=s.max_events, stats=list(s.stats), sequence=s.sequence,
         )  # fmt: skip
-        self.con.register("ln", pd.DataFrame({"k": self._keys(loans, key, s, key), "app": app}))
+        ln = pd.DataFrame({"k": self._keys(loans, key, s, key), "app": app})
+        self._every_loan[s.name] = ln
+        self.con.register("ln", ln)
         for f in s.fields:
             values = [str(v) for v in s.values.get(f.name, [])]
             if f.kind == Kind.categorical and not values:
@@ -132,13 +135,11 @@ class Book:
         borrowers the loan table does not hold), and the loans with no event in their look-back
         before the application date (an empty history: a valid input, counted so a wrong join
         or date format shows)."""
-        frame, app = self._dated(self._loans, 0, self._where)
         out = {}
         for i, s in enumerate(self.cfg.sources):
-            key, spec = f"data.sources[{i}]", self.history.sources[i]
+            key, spec, ln = f"data.sources[{i}]", self.history.sources[i], self._every_loan[s.name]
             rel = self._columns(key, s, [s.key, s.time])
-            keys = self._keys(frame, key, s, key)
-            self.con.register("ln", pd.DataFrame({"k": keys, "app": app}))
+            self.con.register("ln", ln)
             events, n_keys, orphans, empty = self.con.execute(
                 f"WITH e AS (SELECT CAST({quote(s.key)} AS VARCHAR) AS k, "
                 f"{date_sql(s.time, s.time_format)} AS t FROM {rel}) "
@@ -150,12 +151,12 @@ class Book:
             ).fetchall()[0]  # fmt: skip
             self.con.unregister("ln")
             out[s.name] = {"events": int(events), "keys": int(n_keys),
-                           "keys_without_loans": int(orphans), "loans": len(frame),
+                           "keys_without_loans": int(orphans), "loans": len(ln),
                            "loans_without_events": int(empty)}  # fmt: skip
             log.info(
                 "source %s: %d events of %d keys; %d keys have no loan; %d of %d loans have no "
                 "event in the %d months before their application date", s.name, events, n_keys,
-                orphans, empty, len(frame), spec.lookback,
+                orphans, empty, len(ln), spec.lookback,
             )  # fmt: skip
         return out
 
