@@ -22,6 +22,7 @@ from training.config import register_configs, to_config
 from training.constants import EXIT_FAILED, EXIT_PREEMPTED, EXIT_USER_ERROR
 from training.errors import JobFailed, RiskbrainError
 from training.launch import mpi_world
+from training.runtime.exit import run
 from training.runtime.preemption import Preempted
 
 log = logging.getLogger("riskbrain")
@@ -65,4 +66,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
