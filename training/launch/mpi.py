@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from datetime import timedelta
@@ -57,11 +58,14 @@ class MPIContext(DistContext):
         """``call(*args)``, a collective, with the watchdog told where this rank waits."""
         if self.watchdog is None:
             return call(*args)
+        patient = what != "allreduce"  # the step's gradient sum: ranks arrive together, poll
         if not self.where:  # named by the caller's code line (gradient sync names its step)
             caller = sys._getframe(2).f_code
             what = f"{what} in {Path(caller.co_filename).name}:{caller.co_name}"
         self.watchdog.enter(self.where or what)
         try:
+            if patient:
+                wait_for_all(self.comm)
             return call(*args)
         finally:
             self.watchdog.leave()
@@ -108,6 +112,20 @@ def _comm():
     from mpi4py import MPI
 
     return MPI.COMM_WORLD
+
+
+def wait_for_all(comm) -> None:
+    """Return once every rank of ``comm`` has called this, without holding a core meanwhile.
+
+    Open MPI's blocking collectives poll: a rank waiting for rank 0 to evaluate, calibrate and
+    register a model (seconds) spun a core for all of it, a core taken from rank 0 wherever the
+    ranks share one. A barrier that is tested, with sleeps of up to 20 ms between tests, then lets
+    the collective that follows run with every rank present."""
+    request = comm.Ibarrier()
+    delay = 1e-4
+    while not request.Test():
+        time.sleep(delay)
+        delay = min(2 * delay, 0.02)
 
 
 def _local_rank_and_size() -> tuple[int, int]:
@@ -185,18 +203,21 @@ def scoring_context(threads: int, timeout_s: float, state: Path, folder: str) ->
 
 def lead(cfg: TrainConfig, out_dir: Path) -> Report:
     """Rank 0: share the resolved config and output folder, then train as rank 0."""
+    wait_for_all(_comm())
     _comm().bcast((cfg, out_dir), root=0)
     return _run_rank(cfg, out_dir)
 
 
 def release_followers() -> None:
     """Rank 0 failed before ``lead``: tell the waiting ranks there is no job."""
+    wait_for_all(_comm())
     _comm().bcast(None, root=0)
 
 
 def follow() -> int:
     """Ranks > 0: receive the config composed by rank 0 (never compose it again) and train."""
     setup_process()  # logging now; threads once the config is known
+    wait_for_all(_comm())  # rank 0 composes the config meanwhile
     payload = _comm().bcast(None, root=0)
     if payload is None:
         return EXIT_USER_ERROR
