@@ -28,7 +28,7 @@ from training.errors import JobFailed, RiskbrainError
 from training.launch.config import RayLauncherConfig
 from training.report import Report
 from training.runtime.preemption import Preempted
-from training.tracking.tracker import ensure_experiment, tracking_uri
+from training.tracking.tracker import tracking_uri
 
 log = logging.getLogger("riskbrain")
 
@@ -85,10 +85,11 @@ def launch(cfg: TrainConfig, out_dir: Path) -> Report:
 
     out_dir = out_dir.resolve()
     # Workers run elsewhere (other nodes, other working directories): ship absolute locations.
+    # Rank 0 alone talks to MLflow, experiment included (its artifacts go beside a SQLite
+    # store, wherever the creating process runs), so the driver never imports MLflow.
     cfg = dataclasses.replace(
         cfg, tracking=dataclasses.replace(cfg.tracking, uri=tracking_uri(cfg.tracking))
     )
-    ensure_experiment(cfg.tracking)
     started_here = _connect(cfg.launcher)
     stop_file, stopped = out_dir / STOP_FILE, f"ray workers stopped on SIG{cfg.checkpoint.signal}"
     for stale in (stop_file, out_dir / ATTEMPTS_FILE):  # left by an earlier job in this folder
