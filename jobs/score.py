@@ -26,7 +26,7 @@ from training.config import asks_for_help, from_options
 from training.constants import EXIT_OK, EXIT_USER_ERROR
 from training.errors import ConfigError, RiskbrainError
 from training.launch import mpi_world
-from training.launch.mpi import abort_all, scoring_context
+from training.launch.mpi import abort_all, scoring_context, wait_for_all
 from training.runtime.dist import Agreed, DistContext
 from training.runtime.process import setup_process
 from training.scoring.config import ScoreConfig
@@ -74,7 +74,7 @@ def close_context(cfg: ScoreConfig, ctx: DistContext) -> None:
     """Every rank's watchdog stopped, then rank 0 removes their state folder."""
     ctx.close()
     if ctx.world_size > 1:
-        ctx.comm.Barrier()  # unwatched: the watchdogs are closed
+        wait_for_all(ctx.comm)  # unwatched (the watchdogs are closed), without spinning a core
         if ctx.is_main:
             parent, folder = cfg.watch_folder()
             shutil.rmtree(parent / folder, ignore_errors=True)
