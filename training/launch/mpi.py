@@ -54,11 +54,13 @@ class MPIContext(DistContext):
         self.comm, self.watchdog = comm, watchdog
         self.use_mpi = grad_sync == "mpi" and device.type == "cpu"
 
-    def _watched(self, what: str, call: Callable[..., Any], *args: Any) -> Any:
-        """``call(*args)``, a collective, with the watchdog told where this rank waits."""
+    def _watched(
+        self, what: str, call: Callable[..., Any], *args: Any, patient: bool = True
+    ) -> Any:
+        """``call(*args)``, a collective, with the watchdog told where this rank waits; a
+        ``patient`` rank sleeps until every rank is there (``wait_for_all``)."""
         if self.watchdog is None:
             return call(*args)
-        patient = what != "allreduce"  # the step's gradient sum: ranks arrive together, poll
         if not self.where:  # named by the caller's code line (gradient sync names its step)
             caller = sys._getframe(2).f_code
             what = f"{what} in {Path(caller.co_filename).name}:{caller.co_name}"
@@ -76,7 +78,10 @@ class MPIContext(DistContext):
 
             assert t.is_contiguous(), "allreduce_sum_ sums in place: the tensor must be contiguous"
             buf = t.detach().numpy().reshape(-1)
-            self._watched("allreduce", self.comm.Allreduce, MPI.IN_PLACE, buf, MPI.SUM)
+            # the step's gradient sum: the ranks arrive together, so Open MPI's polling wins
+            self._watched(
+                "allreduce", self.comm.Allreduce, MPI.IN_PLACE, buf, MPI.SUM, patient=False
+            )
         else:  # gloo / NCCL: the process group's own timeout (launcher.timeout_s)
             torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
 
@@ -201,24 +206,27 @@ def scoring_context(threads: int, timeout_s: float, state: Path, folder: str) ->
     return _guarded(_comm(), "mpi", torch.device("cpu"), local_rank, timeout_s, state, folder)
 
 
+def _share(payload: Any) -> Any:
+    """Rank 0's ``payload`` on every rank (the others pass None), once all are there."""
+    wait_for_all(_comm())
+    return _comm().bcast(payload, root=0)
+
+
 def lead(cfg: TrainConfig, out_dir: Path) -> Report:
     """Rank 0: share the resolved config and output folder, then train as rank 0."""
-    wait_for_all(_comm())
-    _comm().bcast((cfg, out_dir), root=0)
+    _share((cfg, out_dir))
     return _run_rank(cfg, out_dir)
 
 
 def release_followers() -> None:
     """Rank 0 failed before ``lead``: tell the waiting ranks there is no job."""
-    wait_for_all(_comm())
-    _comm().bcast(None, root=0)
+    _share(None)
 
 
 def follow() -> int:
     """Ranks > 0: receive the config composed by rank 0 (never compose it again) and train."""
     setup_process()  # logging now; threads once the config is known
-    wait_for_all(_comm())  # rank 0 composes the config meanwhile
-    payload = _comm().bcast(None, root=0)
+    payload = _share(None)  # rank 0 composes the config meanwhile
     if payload is None:
         return EXIT_USER_ERROR
     try:
