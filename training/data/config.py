@@ -79,7 +79,8 @@ class SplitConfig:
 
 
 class Keep(StrEnum):
-    """What a side table's key repeated on several rows means: an error, or which row to keep."""
+    """What a side table's key repeated on several rows means (``data.tables[i].keep``): ``error``
+    refuses the file, naming a repeated key; ``first`` or ``last`` keeps that row in file order."""
 
     error = "error"
     first = "first"

@@ -56,7 +56,8 @@ class ModelConfig:
 
 @dataclass(kw_only=True)
 class MLPConfig(ModelConfig):
-    """A plain MLP on quantile-normalised features and one-hot categoricals."""
+    """The default network: a plain MLP on the encoded features (quantile-normalised numbers, or
+    their embeddings with ``num_embeddings``, and one-hot categoricals)."""
 
     name: ModelName = ModelName.mlp
 
