@@ -11,6 +11,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -226,7 +227,7 @@ def test_reasons_name_raising_features_and_say_what_a_missing_value_means():
     for row, name in enumerate(["patents", "vat_paid", "industry", "trademarks"]):
         c[row, names.index(name)] = 0.5  # ... but one feature per row
     c[0, names.index("revenue")] = 0.2
-    out = explainer.reasons(rows4, c, k=2)
+    out = pd.DataFrame(explainer.reasons(rows4, c, k=2))
     assert out["reason_1"].tolist() == ["patents", "vat_paid", "industry", "trademarks"]
     assert out["reason_1_value"].tolist() == [
         "no IP record", "missing", "quantum (not seen in training)", "missing",

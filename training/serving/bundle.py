@@ -240,12 +240,12 @@ class Scorer:
         frame = self.numbers(self.inputs(frame))
         x_num, x_cat = (torch.from_numpy(x) for x in self.pre.transform(frame))
         p = predict_pd(self.model, x_num, x_cat)
-        out = pd.DataFrame({"pd": p, "score": self.scale.score(p)}, index=frame.index)
+        columns = {"pd": p, "score": self.scale.score(p)}
         k = self.explainer.cfg.reasons if reasons is None and self.explainer else (reasons or 0)
         if k > 0 and self.explainer is not None:
             contributions, _ = self.explainer.contributions(x_num, x_cat)
-            out = out.join(self.explainer.reasons(frame, contributions, k))
-        return out.reset_index(drop=True)
+            columns |= self.explainer.reasons(frame, contributions, k)
+        return pd.DataFrame(columns)  # rows numbered from 0, whatever the input's index
 
 
 def signature(schema: Schema, reasons: int):

@@ -181,10 +181,12 @@ class Explainer:
         n_num = self.pre.n_num_features
         return dense[:, :n_num], dense[:, n_num:]
 
-    def reasons(self, frame: pd.DataFrame, contributions: np.ndarray, k: int) -> pd.DataFrame:
-        """The ``k`` largest positive contributions per row, as reason_i (feature name),
-        reason_i_value (the row's value, or what its absence means), reason_i_description and
-        reason_i_contribution (logits); blank where a row has fewer risk-raising features."""
+    def reasons(self, frame: pd.DataFrame, contributions: np.ndarray, k: int) -> dict[str, list]:
+        """The ``k`` largest positive contributions per row, as columns (one value per row, in
+        ``frame``'s order): reason_i (feature name), reason_i_value (the row's value, or what its
+        absence means), reason_i_description and reason_i_contribution (logits); blank where a
+        row has fewer risk-raising features. Columns, not a frame: the caller builds one frame of
+        everything it answers (a second frame and a join cost a served row about 1 ms)."""
         order = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
         described = {f.name: f.description or f.name for f in self.schema.features}
         out: dict[str, list] = {}
@@ -203,7 +205,7 @@ class Explainer:
             ]
             out[f"reason_{i + 1}_description"] = [described.get(n, "") for n in names]
             out[f"reason_{i + 1}_contribution"] = np.where(raises, c, np.nan)
-        return pd.DataFrame(out, index=frame.index)
+        return out
 
     def _value(self, v, name: str) -> str:
         """A row's value as a person reads it: the number or category, or why it has none."""
