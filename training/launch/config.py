@@ -80,6 +80,9 @@ class RayLauncherConfig(LauncherConfig):
     address: str | None = None  # cluster to join; null = $RAY_ADDRESS, else start a local one
     timeout_s: int = 300  # the process group's collective timeout
     max_failures: int = 0  # worker-group restarts from the latest checkpoint; 0 = fail fast
+    # CPU workers that all run on one machine sum gradients through /dev/shm rather than gloo's
+    # loopback TCP (training/runtime/node_sum.py); false: gloo always
+    shared_memory: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

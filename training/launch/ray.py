@@ -64,6 +64,9 @@ def _worker(config: dict) -> Report | None:
     )
     out_dir = Path(config["out_dir"])
     try:
+        if cfg.launcher.shared_memory and ctx.share_memory() and ctx.is_main:
+            log.info("ray: %d workers on one machine: gradients summed through shared memory",
+                     ctx.world_size)  # fmt: skip
         # Rank 0 decides for all, before the pipeline drops the request: after a stop, the
         # checkpoint is written and Ray's restart must not train on.
         if ctx.broadcast((out_dir / STOP_FILE).exists() if ctx.is_main else None):

@@ -127,9 +127,30 @@ def pick_device(local_rank: int) -> torch.device:
 
 
 class TorchDistContext(DistContext):
-    """Collectives through an initialised ``torch.distributed`` process group (gloo, or NCCL on GPUs)."""
+    """Collectives through an initialised ``torch.distributed`` process group (gloo, or NCCL on
+    GPUs); on CPU ranks that share a machine, sums go through shared memory (``share_memory``)."""
+
+    node_sum: Any = None  # a training.runtime.node_sum.NodeSum, once share_memory found one
+
+    def share_memory(self) -> bool:
+        """Sum CPU tensors through shared memory from now on, if every rank is on this machine
+        (a collective); returns whether they are."""
+        from training.runtime.node_sum import NodeSum
+
+        if self.device.type == "cpu":
+            self.node_sum = NodeSum.on_one_node(
+                self.rank, self.world_size, self.allgather, self.broadcast, self.barrier,
+                fallback=self._all_reduce,
+            )  # fmt: skip
+        return self.node_sum is not None
 
     def allreduce_sum_(self, t: torch.Tensor) -> None:
+        if self.node_sum is not None and t.device.type == "cpu":
+            self.node_sum.sum_(t)
+        else:
+            self._all_reduce(t)
+
+    def _all_reduce(self, t: torch.Tensor) -> None:
         import torch.distributed as dist
 
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
