@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmarks.common import ROOT, figure, median, mpirun_cmd, paired_ratio
@@ -33,24 +34,32 @@ LAUNCHERS = ("ray", "mpi", "ray_joined")
 RAYS = ("ray", "ray_joined")
 
 
-def command(
-    launcher: str, tmp: Path, name: str, rows: int, epochs: int, address: str = ""
-) -> list[str]:
-    job = [
+@dataclass(frozen=True)
+class Job:
+    """The job timed: ``data.n_rows``, ``trainer.max_epochs``, and ``debug=tiny``'s small network
+    without the LightGBM benchmark (``tiny``) or the default job's network and benchmark."""
+
+    rows: int
+    epochs: int
+    tiny: bool = True
+
+
+def command(launcher: str, tmp: Path, name: str, job: Job, address: str = "") -> list[str]:
+    cmd = [
         sys.executable,
         "-m",
         "jobs.train",
-        "debug=tiny",
-        f"data.n_rows={rows}",
-        f"trainer.max_epochs={epochs}",
+        *(["debug=tiny"] if job.tiny else []),
+        f"data.n_rows={job.rows}",
+        f"trainer.max_epochs={job.epochs}",
         "registry.register=false",
         f"tracking.uri=sqlite:///{tmp}/mlflow.db",  # tmp is absolute: sqlite:////tmp/...
         f"hydra.run.dir={tmp}/{name}",
     ]
     if launcher == "mpi":
-        return mpirun_cmd(2) + job + ["launcher=mpi"]
+        return mpirun_cmd(2) + cmd + ["launcher=mpi"]
     joined = [f"launcher.address={address}"] if launcher == "ray_joined" else []
-    return job + ["launcher=ray", "launcher.num_workers=2", *joined]
+    return cmd + ["launcher=ray", "launcher.num_workers=2", *joined]
 
 
 @contextlib.contextmanager
@@ -138,13 +147,13 @@ def epochs_logged(db: Path, run_id: str) -> list[tuple[float, float]]:
 
 
 def run_job(
-    launcher: str, tmp: Path, name: str, rows: int, epochs: int, timeout_s: float,
+    launcher: str, tmp: Path, name: str, job: Job, timeout_s: float,
     cluster: tuple[str, dict[str, str]] = ("", {}),
 ) -> dict:  # fmt: skip
     """Seconds: the whole command, before training, training (sum of epochs), after training."""
     address, env = cluster if launcher == "ray_joined" else ("", {})
     t0 = time.time()
-    wall = run_command(command(launcher, tmp, name, rows, epochs, address), timeout_s, env)
+    wall = run_command(command(launcher, tmp, name, job, address), timeout_s, env)
     run_id = json.loads((tmp / name / "evaluation.json").read_text())["run_id"]
     logged = epochs_logged(tmp / "mlflow.db", run_id)
     first_time, first_end = logged[0]
@@ -156,14 +165,16 @@ def run_job(
     }
 
 
-def measure(rows: int, epochs: int, repeats: int, timeout_s: float = 300) -> list[dict]:
-    """One untimed MPI job first (it creates the MLflow database), then both launchers in turn."""
+def measure(
+    rows: int, epochs: int, repeats: int, timeout_s: float = 300, tiny: bool = True
+) -> list[dict]:
+    """One untimed MPI job first (it creates the MLflow database), then the launchers in turn."""
     with tempfile.TemporaryDirectory(prefix="riskbrain-bench-") as tmp:
-        return _measure(Path(tmp), rows, epochs, repeats, timeout_s)
+        return _measure(Path(tmp), Job(rows, epochs, tiny), repeats, timeout_s)
 
 
-def _measure(tmp: Path, rows: int, epochs: int, repeats: int, timeout_s: float) -> list[dict]:
-    run_job("mpi", tmp, "warmup", rows, epochs, timeout_s)
+def _measure(tmp: Path, job: Job, repeats: int, timeout_s: float) -> list[dict]:
+    run_job("mpi", tmp, "warmup", job, timeout_s)
     runs: dict[str, list[dict]] = {name: [] for name in LAUNCHERS}
     errors: dict[str, str] = {}
     with ray_cluster(tmp) as cluster:
@@ -173,18 +184,16 @@ def _measure(tmp: Path, rows: int, epochs: int, repeats: int, timeout_s: float) 
                     continue  # a launcher that failed once is not retried
                 try:
                     runs[launcher].append(
-                        run_job(launcher, tmp, f"{launcher}{i}", rows, epochs, timeout_s, cluster)
+                        run_job(launcher, tmp, f"{launcher}{i}", job, timeout_s, cluster)
                     )
                 except RuntimeError as e:
                     if launcher == "mpi":
                         raise
                     errors[launcher] = str(e)
-    return figures(runs, errors, rows, epochs)
+    return figures(runs, errors, job)
 
 
-def figures(
-    runs: dict[str, list[dict]], errors: dict[str, str], rows: int, epochs: int
-) -> list[dict]:
+def figures(runs: dict[str, list[dict]], errors: dict[str, str], job: Job) -> list[dict]:
     med = {name: {k: median([r[k] for r in rs]) for k in rs[0]} for name, rs in runs.items() if rs}
 
     def ratio(ray: str, key: str) -> float | None:
@@ -194,7 +203,7 @@ def figures(
         return paired_ratio(num, [r[key] for r in runs["mpi"]][: len(num)])
 
     cluster = {"ray": "starting its own local cluster", "ray_joined": "joining a running cluster"}
-    detail = {"rows": rows, "epochs": epochs, "median": med, "runs": runs, "errors": errors}
+    detail = {**asdict(job), "median": med, "runs": runs, "errors": errors}
     out = []
     for ray in RAYS:
         name = ray.replace("ray", "ray_vs_mpi", 1)  # ray_vs_mpi, ray_vs_mpi_joined
@@ -215,3 +224,26 @@ def figures(
         )
         for name in LAUNCHERS
     ]
+
+
+def main() -> None:
+    """``python -m benchmarks.launchers --rows 200000 --epochs 5 --default-job``: the default job
+    (its network and LightGBM benchmark) under each launcher; prints the figures as JSON."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=60_000)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--default-job", action="store_true", help="not debug=tiny")
+    p.add_argument("--out", type=Path, help="also write the figures here")
+    args = p.parse_args()
+    out = measure(args.rows, args.epochs, args.repeats, timeout_s=900, tiny=not args.default_job)
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
