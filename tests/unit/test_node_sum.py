@@ -91,7 +91,7 @@ def test_ranks_on_one_machine_sum_through_shared_memory_to_the_same_bits():
 
 def test_ranks_on_several_machines_keep_gloo():
     hosts = iter([["node1", "node2"], ["node1", "node1"]])
-    args = dict(broadcast=None, barrier=None, fallback=None)
+    args = dict(broadcast=None, barrier=None, fallback=None)  # not used before the first sum
     assert NodeSum.on_one_node(0, 2, lambda _: next(hosts), **args) is None
     assert NodeSum.on_one_node(0, 2, lambda _: next(hosts), **args) is not None
     assert NodeSum.on_one_node(0, 1, lambda h: [h], **args) is None  # one rank: nothing to sum
@@ -104,8 +104,21 @@ def test_no_room_in_shared_memory_means_the_fallback_and_no_file_left(monkeypatc
     assert _segments() == before
     monkeypatch.setattr("training.runtime.node_sum._reserve", lambda nbytes: None)
     summed = []
-    node = NodeSum(0, 2, broadcast=lambda path: path, barrier=lambda: None, fallback=summed.append)
+    node = NodeSum(0, 2, allgather=lambda x: [x, x], broadcast=lambda path: path,
+                   barrier=lambda: None, fallback=summed.append)  # fmt: skip
     t = torch.ones(3)
     node.sum_(t)  # rank 0 found no room and said so: every rank sums this size by the fallback
     node.sum_(t)
     assert summed == [t, t] and node.segments == {(3, torch.float32): None}
+
+
+@pytest.mark.skipif(not os.path.isdir(SHM_DIR), reason=f"no {SHM_DIR} on this machine")
+def test_a_rank_that_does_not_see_the_segment_means_the_fallback_and_no_file_left():
+    """Two machines with the same host name: rank 1 finds no such file in its own /dev/shm."""
+    before, summed = _segments(), []
+    node = NodeSum(0, 2, allgather=lambda x: [x, None], broadcast=lambda path: path,
+                   barrier=lambda: None, fallback=summed.append)  # fmt: skip
+    t = torch.ones(5)
+    node.sum_(t)
+    assert summed == [t] and node.segments == {(5, torch.float32): None}
+    assert _segments() == before  # rank 0 removed the file it made

@@ -34,10 +34,11 @@ class NodeSum:
     calls it with tensors of the same size and dtype, in the same order, as with ``all_reduce``.
     """
 
-    def __init__(self, rank: int, world_size: int, broadcast, barrier, fallback) -> None:
+    def __init__(self, rank: int, world_size: int, allgather, broadcast, barrier, fallback) -> None:
         self.rank, self.world_size = rank, world_size
-        # rank 0's object to every rank; a barrier; the sum to use where no segment could be made
-        self.broadcast, self.barrier, self.fallback = broadcast, barrier, fallback
+        # every rank's object; rank 0's to every rank; a barrier; the sum where no segment is
+        self.allgather, self.broadcast, self.barrier = allgather, broadcast, barrier
+        self.fallback = fallback
         self.segments: dict[tuple[int, torch.dtype], torch.Tensor | None] = {}
         self.turn = 0
 
@@ -49,7 +50,7 @@ class NodeSum:
         hosts = allgather(here)
         if world_size < 2 or None in hosts or not same_node(hosts):
             return None
-        return cls(rank, world_size, broadcast, barrier, fallback)
+        return cls(rank, world_size, allgather, broadcast, barrier, fallback)
 
     def sum_(self, t: torch.Tensor) -> None:
         flat = t.view(-1)  # in place: a contiguous tensor
@@ -67,14 +68,18 @@ class NodeSum:
         """The (2, world_size, n) slots for tensors of ``n`` elements, made on first use: rank 0
         creates the file and reserves its space (a full ``/dev/shm`` fails here, and every rank
         then uses the fallback for this size, rather than a rank dying of SIGBUS mid-sum), every
-        rank maps it, and rank 0 unlinks it."""
+        rank checks it sees that very file (machines that merely share a host name do not),
+        maps it, and rank 0 unlinks it."""
         key = (n, dtype)
         if key not in self.segments:
             size, path = 2 * self.world_size * n, None
             if self.rank == 0:
                 path = _reserve(size * dtype.itemsize)
             path = self.broadcast(path)
-            if path is None:
+            seen = self.allgather(_identity(path)) if path is not None else [None]
+            if None in seen or len(set(seen)) > 1:
+                if self.rank == 0 and path is not None:
+                    os.unlink(path)
                 self.segments[key] = None
                 return None
             slots = torch.from_file(path, shared=True, size=size, dtype=dtype)
@@ -83,6 +88,15 @@ class NodeSum:
                 os.unlink(path)
             self.segments[key] = slots.view(2, self.world_size, n)
         return self.segments[key]
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The file's device and inode as this rank sees it; None where it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _reserve(nbytes: int) -> str | None:
