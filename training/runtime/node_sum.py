@@ -3,10 +3,11 @@
 gloo's ``all_reduce`` sends every byte through loopback TCP: 2.2 ms for the default MLP's 0.6 MB
 of gradients between 2 ranks, where mpi4py's shared-memory path takes under 0.1 ms
 (docs/benchmarks.md). Ray Train's workers have only gloo. Here each rank copies its tensor into
-its own slot of a segment of ``/dev/shm`` that every rank has mapped, the ranks meet at gloo's
-barrier (a few bytes; it keeps the process group's timeout, so a rank that stopped still fails
-the job), and every rank adds the slots up: the same operation on the same bytes, so every rank
-gets the same bits.
+its own slot of a segment of ``/dev/shm`` that every rank has mapped, the ranks meet at a barrier
+of the process group (gloo's sum of one number; it keeps the group's timeout, so a rank that
+stopped still fails the job), and every rank adds the slots up: the same operation on the same
+bytes, so every rank gets the same bits. Measured on 2 cores, 2 ranks (2026-12-07): 0.25-0.4 ms
+for the default MLP's 0.6 MB, against 1.6-2.3 ms for gloo's ``all_reduce``.
 
 Two sets of slots are used in turn, so one barrier per sum is enough: a rank writes a set again
 two sums later, after the barrier of the sum in between, which no rank passes before it has
