@@ -46,6 +46,12 @@ def measure(s: Settings, partition: str) -> list[dict]:
         weak = scaling.measure(
             s.scaling_rows, s.scaling_epochs, s.scaling_repeats, place=place, where=where
         )
+        if per_node:  # between nodes, also the gloo process group (launcher.grad_sync=torch)
+            print(f"[nodes] weak scaling{where}, grad_sync=torch ...", file=sys.stderr, flush=True)
+            weak += scaling.measure(
+                s.scaling_rows, s.scaling_epochs, s.scaling_repeats, place=place,
+                where=f"{where}, grad_sync=torch", grad_sync="torch",
+            )  # fmt: skip
         # the 2 ranks ran where they were meant to, or the figure means nothing
         for name, placed in [(f["name"], f["hosts"]) for f in sync] + [
             (f["name"], f["hosts"]["2_ranks"]) for f in weak

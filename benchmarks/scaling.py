@@ -46,11 +46,14 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rows-per-rank", type=int, default=100_000)
     p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--grad-sync", choices=["mpi", "torch"], default="mpi")
     args = p.parse_args()
     torch.set_num_threads(1)
     comm = MPI.COMM_WORLD
     rank, world = comm.Get_rank(), comm.Get_size()
-    ctx = MPIContext(comm, "mpi", torch.device("cpu"), rank)  # grad_sync=mpi, the default
+    if args.grad_sync == "torch":  # gloo over TCP, at a rendezvous rank 0 picks (as a job does)
+        rendezvous(comm)
+    ctx = MPIContext(comm, args.grad_sync, torch.device("cpu"), rank)
     n, nv = args.rows_per_rank, VALID_ROWS
     train = synthetic_tensors(n, seed=1 + rank, offset=rank * n, total=world * n)
     valid = synthetic_tensors(nv, seed=1000 + rank, offset=rank * nv, total=world * nv)
@@ -70,16 +73,39 @@ def main() -> None:
         print(json.dumps(out), flush=True)
 
 
+def rendezvous(comm) -> None:
+    """A gloo process group over the MPI ranks, at rank 0's address and a free port."""
+    import socket
+
+    import torch.distributed as dist
+
+    from training.runtime.process import free_port
+
+    addr = comm.bcast(
+        (socket.gethostbyname(socket.getfqdn()), free_port("")) if comm.Get_rank() == 0 else None
+    )
+    dist.init_process_group("gloo", init_method=f"tcp://{addr[0]}:{addr[1]}",
+                            rank=comm.Get_rank(), world_size=comm.Get_size())  # fmt: skip
+
+
 # ---- in benchmarks.run --------------------------------------------------------------------------
 
 
 def measure(
     rows_per_rank: int, epochs: int, repeats: int, timeout_s: float = 600,
-    place: Placement | None = None, where: str = "",
+    place: Placement | None = None, where: str = "", grad_sync: str = "mpi",
 ) -> list[dict]:  # fmt: skip
     """Launches of 1 and 2 ranks, alternating, paired by repeat; a launch's rows/s is its median
-    epoch. Ranks run on this machine, or where ``place`` puts them (``where`` names the figure)."""
-    args = ["--rows-per-rank", str(rows_per_rank), "--epochs", str(epochs)]
+    epoch. Ranks run on this machine, or where ``place`` puts them (``where`` names the figure);
+    their gradients are summed by ``grad_sync`` (mpi: mpi4py; torch: a gloo process group)."""
+    args = [
+        "--rows-per-rank",
+        str(rows_per_rank),
+        "--epochs",
+        str(epochs),
+        "--grad-sync",
+        grad_sync,
+    ]
     rates: dict[int, list[float]] = {1: [], 2: []}
     placed: dict[int, list[str]] = {}
     sync_share, rates_without_sync = [], []
@@ -102,6 +128,7 @@ def measure(
             unit="",
             rows_per_rank=rows_per_rank,
             batch_per_rank=BATCH,
+            grad_sync=grad_sync,
             rows_per_s={"1_rank": rates[1], "2_ranks": rates[2]},
             hosts={f"{w}_rank{'s' if w > 1 else ''}": h for w, h in placed.items()},
             sync_share_of_training_2_ranks=median(sync_share),
