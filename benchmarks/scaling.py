@@ -21,6 +21,7 @@ from benchmarks.common import (
     run_ranks,
     synthetic_tensors,
 )
+from benchmarks.grad_sync import init_gloo
 from training.core.config import OptimConfig, TrainerConfig
 from training.core.loop import fit
 from training.core.state import TrainState
@@ -52,7 +53,7 @@ def main() -> None:
     comm = MPI.COMM_WORLD
     rank, world = comm.Get_rank(), comm.Get_size()
     if args.grad_sync == "torch":  # gloo over TCP, at a rendezvous rank 0 picks (as a job does)
-        rendezvous(comm)
+        init_gloo(comm)
     ctx = MPIContext(comm, args.grad_sync, torch.device("cpu"), rank)
     n, nv = args.rows_per_rank, VALID_ROWS
     train = synthetic_tensors(n, seed=1 + rank, offset=rank * n, total=world * n)
@@ -71,21 +72,6 @@ def main() -> None:
     }
     if rank == 0:
         print(json.dumps(out), flush=True)
-
-
-def rendezvous(comm) -> None:
-    """A gloo process group over the MPI ranks, at rank 0's address and a free port."""
-    import socket
-
-    import torch.distributed as dist
-
-    from training.runtime.process import free_port
-
-    addr = comm.bcast(
-        (socket.gethostbyname(socket.getfqdn()), free_port("")) if comm.Get_rank() == 0 else None
-    )
-    dist.init_process_group("gloo", init_method=f"tcp://{addr[0]}:{addr[1]}",
-                            rank=comm.Get_rank(), world_size=comm.Get_size())  # fmt: skip
 
 
 # ---- in benchmarks.run --------------------------------------------------------------------------

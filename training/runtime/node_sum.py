@@ -26,10 +26,6 @@ import torch
 SHM_DIR = "/dev/shm"
 
 
-def same_node(hosts: list[str]) -> bool:
-    return len(set(hosts)) == 1
-
-
 class NodeSum:
     """``sum_(t)``: ``t`` summed over the ranks of one node, in place. A collective: every rank
     calls it with tensors of the same size and dtype, in the same order, as with ``all_reduce``.
@@ -49,7 +45,7 @@ class NodeSum:
         (a collective: every rank must call it)."""
         here = socket.gethostname() if os.path.isdir(SHM_DIR) else None
         hosts = allgather(here)
-        if world_size < 2 or None in hosts or not same_node(hosts):
+        if world_size < 2 or None in hosts or len(set(hosts)) > 1:
             return None
         return cls(rank, world_size, allgather, broadcast, barrier, fallback)
 
