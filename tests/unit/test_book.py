@@ -141,6 +141,23 @@ def test_max_events_keeps_the_most_recent(tmp_path):
     assert frame.loc[0, "pay.count_12m"] == 1 and frame.loc[0, "pay.late.sum_12m"] == 30
 
 
+def test_an_event_slot_reads_a_missing_field_as_missing_not_zero(tmp_path):
+    payments = pd.DataFrame({"customer_id": ["c1", "c1"], "paid": ["2021-04-20", "2021-06-10"],
+                             "late": ["7", "n/a"], "channel": ["web", "branch"]})  # fmt: skip
+    _write(tmp_path, payments=payments)
+    source = OmegaConf.to_container(OmegaConf.create(textwrap.dedent(YAML)))["sources"][0]
+    source["sequence"] = 2
+    source["fields"][0]["missing"] = ["n/a"]
+    frame = _book(_config(tmp_path, sources=[source]), tmp_path).assemble(
+        pd.read_csv(tmp_path / "loans.csv"), 0, "x"
+    )
+    # Loan 1 (c1, 15/06/2021): its last event's late is missing, the one before it is 7.
+    assert np.isnan(frame.loc[0, "pay.late@1"]) and frame.loc[0, "pay.late@2"] == 7
+    assert frame.loc[0, "pay.channel=branch@1"] == 1 and frame.loc[0, "pay.age@1"] > 0
+    # Loan 3 has no events: every slot is missing.
+    assert frame.loc[2, ["pay.late@1", "pay.age@1"]].isna().all()
+
+
 def test_two_shards_assemble_what_one_process_does(tmp_path):
     _write(tmp_path)
     cfg = _config(tmp_path)

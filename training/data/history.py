@@ -83,22 +83,22 @@ class EventSource:
         out, n, when = [], self.name, "before the application"
         numeric = [f for f in self.fields if f.kind == "numeric"]
         for w in self.windows:
-            inside = f"j.t >= j.app - to_months({int(w)})"
             if "count" in self.stats:
-                out.append((f"{n}.count_{w}m", f"count(j.t) FILTER (WHERE {inside})",
+                out.append((f"{n}.count_{w}m", f"count({within(w, 'j.t')})",
                             f"{n}: events in the {w} months {when}"))  # fmt: skip
             for f in numeric:
-                col = quote(f.name)
+                col = within(w, quote(f.name))
                 for stat in (s for s in WINDOWED if s in self.stats):
                     sql = {
-                        "sum": f"coalesce(sum({col}) FILTER (WHERE {inside}), 0)",
-                        "slope": f"regr_slope({col}, -j.age) FILTER (WHERE {inside})",
-                    }.get(stat, f"{stat.replace('mean', 'avg')}({col}) FILTER (WHERE {inside})")
+                        "sum": f"coalesce(sum({col}), 0)",
+                        "slope": f"regr_slope({col}, -j.age)",
+                    }.get(stat, f"{stat.replace('mean', 'avg')}({col})")
                     out.append((f"{n}.{f.name}.{stat}_{w}m", sql,
                                 f"{n}: {_WORDS[stat]} {f.name} in the {w} months {when}"))  # fmt: skip
             for f in (f for f in self.fields if f.kind == "categorical"):
                 for v in f.values:
-                    sql = f"count(j.t) FILTER (WHERE {inside} AND {quote(f.name)} = {sql_text(v)})"
+                    also = f" AND {quote(f.name)} = {sql_text(v)}"
+                    sql = f"count({within(w, 'j.t', also)})"
                     out.append((f"{n}.{f.name}={safe_value(v)}.count_{w}m", sql,
                                 f"{n}: events with {f.name} {v} in the {w} months {when}"))  # fmt: skip
         if "last" in self.stats:
@@ -142,14 +142,18 @@ class EventSource:
 
     def joined(self, events: str) -> str:
         """Per loan (``ln``: row, k, app), its events (the SQL ``events``: k, seq, t, fields)
-        dated strictly before ``app`` and within the look-back, with their age in months and
-        rank ``rn`` (1: the most recent; ties on the date broken by file order), the
-        ``max_events`` most recent kept."""
+        dated strictly before ``app`` and within the look-back, with their age in months, a flag
+        per window (``within``) and rank ``rn`` (1: the most recent; ties on the date broken by
+        file order), the ``max_events`` most recent kept."""
         cap = f"WHERE rn <= {int(self.max_events)}" if self.max_events else ""
+        flags = "".join(
+            f"ev.t >= ln.app - to_months({int(w)}) AS {quote(f'__in_{int(w)}m')}, "
+            for w in self.windows
+        )
         return f"""
 WITH ev AS ({events})
 SELECT * FROM (
-  SELECT ln.row, ln.app, ev.*, date_diff('day', ev.t, ln.app) / {DAYS_PER_MONTH} AS age,
+  SELECT ln.row, ln.app, ev.*, {flags}date_diff('day', ev.t, ln.app) / {DAYS_PER_MONTH} AS age,
          row_number() OVER (PARTITION BY ln.row ORDER BY ev.t DESC, ev.seq DESC) AS rn
   FROM ln JOIN ev ON ev.k = ln.k AND ev.t < ln.app
                  AND ev.t >= ln.app - to_months({self.lookback})
@@ -179,7 +183,7 @@ GROUP BY ln.row ORDER BY ln.row"""
         out = np.full((n, self.sequence, per), np.nan)
         rows, rank = got["row"].astype(np.int64), got["rn"].astype(np.int64) - 1
         for i, column in enumerate(list(got)[2:]):
-            out[rows, rank, i] = np.asarray(got[column], dtype=np.float64)
+            out[rows, rank, i] = floats(got[column])
         return out.reshape(n, -1)
 
 
@@ -230,21 +234,26 @@ class History:
                   events: dict[str, str]) -> pd.DataFrame:  # fmt: skip
         """Every source's inputs for the loans whose application dates are ``app``, one row per
         loan in its order: ``keys[source]`` is each loan's key in that source (text) and
-        ``events[source]`` the SQL of its typed events (``typed``)."""
-        parts, n = [], len(app)
+        ``events[source]`` the SQL of its typed events (``typed``). Built as one float64 matrix,
+        a block of columns per query (one borrower's request spent as long in pandas as in
+        DuckDB when each query became a DataFrame of its own)."""
+        n, names = len(app), self.feature_names()
+        out = np.empty((n, len(names)))
+        at = 0
         for src in self.sources:
             con.register("ln", pd.DataFrame({"row": np.arange(n), "k": keys[src.name], "app": app}))
             con.execute(f"CREATE OR REPLACE TEMP TABLE joined AS {src.joined(events[src.name])}")
-            parts.append(con.execute(src.statistics("joined")).df().drop(columns="row"))
+            got = con.execute(src.statistics("joined")).fetchnumpy()
+            for column in list(got)[1:]:  # after ``row``
+                out[:, at] = floats(got[column])
+                at += 1
             if src.sequence:
-                names = [name for name, _, _, _ in src.slots()]
                 slots = src.events_one_by_one(con, "joined", n)
-                parts.append(pd.DataFrame(slots, columns=names))
+                out[:, at : at + slots.shape[1]] = slots
+                at += slots.shape[1]
             con.execute("DROP TABLE joined")
             con.unregister("ln")
-        if not parts:
-            return pd.DataFrame(index=range(n))
-        return pd.concat(parts, axis=1).astype("float64")
+        return pd.DataFrame(out, columns=names)
 
     @staticmethod
     def typed(con, src: EventSource, raw: str, where: str) -> str:
@@ -371,6 +380,19 @@ def event_list(cell: Any, source: str, row: int) -> list[dict]:
             f"source's time column and fields; got {type(cell).__name__}"
         )
     return cell
+
+
+def floats(column: np.ndarray) -> np.ndarray:
+    """A column DuckDB fetched (a masked array where it holds NULLs) as float64, NULL as NaN
+    (``np.asarray`` would read a NULL as 0)."""
+    return np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
+
+
+def within(months: int, value: str, also: str = "") -> str:
+    """``value`` for an event of the ``months`` before the application (a flag ``joined`` sets),
+    else NULL, which every aggregate skips. The same as ``FILTER (WHERE ...)``, which DuckDB
+    computes 3x slower: one borrower's 69 tax statistics took 24 ms that way, 6.5 ms this way."""
+    return f"CASE WHEN j.{quote(f'__in_{int(months)}m')}{also} THEN {value} END"
 
 
 def quote(name: str) -> str:
