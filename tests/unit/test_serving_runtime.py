@@ -216,9 +216,10 @@ def test_quantile_normal_matches_scipy_ndtri():
     x = np.concatenate([rng.lognormal(0, 3, 50_000), q, [q[0] - 1, q[-1] + 1, np.nan]])
     u = 0.5 * (np.interp(x, q, levels) - np.interp(-x, -q[::-1], -levels[::-1]))
     expected = np.where(np.isnan(x), 0.0, ndtri(np.clip(u, 1e-7, 1 - 1e-7)))
-    got = _quantile_normal(x, q, levels)
-    assert got.dtype == np.float64
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    got = _quantile_normal(np.stack([x, x[::-1]], axis=1), [q, q], levels)
+    assert got.dtype == np.float64 and got.shape == (len(x), 2)
+    np.testing.assert_allclose(got[:, 0], expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got[:, 1], expected[::-1], rtol=0, atol=1e-12)
 
 
 def test_staged_package_holds_only_the_runtime_modules(tmp_path):

@@ -22,6 +22,7 @@ import torch
 from training.data.schema import Kind, Schema
 
 _EPS = 1e-7  # keeps ndtri finite at the edges of the training range
+_CHUNK = 16_384  # rows transformed at a time: a chunk's columns are read as one float64 block
 
 
 @dataclass(kw_only=True)
@@ -56,7 +57,7 @@ class Preprocessor:
             sentinels=[s for s in declared if (frame[s[0]].to_numpy() == s[1]).any()],
         )
         levels = np.linspace(0.0, 1.0, max(2, min(n_quantiles, len(frame))))
-        values = {c: pre._values(frame, c) for c in numeric}
+        values = {c: pre._values(_floats(frame, c), c) for c in numeric}
         pre.levels = levels.tolist()
         pre.quantiles = [
             np.nanquantile(values[c], levels).tolist()
@@ -64,21 +65,19 @@ class Preprocessor:
             else [0.0] * len(levels)
             for c in numeric
         ]
-        pre.indicators = [c for c in numeric + binary if pre._absent(frame, c).any()]
+        pre.indicators = [c for c in numeric + binary if pre._absent(_floats(frame, c), c).any()]
         return pre
 
-    def _values(self, frame: pd.DataFrame, column: str) -> np.ndarray:
-        """A numeric or binary column as float64, missing codes and sentinels as NaN."""
-        x = frame[column].to_numpy(dtype=np.float64)
+    def _values(self, x: np.ndarray, column: str) -> np.ndarray:
+        """A numeric or binary column's values (float64), missing codes and sentinels as NaN."""
         codes = [
             *self.missing_codes.get(column, []),
             *(s[1] for s in self.sentinels if s[0] == column),
         ]
         return np.where(np.isin(x, codes), np.nan, x) if codes else x
 
-    def _absent(self, frame: pd.DataFrame, column: str) -> np.ndarray:
+    def _absent(self, x: np.ndarray, column: str) -> np.ndarray:
         """Missing, or one of the column's missing codes (a sentinel has its own indicator)."""
-        x = frame[column].to_numpy(dtype=np.float64)
         return np.isnan(x) | np.isin(x, self.missing_codes.get(column, []))
 
     @property
@@ -106,8 +105,10 @@ class Preprocessor:
         """Shape: (n, n_num_features) float32 and (n, n_categorical) int64."""
         n = len(frame)
         x_num = np.empty((n, self.n_num_features), dtype=np.float32)
-        for j, values in enumerate(self._num_columns(frame)):  # one column at a time: less memory
-            x_num[:, j] = values
+        for start in range(0, n, _CHUNK):  # a chunk at a time: a float64 copy of a chunk only
+            rows = slice(start, start + _CHUNK)
+            for j, values in enumerate(self._num_columns(frame.iloc[rows])):
+                x_num[rows, j] = values
         x_cat = np.empty((n, len(self.categorical)), dtype=np.int64)
         for j, (c, index) in enumerate(self._vocab_index.items()):
             x_cat[:, j] = index.get_indexer(frame[c].astype(object)) + 1  # unseen, missing -> 0
@@ -123,20 +124,35 @@ class Preprocessor:
     def _vocab_index(self) -> dict[str, pd.Index]:
         return {c: pd.Index(self.vocab[c]) for c in self.categorical}
 
+    @cached_property
+    def _read(self) -> list[str]:
+        """The frame's columns the numeric block is made of, each once."""
+        return list(dict.fromkeys(self.numeric + self.binary))
+
     def _num_columns(self, frame: pd.DataFrame) -> Iterator[np.ndarray]:
-        """The numeric block's columns in order: numeric, binary, missing indicators, sentinels."""
+        """The numeric block's columns in order: numeric, binary, missing indicators, sentinels.
+        The frame's columns are read as one block (one column at a time, a served request's 300
+        columns took 5 of its 9 ms here)."""
+        block = frame[self._read].to_numpy(dtype=np.float64)
+        x = {c: block[:, i] for i, c in enumerate(self._read)}
         quantiles, levels = self._quantile_arrays
-        for c, q in zip(self.numeric, quantiles, strict=True):
-            yield _quantile_normal(self._values(frame, c), q, levels)
+        values = np.empty((len(block), len(self.numeric)))
+        for j, c in enumerate(self.numeric):
+            values[:, j] = self._values(x[c], c)
+        yield from _quantile_normal(values, quantiles, levels).T
         for c in self.binary:
-            yield np.nan_to_num(self._values(frame, c), nan=0.0)
+            yield np.nan_to_num(self._values(x[c], c), nan=0.0)
         for c in self.indicators:
-            yield self._absent(frame, c)
+            yield self._absent(x[c], c)
         for c, code, _ in self.sentinels:
-            yield frame[c].to_numpy(dtype=np.float64) == code
+            yield x[c] == code
 
     def state(self) -> dict:
         return asdict(self)
+
+
+def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return frame[column].to_numpy(dtype=np.float64)
 
 
 def is_number(v) -> bool:
@@ -155,14 +171,20 @@ def label_text(v) -> str:
     return str(v).strip()
 
 
-def _quantile_normal(x: np.ndarray, q: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Map x through the training CDF to a standard normal; NaN -> 0.
+def _quantile_normal(x: np.ndarray, quantiles: list[np.ndarray], levels: np.ndarray) -> np.ndarray:
+    """Map each column of x (n, m) through its training CDF (``quantiles[j]``) to a standard
+    normal; NaN -> 0.
 
     Interpolating up the quantiles and down them and averaging handles repeated quantiles (a
     column with many equal values), as scikit-learn's QuantileTransformer does.
     """
-    u = 0.5 * (np.interp(x, q, levels) - np.interp(-x, -q[::-1], -levels[::-1]))
+    u = np.empty_like(x)
+    for j, q in enumerate(quantiles):
+        u[:, j] = 0.5 * (
+            np.interp(x[:, j], q, levels) - np.interp(-x[:, j], -q[::-1], -levels[::-1])
+        )
     # The normal quantile function on float64; torch's is the Cephes ndtri that SciPy uses (they
-    # agree to ~1e-15), and torch is already in the serving runtime while SciPy is not.
+    # agree to ~1e-15), and torch is already in the serving runtime while SciPy is not. One call
+    # for every column: per column, it was a third of a served row's preprocessing.
     z = torch.special.ndtri(torch.from_numpy(np.clip(u, _EPS, 1 - _EPS))).numpy()
     return np.where(np.isnan(x), 0.0, z)
