@@ -36,6 +36,7 @@ from training.errors import DataError
 STATS = HISTORY_STATS
 WINDOWED = ("sum", "mean", "min", "max", "slope")  # per numeric field and window
 DAYS_PER_MONTH = 30.4375
+FEW = 16  # a request of at most this many loans is computed in numpy (``history_rows``)
 _WORDS = {"sum": "total", "mean": "mean", "min": "lowest", "max": "highest",
           "slope": "trend per month of"}  # fmt: skip
 
@@ -307,28 +308,39 @@ class History:
                 f"application date ({self.application_date!r}) and, per source, the list of that "
                 "borrower's events (an empty list for none)"
             )
-        keys = np.arange(len(frame)).astype(str).astype(object)
         app = parse_dates(con, frame[self.application_date].reset_index(drop=True),
                           self.application_date_format,
                           f"request: application date {self.application_date!r}",
                           pd.Series(np.arange(len(frame))),
                           "the date as the training file wrote it")  # fmt: skip
+        cells = {s.name: [event_list(c, s.name, i) for i, c in enumerate(frame[s.name].tolist())]
+                 for s in self.sources}  # fmt: skip
+        from training.data import history_rows
+
+        names = self.feature_names()
+        few = history_rows.inputs(self, app, cells) if len(frame) <= FEW else None
+        inputs = pd.DataFrame(few if few is not None else self._duckdb(con, app, cells),
+                              columns=names)  # fmt: skip
+        return pd.concat([frame.reset_index(drop=True), inputs], axis=1).set_axis(frame.index)
+
+    def _duckdb(self, con, app: np.ndarray, cells: dict[str, list[list[dict]]]) -> np.ndarray:
+        """A request's inputs by ``aggregate``: its events as a CSV would hold them (text)."""
+        keys = np.arange(len(app)).astype(str).astype(object)
         events = {}
         for src in self.sources:
-            rows = []
-            for i, cell in enumerate(frame[src.name].tolist()):
-                for event in event_list(cell, src.name, i):
-                    rows.append({"k": str(i), "seq": len(rows), **event})
-            wanted = [src.time, *(f.name for f in src.fields)]
-            raw = pd.DataFrame(rows, columns=["k", "seq", *wanted])
-            raw[wanted] = raw[wanted].map(lambda v: None if v is None else str(v))  # as a CSV
+            rows = [e for cell in cells[src.name] for e in cell]
+            raw = {"k": [str(i) for i, cell in enumerate(cells[src.name]) for _ in cell],
+                   "seq": np.arange(len(rows), dtype=np.int64)}  # fmt: skip
+            for column in [src.time, *(f.name for f in src.fields)]:
+                raw[column] = [None if (v := e.get(column)) is None else str(v) for e in rows]
             name = f"request_{len(events)}"
-            con.register(name, raw.astype({"seq": "int64"}))
+            con.register(name, pd.DataFrame(raw))
             events[src.name] = self.typed(con, src, name, f"request source {src.name!r}")
-        inputs = self.aggregate(con, app, {s.name: keys for s in self.sources}, events)
-        for i in range(len(events)):
-            con.unregister(f"request_{i}")
-        return pd.concat([frame.reset_index(drop=True), inputs], axis=1).set_axis(frame.index)
+        try:
+            return self.aggregate(con, app, {s.name: keys for s in self.sources}, events).to_numpy()
+        finally:
+            for i in range(len(events)):
+                con.unregister(f"request_{i}")
 
 
 def parse_dates(con, values: pd.Series, fmt: str | None, what: str, rows: pd.Series, key: str):

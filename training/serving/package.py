@@ -26,6 +26,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "training/errors.py",
     "training/data/__init__.py",
     "training/data/history.py",
+    "training/data/history_rows.py",
     "training/data/schema.py",
     "training/data/preprocess.py",
     "training/models/__init__.py",
