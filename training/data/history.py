@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -200,7 +201,11 @@ class History:
         return [f for s in self.sources for f in s.features()]
 
     def feature_names(self) -> list[str]:
-        return [f.name for f in self.features()]
+        return list(self._names)
+
+    @cached_property
+    def _names(self) -> tuple[str, ...]:  # asked for on every request: named once
+        return tuple(f.name for f in self.features())
 
     def slot_names(self) -> list[str]:
         """The columns of events fed one by one (the rest are window statistics)."""
@@ -308,15 +313,18 @@ class History:
                 f"application date ({self.application_date!r}) and, per source, the list of that "
                 "borrower's events (an empty list for none)"
             )
-        app = parse_dates(con, frame[self.application_date].reset_index(drop=True),
-                          self.application_date_format,
-                          f"request: application date {self.application_date!r}",
-                          pd.Series(np.arange(len(frame))),
-                          "the date as the training file wrote it")  # fmt: skip
-        cells = {s.name: [event_list(c, s.name, i) for i, c in enumerate(frame[s.name].tolist())]
-                 for s in self.sources}  # fmt: skip
         from training.data import history_rows
 
+        dates = frame[self.application_date].reset_index(drop=True)
+        app = history_rows.dates(dates.tolist(), self.application_date_format) if len(
+            frame) <= FEW else None  # fmt: skip
+        if app is None:
+            app = parse_dates(con, dates, self.application_date_format,
+                              f"request: application date {self.application_date!r}",
+                              pd.Series(np.arange(len(frame))),
+                              "the date as the training file wrote it")  # fmt: skip
+        cells = {s.name: [event_list(c, s.name, i) for i, c in enumerate(frame[s.name].tolist())]
+                 for s in self.sources}  # fmt: skip
         names = self.feature_names()
         few = history_rows.inputs(self, app, cells) if len(frame) <= FEW else None
         inputs = pd.DataFrame(few if few is not None else self._duckdb(con, app, cells),

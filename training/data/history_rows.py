@@ -46,6 +46,14 @@ def inputs(history, app: np.ndarray, cells: dict[str, list[list[dict]]]) -> np.n
     return np.asarray(rows, dtype=np.float64).reshape(len(app), len(history.feature_names()))
 
 
+def dates(values: list, fmt: str | None) -> np.ndarray | None:
+    """Application dates as ``parse_dates`` reads them, or None where DuckDB must read one."""
+    try:
+        return np.array([_time(v, fmt) for v in values], dtype="datetime64[us]")
+    except Unread:
+        return None
+
+
 def _source(src, app: datetime, events: list[dict]) -> list[float]:
     """One loan's inputs from one source, in ``EventSource.columns()`` order."""
     t = [_time(e.get(src.time), src.time_format) for e in events]

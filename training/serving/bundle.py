@@ -195,13 +195,11 @@ class Scorer:
         """``frame`` with its numeric and binary features as float64, whatever numbers they hold
         (integers as pandas reads them from a CSV, decimals, nulls for missing); a value that is
         not a number is refused, naming its column and row (``DataError``)."""
-        columns = {}
+        columns, dtypes = {}, frame.dtypes  # the dtypes at once: a column at a time cost ms
         for f in self.schema.features:
-            if f.kind == Kind.categorical or f.name not in frame:
-                continue
+            if f.kind == Kind.categorical or dtypes.get(f.name, np.float64) == np.float64:
+                continue  # text, absent (the preprocessor names it), or float64 already
             values = frame[f.name]
-            if values.dtype == np.float64:
-                continue
             if values.dtype.kind in "biuf":
                 columns[f.name] = values.astype("float64")
                 continue
