@@ -158,6 +158,19 @@ def test_an_event_slot_reads_a_missing_field_as_missing_not_zero(tmp_path):
     assert frame.loc[2, ["pay.late@1", "pay.age@1"]].isna().all()
 
 
+def test_loans_joined_a_chunk_at_a_time_get_the_same_inputs(tmp_path, monkeypatch):
+    import training.data.history as history
+
+    _write(tmp_path)
+    source = OmegaConf.to_container(OmegaConf.create(textwrap.dedent(YAML)))["sources"][0]
+    cfg = _config(tmp_path, sources=[{**source, "sequence": 2}])
+    loans = pd.read_csv(tmp_path / "loans.csv")
+    whole = _book(cfg, tmp_path).assemble(loans, 0, "x")
+    monkeypatch.setattr(history, "LOANS_AT_A_TIME", 3)  # 4 loans: chunks of 3 and 1
+    pd.testing.assert_frame_equal(_book(cfg, tmp_path).assemble(loans, 0, "x"), whole)
+    assert whole["pay.count_12m"].tolist() == [3, 0, 0, 4]
+
+
 def test_two_shards_assemble_what_one_process_does(tmp_path):
     _write(tmp_path)
     cfg = _config(tmp_path)

@@ -171,13 +171,17 @@ class Book:
         keys, events = {}, {}
         for i, (s, spec) in enumerate(zip(self.cfg.sources, h.sources, strict=True)):
             keys[s.name] = self._keys(frame, f"data.sources[{i}]", s, where)
-            table, n = self._events(i, s, keys[s.name])
+            table = self._events(i, s, keys[s.name])
+            try:
+                events[s.name] = h.typed(self.con, spec, table, str(self._path(s)))
+            finally:
+                self._done(i)
+            n = self.con.execute(f"SELECT count(*) FROM typed_{table}").fetchall()[0][0]
             self.events_read[s.name] = n
-            events[s.name] = h.typed(self.con, spec, table, str(self._path(s)))
             log.info("source %s: %d events of this shard's %d loans read", s.name, n, len(frame))
         inputs = h.aggregate(self.con, app, keys, events)
         for i in range(len(self.cfg.sources)):  # the events' memory back before training
-            self.con.execute(f"DROP TABLE IF EXISTS events_{i}").fetchall()
+            self.con.execute(f"DROP TABLE IF EXISTS typed_events_{i}").fetchall()
         hidden = [c for c in frame.columns if c.startswith(HIDDEN)]
         return pd.concat([frame.drop(columns=hidden), inputs.set_axis(frame.index)], axis=1)
 
@@ -254,20 +258,25 @@ class Book:
             )
         return frame[column].map(label_text, na_action="ignore").astype(object).to_numpy()
 
-    def _events(self, i: int, s: SourceConfig, keys: np.ndarray) -> tuple[str, int]:
-        """A temporary table of the events of the loans' keys (``k`` as text, ``seq``, the time
-        column and the fields as read), and how many there are."""
+    def _events(self, i: int, s: SourceConfig, keys: np.ndarray) -> str:
+        """A temporary view of the events of the loans' keys (``k`` as text, ``seq``, the time
+        column and the fields as read; ``_done`` drops it). A view, not a table: the typed copy
+        (``History.typed``) is the one kept, read from the file without a text copy beside it."""
         rel = self._columns(f"data.sources[{i}]", s, [s.key, s.time])
         names = [s.time, *(f.name for f in s.fields)]
-        self.con.register("loan_keys", pd.DataFrame({"k": pd.unique(keys[pd.notna(keys)])}))
+        self.con.register(f"loan_keys_{i}", pd.DataFrame({"k": pd.unique(keys[pd.notna(keys)])}))
         table = f"events_{i}"
         self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT CAST({quote(s.key)} AS VARCHAR) AS k, "
+            f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT CAST({quote(s.key)} AS VARCHAR) AS k, "
             f"seq, {', '.join(quote(n) for n in names)} FROM {rel} "
-            f"WHERE CAST({quote(s.key)} AS VARCHAR) IN (SELECT k FROM loan_keys) ORDER BY seq"
+            f"WHERE CAST({quote(s.key)} AS VARCHAR) IN (SELECT k FROM loan_keys_{i}) ORDER BY seq"
         ).fetchall()
-        self.con.unregister("loan_keys")
-        return table, self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        return table
+
+    def _done(self, i: int) -> None:
+        """Source i's view of events and the keys it reads gone."""
+        self.con.execute(f"DROP VIEW IF EXISTS events_{i}")
+        self.con.unregister(f"loan_keys_{i}")
 
     def requests(self, loans: pd.DataFrame) -> pd.DataFrame:
         """What a served request carries for these loans beyond their flat features: the
@@ -278,8 +287,9 @@ class Book:
         out = {self.history.application_date: dates.map(label_text, na_action="ignore").to_numpy()}
         for i, s in enumerate(self.cfg.sources):
             keys = self._keys(frame, f"data.sources[{i}]", s, "the example")
-            table, _ = self._events(i, s, keys)
+            table = self._events(i, s, keys)
             raw = self.con.execute(f"SELECT * FROM {table} ORDER BY seq").df().astype(object)
+            self._done(i)
             raw = raw.where(raw.notna(), None)  # JSON null, not NaN
             by_key = {k: g.drop(columns=["k", "seq"]).to_dict("records")
                       for k, g in raw.groupby("k", sort=False)}  # fmt: skip

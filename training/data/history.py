@@ -38,6 +38,7 @@ STATS = HISTORY_STATS
 WINDOWED = ("sum", "mean", "min", "max", "slope")  # per numeric field and window
 DAYS_PER_MONTH = 30.4375
 FEW = 16  # a request of at most this many loans is computed in numpy (``history_rows``)
+LOANS_AT_A_TIME = 50_000  # loans joined to their events at once (``aggregate``)
 _WORDS = {"sum": "total", "mean": "mean", "min": "lowest", "max": "highest",
           "slope": "trend per month of"}  # fmt: skip
 
@@ -241,32 +242,44 @@ class History:
         """Every source's inputs for the loans whose application dates are ``app``, one row per
         loan in its order: ``keys[source]`` is each loan's key in that source (text) and
         ``events[source]`` the SQL of its typed events (``typed``). Built as one float64 matrix,
-        a block of columns per query (one borrower's request spent as long in pandas as in
-        DuckDB when each query became a DataFrame of its own)."""
+        ``LOANS_AT_A_TIME`` loans at a time: the joined events of a chunk of loans, not of all,
+        are in memory at once. A loan's events are summed in the same order either way."""
         n, names = len(app), self.feature_names()
         out = np.empty((n, len(names)))
         at = 0
         for src in self.sources:
-            con.register("ln", pd.DataFrame({"row": np.arange(n), "k": keys[src.name], "app": app}))
-            con.execute(f"CREATE OR REPLACE TEMP TABLE joined AS {src.joined(events[src.name])}")
-            got = con.execute(src.statistics("joined")).fetchnumpy()
-            for column in list(got)[1:]:  # after ``row``
-                out[:, at] = floats(got[column])
-                at += 1
-            if src.sequence:
-                slots = src.events_one_by_one(con, "joined", n)
-                out[:, at : at + slots.shape[1]] = slots
-                at += slots.shape[1]
-            con.execute("DROP TABLE joined")
-            con.unregister("ln")
+            width = len(src.columns())
+            for lo in range(0, n, LOANS_AT_A_TIME):
+                rows = slice(lo, min(n, lo + LOANS_AT_A_TIME))
+                out[rows, at : at + width] = self._chunk(con, src, app[rows], keys[src.name][rows],
+                                                         events[src.name])  # fmt: skip
+            at += width
         return pd.DataFrame(out, columns=names)
 
     @staticmethod
+    def _chunk(con, src: EventSource, app: np.ndarray, keys: np.ndarray, events: str) -> np.ndarray:
+        """One source's inputs for a chunk of loans: statistics, then event slots."""
+        n = len(app)
+        con.register("ln", pd.DataFrame({"row": np.arange(n), "k": keys, "app": app}))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE joined AS {src.joined(events)}")
+        got = con.execute(src.statistics("joined")).fetchnumpy()
+        parts = [floats(got[column])[:, None] for column in list(got)[1:]]  # after ``row``
+        if src.sequence:
+            parts.append(src.events_one_by_one(con, "joined", n))
+        con.execute("DROP TABLE joined")
+        con.unregister("ln")
+        return np.hstack(parts) if parts else np.empty((n, 0))
+
+    @staticmethod
     def typed(con, src: EventSource, raw: str, where: str) -> str:
-        """The SQL of ``raw``'s events (a relation with ``k``, ``seq``, the time column and the
-        fields, as text or numbers) typed: ``t`` a timestamp, numeric fields DOUBLE, categorical
-        fields trimmed text, the fields' missing tokens NULL. A value that does not read is an
-        error naming ``where``, the column and the event's row (``seq`` + 1)."""
+        """The SQL of ``raw``'s events (a table or view with ``k``, ``seq``, the time column and
+        the fields, as text or numbers) typed: ``t`` a timestamp, numeric fields DOUBLE,
+        categorical fields trimmed text, the fields' missing tokens NULL. A value that does not
+        read is an error naming ``where``, the column and the event's row (``seq`` + 1).
+
+        The values are typed once, into the temporary table ``typed_<raw>`` (the caller drops
+        it, and may drop ``raw``), with a flag per check beside them: typing twice, once to
+        check and once to join, was a fifth of a book's assembly."""
         columns, texts = ["k", "seq", f"{date_sql(src.time, src.time_format)} AS t"], {}
         for f in src.fields:
             text = text_sql(f.name)
@@ -276,8 +289,8 @@ class History:
             texts[f.name] = text
             columns.append(f"{text} AS {quote(f.name)}" if f.kind == "categorical" else
                            f"TRY_CAST({text} AS DOUBLE) AS {quote(f.name)}")  # fmt: skip
-        sql = f"SELECT {', '.join(columns)} FROM {raw}"
-        # One scan counts what does not read; a second finds the first such row, if any.
+        sql = f"SELECT {', '.join(columns)}"
+        # One scan types and flags what does not read; a second finds the first such row, if any.
         time_text = text_sql(src.time)
         checks = [(src.time, f"{time_text} IS NULL", "is empty: an event needs its date (drop "
                    "the row, or fill it)", ""),
@@ -290,17 +303,24 @@ class History:
             checks.append((f.name, f"TRY_CAST({value} AS DOUBLE) IS NULL AND {value} IS NOT NULL",
                            "is not a number", "; list it under the field's missing "
                            f"(data.sources[{src.name}].fields), or set its kind to categorical"))  # fmt: skip
+        table = f"typed_{raw}"
+        flags = ", ".join(f"({bad}) AS __bad_{i}" for i, (_, bad, _, _) in enumerate(checks))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}, {flags} FROM {raw}")
         counts = con.execute(
-            "SELECT " + ", ".join(f"count_if({bad})" for _, bad, _, _ in checks) + f" FROM {raw}"
+            "SELECT "
+            + ", ".join(f"count_if(__bad_{i})" for i in range(len(checks)))
+            + f" FROM {table}"
         ).fetchall()[0]
         for (column, bad, what, fix), n in zip(checks, counts, strict=True):
             if n:
                 seq, value = con.execute(
                     f"SELECT seq, {quote(column)} FROM {raw} WHERE {bad} ORDER BY seq LIMIT 1"
                 ).fetchall()[0]
+                con.execute(f"DROP TABLE {table}")
                 raise DataError(f"{where}: {column!r} {value!r} at row {seq + 1} {what} "
                                 f"({n} such rows){fix}")  # fmt: skip
-        return sql
+        names = ", ".join(["k", "seq", "t", *(quote(f.name) for f in src.fields)])
+        return f"SELECT {names} FROM {table}"
 
     def from_request(self, con, frame: pd.DataFrame) -> pd.DataFrame:
         """A served request's rows (application date and, per source, a list of events or its
@@ -348,6 +368,7 @@ class History:
             return self.aggregate(con, app, {s.name: keys for s in self.sources}, events).to_numpy()
         finally:
             for i in range(len(events)):
+                con.execute(f"DROP TABLE IF EXISTS typed_request_{i}")
                 con.unregister(f"request_{i}")
 
 
