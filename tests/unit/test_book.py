@@ -171,6 +171,29 @@ def test_loans_joined_a_chunk_at_a_time_get_the_same_inputs(tmp_path, monkeypatc
     assert whole["pay.count_12m"].tolist() == [3, 0, 0, 4]
 
 
+def test_a_parquet_source_of_typed_columns_gives_what_its_csv_gives(tmp_path):
+    payments = pd.DataFrame({
+        "customer_id": ["c1", "c1", "c1", "c2"],
+        "paid": ["2021-01-10", "2021-04-20", "2021-06-10", "2020-12-01"],
+        "late": [0.0, -1.0, 30.5, 7.0],  # -1: missing (a float column: "-1.0" as text)
+        "channel": ["web", "web", "branch", "web"],
+    })  # fmt: skip
+    _write(tmp_path, payments=payments)
+    typed = payments.assign(paid=pd.to_datetime(payments["paid"]))
+    typed.to_parquet(tmp_path / "payments.parquet")  # TIMESTAMP and DOUBLE columns
+    source = OmegaConf.to_container(OmegaConf.create(textwrap.dedent(YAML)))["sources"][0]
+    source["fields"][0]["missing"] = [-1]
+    loans = pd.read_csv(tmp_path / "loans.csv")
+    frames = [
+        _book(_config(tmp_path, sources=[{**source, "path": path}]), tmp_path).assemble(loans, 0, "x")
+        for path in ("payments.csv", "payments.parquet")
+    ]
+    pd.testing.assert_frame_equal(*frames)
+    # Loan 1 (c1, 15/06/2021): 0 and 30.5 count, the -1 is missing
+    assert frames[1].loc[0, "pay.late.sum_12m"] == 30.5 and frames[1].loc[0, "pay.count_12m"] == 3
+    assert frames[1].loc[0, "pay.late.mean_12m"] == 15.25
+
+
 def test_two_shards_assemble_what_one_process_does(tmp_path):
     _write(tmp_path)
     cfg = _config(tmp_path)

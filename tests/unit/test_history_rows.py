@@ -34,7 +34,7 @@ def _random_cells(rng, loans: int, fmt: str | None) -> tuple[list[str], list[lis
         events = []
         for _ in range(int(rng.integers(0, 31))):
             day = app - pd.Timedelta(days=int(rng.choice([0, -3, 1, 30, 31, 90, 200, 380, 800])))
-            amount = rng.choice(["n/a", -1, None, "", float(rng.normal(100, 50)),
+            amount = rng.choice(["n/a", -1, -1.0, "-1.00", None, "", float(rng.normal(100, 50)),
                                  f"{rng.normal(100, 50):.2f}", int(rng.integers(0, 500))])  # fmt: skip
             events.append({
                 "when": day.strftime(fmt) if fmt else day.strftime("%Y-%m-%d"),

@@ -22,7 +22,7 @@ from datetime import datetime
 import numpy as np
 
 from training.data.history import DAYS_PER_MONTH, WINDOWED
-from training.data.preprocess import label_text
+from training.data.preprocess import is_number, label_text
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}:\d{2})?")
@@ -153,7 +153,8 @@ def _number(value, missing: list) -> float:
         isinstance(value, int | float) and math.isfinite(value) or _NUMBER.fullmatch(text)
     ):
         raise Unread
-    return float(value) if isinstance(value, int | float) else float(text)
+    x = float(value) if isinstance(value, int | float) else float(text)
+    return math.nan if x in {float(m) for m in missing if is_number(m)} else x  # -1 is -1.0
 
 
 def _text(value, missing: list) -> str | None:
