@@ -68,6 +68,7 @@ def data_path(cfg: DataConfig) -> Path:
 
 
 CHUNK = 1 << 20  # rows validated (and made into tensors) at a time: bounds the memory a pass needs
+CHUNK_BYTES = 1 << 27  # and at most this many bytes of float64 values: a book's 308 inputs, 54k rows
 
 
 class Shard:
@@ -157,11 +158,12 @@ class Shard:
 
     def chunks(self, names: list[str]) -> Iterator[tuple[int, pd.DataFrame]]:
         """(global number of its first row, raw columns ``names``) for each chunk, in row order."""
+        rows = max(1024, min(CHUNK, CHUNK_BYTES // (8 * max(1, len(names)))))
         if self._parquet is not None:
-            yield from self._parquet.chunks(self.lo, self.hi, names, CHUNK)
+            yield from self._parquet.chunks(self.lo, self.hi, names, rows)
             return
-        for first in range(self.lo, self.hi, CHUNK):
-            last = min(first + CHUNK, self.hi)
+        for first in range(self.lo, self.hi, rows):
+            last = min(first + rows, self.hi)
             if self._raw is not None:
                 yield first, self._raw.iloc[first - self.lo : last - self.lo][names]
                 continue
