@@ -180,8 +180,10 @@ class Book:
             self.events_read[s.name] = n
             log.info("source %s: %d events of this shard's %d loans read", s.name, n, len(frame))
         inputs = h.aggregate(self.con, app, keys, events)
-        for i in range(len(self.cfg.sources)):  # the events' memory back before training
-            self.con.execute(f"DROP TABLE IF EXISTS typed_events_{i}").fetchall()
+        # The events' memory back before training: DuckDB keeps what it used until its
+        # connection closes (570 MiB after a 200k-loan book, even with its tables dropped).
+        self.con.close()
+        self.con = connect()
         hidden = [c for c in frame.columns if c.startswith(HIDDEN)]
         return pd.concat([frame.drop(columns=hidden), inputs.set_axis(frame.index)], axis=1)
 
