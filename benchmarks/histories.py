@@ -13,7 +13,8 @@
     python -m benchmarks.histories                    # 200,000 loans (the book written once)
     python -m benchmarks.histories --loans 20000 --parts assembly,serving
 
-Writes benchmarks/histories_results.json; the table goes in docs/benchmarks.md.
+Writes benchmarks/histories_results.json (the parts run; the others keep their last figures);
+the table goes in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -193,7 +193,9 @@ def main() -> None:
     args = p.parse_args()
     folder = book(args.loans, args.book or Path(tempfile.gettempdir()) / f"rb-book-{args.loans}")
     parts = args.parts.split(",")
-    out = {"machine": machine(), "loans": args.loans, "goals": GOALS}
+    # The parts not run keep their figures (and the machine each ran on) from the last run.
+    out = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    out |= {"loans": args.loans, "goals": GOALS}
     with tempfile.TemporaryDirectory(prefix="rb-histories-") as tmp:
         if "assembly" in parts:
             out["assembly"] = assembly(folder, args.loans)
@@ -202,9 +204,8 @@ def main() -> None:
         if "serving" in parts:  # a small model: its latency does not depend on the book's size
             small = book(20_000, Path(tmp) / "book-20000")
             out["serving"] = serving(small, 20_000, Path(tmp))
-    out["peak_rss_mib_benchmark_process"] = (
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-    )
+    for part in parts:
+        out[f"{part}_machine"] = machine()
     RESULTS.write_text(json.dumps(out, indent=1, default=float))
     print(f"wrote {RESULTS}")
 
