@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
 
 SMOKE = ["sweep=smoke", "debug=tiny", "trainer.max_epochs=4", "registry.move_alias=true"]
 
@@ -209,3 +210,43 @@ def test_bad_search_space_is_refused_before_any_trial(tmp_path):
         and "inverted" in proc.stdout + proc.stderr
     )
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "sweep" / "tune").exists()
+
+
+def test_a_trial_restarted_after_it_finished_returns_its_result_without_training(
+    tmp_path, monkeypatch
+):
+    """The race behind a resumed sweep rerunning a finished trial: the trial wrote DONE, then
+    the sweep was interrupted before Tune saved that it had finished, so Tune starts it again."""
+    from hydra import compose, initialize_config_dir
+    from ray import tune
+
+    import training.core.pipeline as pipeline
+    from training.config import register_configs, to_config
+    from training.launch import sweep
+
+    folder = tmp_path / "sweep" / "trials" / "trial_0"
+    job = subprocess.run(
+        [sys.executable, "-m", "jobs.train", "debug=tiny", "registry.register=false",
+         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={folder}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
+    done = (folder / "DONE").read_text()
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        base = to_config(compose(config_name="train", overrides=["sweep=smoke", "debug=tiny"]))
+
+    class Context:
+        def get_trial_id(self) -> str:
+            return folder.name
+
+    reported: list[dict] = []
+    monkeypatch.setattr(tune, "get_context", Context)
+    monkeypatch.setattr(tune, "report", reported.append)
+    monkeypatch.setattr(pipeline, "run", lambda *a, **k: pytest.fail("the trial trained again"))
+    result = sweep._trial({}, base=base, sweep_dir=str(tmp_path / "sweep"), parent_run_id="p")
+    assert result["run_id"] == done.strip() and (folder / "DONE").read_text() == done
+    evaluation = json.loads((folder / "evaluation.json").read_text())
+    assert result[base.sweep.metric] == pytest.approx(evaluation["valid"]["auc"])
+    assert reported == [{base.sweep.metric: result[base.sweep.metric],
+                         "epoch": evaluation["training"]["epochs_run"]}]  # fmt: skip

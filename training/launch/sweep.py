@@ -87,7 +87,14 @@ def _trial(
     setup_process(max(1, int(base.sweep.cpus_per_trial)))
     cfg = trial_config(base, params)
     out_dir = Path(sweep_dir) / "trials" / tune.get_context().get_trial_id()
-    if out_dir.exists() and not RunDir(out_dir).finished:
+    if (report := RunDir(out_dir).finished_report()) is not None:
+        # It finished before the sweep was interrupted, but after Tune last saved its state:
+        # its result again (one row for the scheduler: its final model's), not a second run.
+        result = trial_result(report, base.sweep.metric)
+        tune.report({base.sweep.metric: result[base.sweep.metric],
+                     "epoch": report.training.epochs_run if report.training else 0})  # fmt: skip
+        return result
+    if out_dir.exists():
         # An attempt cut short (the sweep interrupted, then resumed): Tune runs the trial again
         # from scratch, so it starts in a fresh folder, with a journal of its own (the earlier
         # one is synced to the earlier sweep's server); the earlier folder stays beside it.
