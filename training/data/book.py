@@ -290,8 +290,10 @@ class Book:
         for i, s in enumerate(self.cfg.sources):
             keys = self._keys(frame, f"data.sources[{i}]", s, "the example")
             table = self._events(i, s, keys)
-            raw = self.con.execute(f"SELECT * FROM {table} ORDER BY seq").df().astype(object)
-            self._done(i)
+            try:
+                raw = self.con.execute(f"SELECT * FROM {table} ORDER BY seq").df().astype(object)
+            finally:
+                self._done(i)
             raw = raw.where(raw.notna(), None)  # JSON null, not NaN
             by_key = {k: g.drop(columns=["k", "seq"]).to_dict("records")
                       for k, g in raw.groupby("k", sort=False)}  # fmt: skip

@@ -331,9 +331,9 @@ class History:
             )
         from training.data import history_rows
 
+        few = len(frame) <= FEW  # in numpy where every value reads as DuckDB reads it
         dates = frame[self.application_date].reset_index(drop=True)
-        app = history_rows.dates(dates.tolist(), self.application_date_format) if len(
-            frame) <= FEW else None  # fmt: skip
+        app = history_rows.dates(dates.tolist(), self.application_date_format) if few else None
         if app is None:
             app = parse_dates(con, dates, self.application_date_format,
                               f"request: application date {self.application_date!r}",
@@ -341,10 +341,10 @@ class History:
                               "the date as the training file wrote it")  # fmt: skip
         cells = {s.name: [event_list(c, s.name, i) for i, c in enumerate(frame[s.name].tolist())]
                  for s in self.sources}  # fmt: skip
-        names = self.feature_names()
-        few = history_rows.inputs(self, app, cells) if len(frame) <= FEW else None
-        inputs = pd.DataFrame(few if few is not None else self._duckdb(con, app, cells),
-                              columns=names)  # fmt: skip
+        inputs = history_rows.inputs(self, app, cells) if few else None
+        if inputs is None:
+            inputs = self._duckdb(con, app, cells)
+        inputs = pd.DataFrame(inputs, columns=self.feature_names())
         return pd.concat([frame.reset_index(drop=True), inputs], axis=1).set_axis(frame.index)
 
     def _duckdb(self, con, app: np.ndarray, cells: dict[str, list[list[dict]]]) -> np.ndarray:

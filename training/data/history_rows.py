@@ -63,9 +63,10 @@ def _source(src, app: datetime, events: list[dict]) -> list[float]:
     age = np.array([(app.date() - t[j].date()).days / DAYS_PER_MONTH for j in keep])
     when = np.array([t[j] for j in keep], dtype="datetime64[us]")
     numeric = [f for f in src.fields if f.kind == "numeric"]
-    values = {f.name: np.array([_number(events[j].get(f.name), f.missing) for j in keep],
+    missing = {f.name: _missing(f.missing) for f in src.fields}  # once per field, not per value
+    values = {f.name: np.array([_number(events[j].get(f.name), *missing[f.name]) for j in keep],
                                dtype=np.float64) for f in numeric}  # fmt: skip
-    labels = {f.name: [_text(events[j].get(f.name), f.missing) for j in keep]
+    labels = {f.name: [_text(events[j].get(f.name), missing[f.name][0]) for j in keep]
               for f in src.fields if f.kind == "categorical"}  # fmt: skip
     out = []
     for w in src.windows:
@@ -143,22 +144,26 @@ def _time(value, fmt: str | None) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def _number(value, missing: list) -> float:
+def _missing(missing: list) -> tuple[set[str], set[float]]:
+    """A field's missing tokens as text (as DuckDB compares them), and those that are numbers as
+    numbers (-1 also marks -1.0)."""
+    return {label_text(m) for m in missing}, {float(m) for m in missing if is_number(m)}
+
+
+def _number(value, tokens: set[str], codes: set[float]) -> float:
     """A numeric field's value (NaN: missing), as DuckDB's TRY_CAST reads its text."""
-    if value is None or (text := str(value).strip(" ")) == "":
-        return math.nan
-    if text in {label_text(m) for m in missing}:
+    if value is None or (text := str(value).strip(" ")) == "" or text in tokens:
         return math.nan
     if isinstance(value, bool) or not (
         isinstance(value, int | float) and math.isfinite(value) or _NUMBER.fullmatch(text)
     ):
         raise Unread
     x = float(value) if isinstance(value, int | float) else float(text)
-    return math.nan if x in {float(m) for m in missing if is_number(m)} else x  # -1 is -1.0
+    return math.nan if x in codes else x
 
 
-def _text(value, missing: list) -> str | None:
+def _text(value, tokens: set[str]) -> str | None:
     """A categorical field's value as trimmed text (None: missing)."""
     if value is None or (text := str(value).strip(" ")) == "":
         return None
-    return None if text in {label_text(m) for m in missing} else text
+    return None if text in tokens else text

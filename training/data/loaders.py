@@ -68,7 +68,8 @@ def data_path(cfg: DataConfig) -> Path:
 
 
 CHUNK = 1 << 20  # rows validated (and made into tensors) at a time: bounds the memory a pass needs
-CHUNK_BYTES = 1 << 27  # and at most this many bytes of float64 values: a book's 308 inputs, 54k rows
+# ... and at most this many bytes of float64 values a chunk: a book's 308 inputs, 54k rows
+CHUNK_BYTES = 1 << 27
 
 
 class Shard:
