@@ -19,6 +19,7 @@ import pandas as pd
 
 from training.data.config import DataConfig, Keep, SourceConfig, TableConfig
 from training.data.history import (
+    SAME_DAY,
     EventField,
     EventSource,
     History,
@@ -49,7 +50,7 @@ class Book:
         self.history = None
         if cfg.sources:
             self.history = History(
-                application_date=cfg.application_date,
+                application_date=cfg.application_date or None,
                 application_date_format=cfg.application_date_format,
             )
             frame, app = self._dated(loans, 0, where)
@@ -105,13 +106,20 @@ class Book:
         ``top_values`` commonest among the events dated before some loan's application date and
         within its look-back (``loans``: the loan table joined to its side tables)."""
         key = f"data.sources[{i}]"
-        rel = self._columns(key, s, [s.key, s.time, *(f.name for f in s.fields)])
         spec = EventSource(
-            name=s.name, time=s.time, time_format=s.time_format, source=s.source.value,
+            name=s.name, time=s.time or "date", time_format=s.time_format, source=s.source.value,
             windows=[int(w) for w in s.windows], lookback_months=s.lookback_months,
             max_events=s.max_events, stats=list(s.stats), sequence=s.sequence,
+            columns_by_period={k: list(v) for k, v in s.columns.items()},
+            months_before=[int(m) for m in s.months_before]
+            or list(range(1, len(next(iter(s.columns.values()), [])) + 1)),
         )  # fmt: skip
-        ln = pd.DataFrame({"k": self._keys(loans, key, s, key), "app": app})
+        if s.columns:
+            rel = self._wide(i, spec, loans, app)
+            ln = pd.DataFrame({"k": np.arange(len(loans)).astype(str).astype(object), "app": app})
+        else:
+            rel = self._columns(key, s, [s.key, s.time, *(f.name for f in s.fields)])
+            ln = pd.DataFrame({"k": self._keys(loans, key, s, key), "app": app})
         self._every_loan[s.name] = ln
         self.con.register("ln", ln)
         for f in s.fields:
@@ -120,7 +128,7 @@ class Book:
                 missing = ", ".join(sql_text(label_text(m)) for m in f.missing) or "''"
                 values = [r[0] for r in self.con.execute(
                     f"SELECT v FROM (SELECT trim(CAST(e.{quote(f.name)} AS VARCHAR)) AS v, "
-                    f"{date_sql(s.time, s.time_format)} AS t, CAST(e.{quote(s.key)} AS VARCHAR) "
+                    f"{date_sql(spec.time, s.time_format)} AS t, CAST(e.{quote(s.key or 'k')} AS VARCHAR) "
                     f"AS k FROM {rel} AS e) AS e JOIN ln ON e.k = ln.k AND e.t < ln.app "
                     f"AND e.t >= ln.app - to_months({spec.lookback}) "
                     f"WHERE v IS NOT NULL AND v <> '' AND v NOT IN ({missing}) GROUP BY v "
@@ -128,7 +136,24 @@ class Book:
             spec.fields.append(EventField(name=f.name, kind=f.kind.value, description=f.description,
                                           missing=list(f.missing), values=values))  # fmt: skip
         self.con.unregister("ln")
+        if s.columns:
+            self.con.unregister(rel)
         return spec
+
+    def _wide(self, i: int, spec: EventSource, loans: pd.DataFrame, app: np.ndarray) -> str:
+        """A wide source's events of ``loans`` (``EventSource.wide``) as the relation
+        ``events_<i>``, after checking the loan table has its columns."""
+        key, have = f"data.sources[{i}]", set(loans.columns)
+        named = [c for columns in spec.columns_by_period.values() for c in columns]
+        if missing := [c for c in named if c not in have]:
+            from training.data.loaders import closest_columns
+
+            raise DataError(
+                f"{key}.columns: the loan table has no columns {missing} "
+                f"({closest_columns(missing, list(loans.columns))})"
+            )
+        self.con.register(f"events_{i}", spec.wide(loans.reset_index(drop=True), app))
+        return f"events_{i}"
 
     def coverage(self) -> dict[str, dict[str, int]]:
         """Per source, over the whole book: its events and keys, the keys no loan has (records of
@@ -138,6 +163,12 @@ class Book:
         out = {}
         for i, s in enumerate(self.cfg.sources):
             key, spec, ln = f"data.sources[{i}]", self.history.sources[i], self._every_loan[s.name]
+            if s.columns:  # a wide source: every loan has its periods
+                periods = len(spec.months_before)
+                out[s.name] = {"events": len(ln) * periods, "keys": len(ln),
+                               "keys_without_loans": 0, "loans": len(ln),
+                               "loans_without_events": 0 if periods else len(ln)}  # fmt: skip
+                continue
             rel = self._columns(key, s, [s.key, s.time])
             self.con.register("ln", ln)
             events, n_keys, orphans, empty = self.con.execute(
@@ -170,10 +201,14 @@ class Book:
         frame, app = self._dated(loans, first_row, where)
         keys, events = {}, {}
         for i, (s, spec) in enumerate(zip(self.cfg.sources, h.sources, strict=True)):
-            keys[s.name] = self._keys(frame, f"data.sources[{i}]", s, where)
-            table = self._events(i, s, keys[s.name])
+            if s.columns:
+                keys[s.name] = np.arange(len(frame)).astype(str).astype(object)
+                table = self._wide(i, spec, frame, app)
+            else:
+                keys[s.name] = self._keys(frame, f"data.sources[{i}]", s, where)
+                table = self._events(i, s, keys[s.name])
             try:
-                events[s.name] = h.typed(self.con, spec, table, str(self._path(s)))
+                events[s.name] = h.typed(self.con, spec, table, self._where(s, where))
             finally:
                 self._done(i)
             n = self.con.execute(f"SELECT count(*) FROM typed_{table}").fetchall()[0][0]
@@ -187,9 +222,16 @@ class Book:
         hidden = [c for c in frame.columns if c.startswith(HIDDEN)]
         return pd.concat([frame.drop(columns=hidden), inputs.set_axis(frame.index)], axis=1)
 
+    def _where(self, s: SourceConfig, where: str) -> str:
+        """Where a source's events come from, for errors: its file, or the loan table's."""
+        return f"{where} (data.sources[{s.name}].columns)" if s.columns else str(self._path(s))
+
     def _dated(self, loans: pd.DataFrame, first_row: int, where: str):
-        """The loans joined to the side tables, and their application dates."""
+        """The loans joined to the side tables, and their application dates (one day for all
+        of a book without them: its sources are the loan table's own columns)."""
         frame, column = self.join_tables(loans), self.cfg.application_date
+        if not column:
+            return frame, np.full(len(frame), SAME_DAY)
         if column not in frame:
             raise DataError(f"{where}: no column {column!r} (data.application_date)")
         app = parse_dates(self.con, frame[column], self.cfg.application_date_format,
@@ -277,6 +319,9 @@ class Book:
 
     def _done(self, i: int) -> None:
         """Source i's view of events and the keys it reads gone."""
+        if self.cfg.sources[i].columns:
+            self.con.unregister(f"events_{i}")
+            return
         self.con.execute(f"DROP VIEW IF EXISTS events_{i}")
         self.con.unregister(f"loan_keys_{i}")
 
@@ -284,10 +329,17 @@ class Book:
         """What a served request carries for these loans beyond their flat features: the
         application date and, per source, the events as JSON text (the file's values)."""
         assert self.history is not None
-        frame = self.join_tables(loans)
-        dates = frame[self.history.application_date]
-        out = {self.history.application_date: dates.map(label_text, na_action="ignore").to_numpy()}
+        frame, column, out = self.join_tables(loans), self.history.application_date, {}
+        if column:
+            out[column] = frame[column].map(label_text, na_action="ignore").to_numpy()
+        flat = {f.name for f in self.cfg.features}
         for i, s in enumerate(self.cfg.sources):
+            if s.columns:  # the loan table's own columns, as the file holds them
+                spec = self.history.sources[i]
+                out |= {
+                    c: frame[c].to_numpy() for c in History.event_columns(spec) if c not in flat
+                }
+                continue
             keys = self._keys(frame, f"data.sources[{i}]", s, "the example")
             table = self._events(i, s, keys)
             try:

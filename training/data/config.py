@@ -115,13 +115,19 @@ class SourceConfig:
     over the whole look-back its last value; each categorical field counts its most frequent
     values (``values``, or the ``top_values`` commonest in the file) per window. Reasons name the
     source (``name``), the field and the window.
+
+    A wide file holds a short history as the loan table's own columns, one per field and period
+    (a card's last six statements: ``PAY_AMT1`` .. ``PAY_AMT6``): ``columns`` maps each field to
+    its columns, most recent first, and ``months_before`` dates them (default 1, 2, ...: the
+    month before the application, the one before that, ...); no ``path``, ``key`` or ``time``.
+    Without ``data.application_date`` every loan's application is the same day.
     """
 
     name: str = MISSING
-    path: str = MISSING
-    key: str = MISSING
+    path: str = ""  # a dated source's file or folder of part files
+    key: str = ""
     join: str = ""
-    time: str = MISSING  # the event's date column
+    time: str = ""  # the event's date column
     time_format: str | None = None  # strptime format ('%y%m%d' reads 960728); ISO dates without
     sep: str = ","
     encoding: str = "utf-8"
@@ -134,6 +140,8 @@ class SourceConfig:
     top_values: int = 8
     values: dict[str, list[str]] = field(default_factory=dict)  # categorical field -> values
     sequence: int = 0  # the most recent events fed to the network one by one (0: statistics only)
+    columns: dict[str, list[str]] = field(default_factory=dict)  # wide: field -> loan-table columns
+    months_before: list[int] = field(default_factory=list)  # wide: each period's age (default 1..)
 
 
 @dataclass(kw_only=True)
@@ -225,9 +233,10 @@ class DataConfig:
             return
         check(self.format == "csv", "data.format", self.format,
               "must be csv for a book with data.tables or data.sources (the loan table)")  # fmt: skip
-        check(not self.sources or bool(self.application_date), "data.application_date",
-              self.application_date, "is required with data.sources: the loan table's column "
-              "whose date events must precede")  # fmt: skip
+        dated = [s for s in self.sources if not s.columns]
+        check(not dated or bool(self.application_date), "data.application_date",
+              self.application_date, "is required with data.sources that have a path: the loan "
+              "table's column whose date events must precede")  # fmt: skip
         names = [t.name for t in self.tables] + [s.name for s in self.sources]
         for i, name in enumerate(names):
             check(names.index(name) == i, "data.tables/sources name", name, "is used twice")
@@ -237,7 +246,14 @@ class DataConfig:
             self._check_join(f"data.tables[{i}].join", t.join or t.key, self.tables[:i])
         for i, src in enumerate(self.sources):
             key = f"data.sources[{i}]"
-            self._check_join(f"{key}.join", src.join or src.key, self.tables)
+            if src.columns:
+                _check_wide(key, src)
+            else:
+                for part in ("path", "key", "time"):
+                    check(bool(getattr(src, part)), f"{key}.{part}", getattr(src, part),
+                          "is required for a source of dated events (or set columns: the "
+                          "loan table's columns of each period, for a wide file)")  # fmt: skip
+                self._check_join(f"{key}.join", src.join or src.key, self.tables)
             check(bool(src.fields) or "count" in src.stats, f"{key}.fields", "[]",
                   "must list the event columns to learn from (or keep 'count' in stats)")  # fmt: skip
             check(bool(src.windows) and all(int(w) > 0 for w in src.windows), f"{key}.windows",
@@ -293,3 +309,21 @@ class DataConfig:
             if isinstance(self.positive_label, (list, tuple))
             else [self.positive_label]
         )
+
+
+def _check_wide(key: str, src: SourceConfig) -> None:
+    """A wide source: each field's columns, one per period, and the periods' ages in months."""
+    for part in ("path", "key", "time", "join"):
+        check(not getattr(src, part), f"{key}.{part}", getattr(src, part),
+              "must be empty for a source read from the loan table's columns (columns is set)")  # fmt: skip
+    names = [f.name for f in src.fields]
+    check(sorted(names) == sorted(src.columns), f"{key}.columns", sorted(src.columns),
+          f"must map each field {names} to its columns, one per period, most recent first")  # fmt: skip
+    periods = {len(v) for v in src.columns.values()}
+    check(len(periods) == 1, f"{key}.columns", {k: len(v) for k, v in src.columns.items()},
+          "must give every field the same number of periods")  # fmt: skip
+    n = periods.pop()
+    ages = list(src.months_before) or list(range(1, n + 1))
+    check(len(ages) == n and all(int(m) >= 1 for m in ages) and len(set(ages)) == n,
+          f"{key}.months_before", list(src.months_before), f"must list {n} distinct ages in "
+          "months, at least 1 (events before the application), one per column")  # fmt: skip

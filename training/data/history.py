@@ -39,6 +39,7 @@ WINDOWED = ("sum", "mean", "min", "max", "slope")  # per numeric field and windo
 DAYS_PER_MONTH = 30.4375
 FEW = 16  # a request of at most this many loans is computed in numpy (``history_rows``)
 LOANS_AT_A_TIME = 50_000  # loans joined to their events at once (``aggregate``)
+SAME_DAY = np.datetime64("2000-01-01", "us")  # the application date of a book without one
 NUMBER_TYPES = {
     "TINYINT",
     "SMALLINT",
@@ -90,10 +91,33 @@ class EventSource:
     max_events: int | None = None
     stats: list[str] = field(default_factory=lambda: list(STATS))
     sequence: int = 0  # the most recent events fed to the network one by one (0: none)
+    # A wide source: field -> the loan table's columns, one per period, and each period's age.
+    columns_by_period: dict[str, list[str]] = field(default_factory=dict)
+    months_before: list[int] = field(default_factory=list)
 
     @property
     def lookback(self) -> int:
         return int(self.lookback_months or max(self.windows))
+
+    def wide(self, frame: pd.DataFrame, app: np.ndarray) -> pd.DataFrame:
+        """A wide source's events from the loan rows ``frame`` (application dates ``app``): one
+        per row and period (``k`` the row's position, as text), dated ``months_before`` months
+        before the application, with the fields' values as the columns hold them."""
+        n = len(frame)
+        out = {"k": np.tile(np.arange(n).astype(str).astype(object), len(self.months_before)),
+               "seq": np.arange(n * len(self.months_before), dtype=np.int64),
+               self.time: np.concatenate([months_back(app, m) for m in self.months_before])}  # fmt: skip
+        for name, columns in self.columns_by_period.items():
+            out[name] = pd.concat([frame[c] for c in columns], ignore_index=True)
+        return pd.DataFrame(out)
+
+    def wide_cells(self, frame: pd.DataFrame, app: np.ndarray) -> list[list[dict]]:
+        """``wide`` as a request's lists of events, one per row (dates as ISO text)."""
+        events = self.wide(frame, app)
+        events[self.time] = events[self.time].dt.strftime("%Y-%m-%d")
+        records = events.drop(columns=["k", "seq"]).astype(object)
+        records = records.where(records.notna(), None).to_dict("records")
+        return [records[i :: len(frame)] for i in range(len(frame))]
 
     def columns(self) -> list[tuple[str, str, str]]:
         """(feature name, SQL aggregate, description) of every input this source gives."""
@@ -208,9 +232,26 @@ GROUP BY ln.row ORDER BY ln.row"""
 class History:
     """A book's event sources and the loan table's application date: the inputs it derives."""
 
-    application_date: str
+    application_date: str | None  # None: one day for every loan (``SAME_DAY``; wide sources only)
     application_date_format: str | None = None
     sources: list[EventSource] = field(default_factory=list)
+
+    def request_columns(self) -> list[str]:
+        """What a served request carries beyond the flat features: the application date, each
+        dated source's list of events and each wide source's columns."""
+        dates = [self.application_date] if self.application_date else []
+        return dates + [c for s in self.sources for c in self.event_columns(s)]
+
+    @staticmethod
+    def event_columns(s: EventSource) -> list[str]:
+        """A source's columns in a request: its list of events, or a wide source's columns."""
+        if s.columns_by_period:
+            return [c for f in s.fields for c in s.columns_by_period[f.name]]
+        return [s.name]
+
+    def lists(self) -> list[str]:
+        """The request columns that hold a list of events (the dated sources)."""
+        return [s.name for s in self.sources if not s.columns_by_period]
 
     def features(self) -> list[FeatureSpec]:
         return [f for s in self.sources for f in s.features()]
@@ -321,31 +362,41 @@ class History:
     def from_request(self, con, frame: pd.DataFrame) -> pd.DataFrame:
         """A served request's rows (application date and, per source, a list of events or its
         JSON text) with every source's inputs added as columns."""
-        missing = [c for c in [self.application_date, *(s.name for s in self.sources)]
-                   if c not in frame]  # fmt: skip
-        if missing:
+        if missing := [c for c in self.request_columns() if c not in frame]:
             raise DataError(
                 f"request lacks columns {missing}: a model of event histories reads the "
                 f"application date ({self.application_date!r}) and, per source, the list of that "
-                "borrower's events (an empty list for none)"
+                "borrower's events (an empty list for none), or a wide source's columns"
             )
         from training.data import history_rows
 
         few = len(frame) <= FEW  # in numpy where every value reads as DuckDB reads it
-        dates = frame[self.application_date].reset_index(drop=True)
+        app = self._dates(con, frame.reset_index(drop=True), few)
+        cells = {
+            s.name: s.wide_cells(frame, app) if s.columns_by_period
+            else [event_list(c, s.name, i) for i, c in enumerate(frame[s.name].tolist())]
+            for s in self.sources
+        }  # fmt: skip
+        inputs = history_rows.inputs(self, app, cells) if few else None
+        if inputs is None:
+            inputs = self._duckdb(con, app, cells)
+        inputs = pd.DataFrame(inputs, columns=self.feature_names())
+        return pd.concat([frame.reset_index(drop=True), inputs], axis=1).set_axis(frame.index)
+
+    def _dates(self, con, frame: pd.DataFrame, few: bool) -> np.ndarray:
+        """A request's application dates (``SAME_DAY`` for a book without them)."""
+        from training.data import history_rows
+
+        if self.application_date is None:
+            return np.full(len(frame), SAME_DAY)
+        dates = frame[self.application_date]
         app = history_rows.dates(dates.tolist(), self.application_date_format) if few else None
         if app is None:
             app = parse_dates(con, dates, self.application_date_format,
                               f"request: application date {self.application_date!r}",
                               pd.Series(np.arange(len(frame))),
                               "the date as the training file wrote it")  # fmt: skip
-        cells = {s.name: [event_list(c, s.name, i) for i, c in enumerate(frame[s.name].tolist())]
-                 for s in self.sources}  # fmt: skip
-        inputs = history_rows.inputs(self, app, cells) if few else None
-        if inputs is None:
-            inputs = self._duckdb(con, app, cells)
-        inputs = pd.DataFrame(inputs, columns=self.feature_names())
-        return pd.concat([frame.reset_index(drop=True), inputs], axis=1).set_axis(frame.index)
+        return app
 
     def _duckdb(self, con, app: np.ndarray, cells: dict[str, list[list[dict]]]) -> np.ndarray:
         """A request's inputs by ``aggregate``: its events as a CSV would hold them (text)."""
@@ -407,6 +458,12 @@ def typing(src: EventSource, types: dict[str, str]) -> tuple[list[str], list[tup
                        "is not a number", "; list it under the field's missing "
                        f"(data.sources[{src.name}].fields), or set its kind to categorical"))  # fmt: skip
     return columns, checks
+
+
+def months_back(app: np.ndarray, months: int) -> np.ndarray:
+    """Each date ``months`` calendar months earlier, a month's end clamped (31 March less one
+    month is 28 February), as DuckDB's ``app - to_months(months)``."""
+    return (pd.DatetimeIndex(app) - pd.DateOffset(months=int(months))).to_numpy("datetime64[us]")
 
 
 def without(value: str, codes: str) -> str:

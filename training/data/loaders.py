@@ -138,6 +138,8 @@ class Shard:
                 f"{path}: missing columns {missing} (named in data.features / data.target / "
                 f"data.split.period_column / data.protected; {closest_columns(missing, columns)})"
             )
+        if self.book is not None and self.book.history is not None:
+            named += self.book.history.request_columns()  # a wide source's columns are read
         self.unused = tuple(c for c in columns if c not in named)
 
     def _path(self) -> Path:

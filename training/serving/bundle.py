@@ -250,7 +250,7 @@ def signature(schema: Schema, reasons: int):
     """Named inputs (string for categorical; numeric and binary of any type, since MLflow refuses
     int64 for a double and a lender's CSV reads as int64: ``Scorer.numbers`` checks them; for a
     model of event histories, the application date and one column per source holding that
-    borrower's events, a list or its JSON text); outputs pd, score and ``reasons`` reason
+    borrower's events, a list or its JSON text, or a wide source's columns); outputs pd, score and ``reasons`` reason
     columns; one parameter, ``reasons`` (per request)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec
@@ -262,10 +262,8 @@ def signature(schema: Schema, reasons: int):
         for f in schema.inputs()
     ]
     if schema.history:
-        h = schema.history
-        inputs += [
-            ColSpec(AnyType(), n) for n in [h.application_date, *(s.name for s in h.sources)]
-        ]
+        flat = {c.name for c in inputs}
+        inputs += [ColSpec(AnyType(), n) for n in schema.history.request_columns() if n not in flat]
     outputs = [ColSpec("double", "pd"), ColSpec("double", "score")]
     for i in range(1, reasons + 1):
         outputs += [

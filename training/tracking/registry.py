@@ -163,8 +163,8 @@ def load_model(ref: ModelRef, store: str, reasons: int) -> ScoringModel:
         reasons_tolerance=scorer.explainer.cfg.tolerance
         if getattr(scorer, "explainer", None)
         else None,
-        sources=tuple(s.name for s in history.sources) if history else (),
-        dates=(history.application_date,) if history else (),
+        sources=tuple(history.lists()) if history else (),
+        dates=(history.application_date,) if history and history.application_date else (),
         computed=scorer.inputs if history else None,
     )
 
