@@ -213,7 +213,7 @@ def _request(tables: dict[str, pd.DataFrame], loan: pd.Series) -> dict:
 def test_the_book_trains_on_its_history_and_registers_a_version(job):
     *_, out, report, tables, log = job
     assert report["data"]["rows"] == 1200
-    assert report["data"]["unused_columns"] == ["loan_id", "customer_id", "branch_id", "applied"]
+    assert report["data"]["unused_columns"] == ["loan_id", "customer_id", "branch_id"]
     assert _events_read(log) == len(tables["repayments"])  # every loan's, none lost
     assert "table branches:" in log and "have no row" in log  # branch B12 is not in the table
     # the report counts the source over every loan: here every payer has a loan, and a loan has

@@ -117,8 +117,9 @@ class Preprocessor:
     # The fitted lists as arrays and indexes, built once (a served model transforms one row at a
     # time, where building them took most of the time); asdict and the bundle keep the lists.
     @cached_property
-    def _quantile_arrays(self) -> tuple[list[np.ndarray], np.ndarray]:
-        return [np.asarray(q) for q in self.quantiles], np.asarray(self.levels)
+    def _quantile_arrays(self) -> tuple[list[np.ndarray], np.ndarray, tuple]:
+        quantiles = [_merge_runs(np.asarray(q)) for q in self.quantiles]
+        return quantiles, np.asarray(self.levels), _runs(quantiles)
 
     @cached_property
     def _vocab_index(self) -> dict[str, pd.Index]:
@@ -135,11 +136,11 @@ class Preprocessor:
         columns took 5 of its 9 ms here)."""
         block = frame[self._read].to_numpy(dtype=np.float64)
         x = {c: block[:, i] for i, c in enumerate(self._read)}
-        quantiles, levels = self._quantile_arrays
+        quantiles, levels, runs = self._quantile_arrays
         values = np.empty((len(block), len(self.numeric)))
         for j, c in enumerate(self.numeric):
             values[:, j] = self._values(x[c], c)
-        yield from _quantile_normal(values, quantiles, levels).T
+        yield from _quantile_normal(_snap(values, runs), quantiles, levels).T
         for c in self.binary:
             yield np.nan_to_num(self._values(x[c], c), nan=0.0)
         for c in self.indicators:
@@ -188,3 +189,39 @@ def _quantile_normal(x: np.ndarray, quantiles: list[np.ndarray], levels: np.ndar
     # for every column: per column, it was a third of a served row's preprocessing.
     z = torch.special.ndtri(torch.from_numpy(np.clip(u, _EPS, 1 - _EPS))).numpy()
     return np.where(np.isnan(x), 0.0, z)
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Equal but for rounding: a sum added up in another order."""
+    return np.isclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def _merge_runs(q: np.ndarray) -> np.ndarray:
+    """Quantiles equal but for rounding made equal (each run its first value): the same input
+    summed in another order on two training rows must make one run of equal quantiles."""
+    if len(q) < 2:
+        return q
+    first = np.concatenate([[True], ~_close(q[1:], q[:-1])])
+    return q[np.flatnonzero(first)[np.cumsum(first) - 1]]
+
+
+def _runs(quantiles: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Every run of equal quantiles, as (its column, its value)."""
+    columns, values = [], []
+    for j, q in enumerate(quantiles):
+        tied = np.unique(q[1:][q[1:] == q[:-1]])
+        columns += [j] * len(tied)
+        values += tied.tolist()
+    return np.asarray(columns, dtype=np.int64), np.asarray(values, dtype=np.float64)
+
+
+def _snap(x: np.ndarray, runs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``x`` (n, m), in place, with each value equal but for rounding to a run of equal training
+    quantiles (``_runs``) set to it. A value on a run maps to the run's middle, one ulp above it
+    to its top: an input summed in another order (a served request's history in numpy, a book's
+    in DuckDB; measured 0.26 points of PD apart on a tied mean) must land on the same spot."""
+    columns, values = runs
+    if len(columns):
+        rows, k = np.nonzero(_close(x[:, columns], values))
+        x[rows, columns[k]] = values[k]
+    return x
