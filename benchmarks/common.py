@@ -93,10 +93,14 @@ def figure(
 def mpirun_cmd(n: int, oversubscribe: bool = True) -> list[str]:
     """``mpirun -n N`` from this environment; as root Open MPI needs --allow-run-as-root.
     Inside a Slurm allocation pass ``oversubscribe=False``: with it, Open MPI may put every rank
-    on the first node instead of following the allocation's tasks per node."""
+    on the first node instead of following the allocation's tasks per node. There the ranks are
+    not bound to cores, as ``slurm/train_mpi.sbatch`` starts them: Open MPI binds each node's
+    first rank to that node's core 0, and nodes that share a host (the namespace nodes of
+    ``.ci/slurm.sh``) then put every rank on one core (measured: weak scaling 0.39 -> see
+    docs/benchmarks.md)."""
     local = Path(sys.executable).parent / "mpirun"
     cmd = [str(local) if local.exists() else "mpirun", "-n", str(n)]
-    cmd += ["--oversubscribe"] if oversubscribe else []
+    cmd += ["--oversubscribe"] if oversubscribe else ["--bind-to", "none"]
     return cmd[:1] + (["--allow-run-as-root"] if os.geteuid() == 0 else []) + cmd[1:]
 
 
