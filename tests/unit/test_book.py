@@ -278,3 +278,51 @@ def test_the_documented_book_yaml_is_a_valid_data_config(doc):
         OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.create(block))
     )
     assert cfg.application_date and cfg.tables and cfg.sources[0].fields
+
+
+def _row_groups_read(con, table: str, tmp_path) -> tuple[int, int]:
+    """(row groups the Parquet reader scanned, row groups it had) for a count of ``table``."""
+    out = tmp_path / "profile.json"
+    con.execute("PRAGMA enable_profiling='json'")
+    con.execute(f"PRAGMA profiling_output='{out}'")
+    con.execute(f"SELECT count(*) FROM {table}").fetchall()
+    con.execute("PRAGMA disable_profiling")
+
+    def scans(node):
+        for child in node.get("children", []) + node.get("operator", []):
+            if child.get("name") == "READ_PARQUET":
+                yield child["row_groups_scanned"], child["total_row_groups_to_scan"]
+            yield from scans(child)
+
+    return tuple(map(sum, zip(*scans(json.loads(out.read_text())), strict=True)))
+
+
+@pytest.mark.parametrize("key_type", ["text", "integer"])
+def test_a_shard_reads_only_the_row_groups_of_its_borrowers(tmp_path, key_type):
+    """A book written in key order (as jobs.make_portfolio writes it), in part files of several
+    row groups: the events of the first quarter of the loans come from the row groups that hold
+    their keys, not from every row group, and are exactly those loans' events."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 40
+    ids = [f"c{i:02d}" for i in range(n)] if key_type == "text" else list(range(1000, 1000 + n))
+    loans = pd.DataFrame({"customer_id": ids, "branch_id": 10, "applied": "01/01/2022",
+                          "amount": 1000.0, "status": ["bad", "good"] * (n // 2)})  # fmt: skip
+    _write(tmp_path, loans=loans)
+    (tmp_path / "pay").mkdir()
+    for part in range(4):  # 10 customers a file, 5 a row group, 3 events each
+        mine = ids[part * 10 : (part + 1) * 10]
+        events = pd.DataFrame({"customer_id": np.repeat(mine, 3), "paid": "2021-06-01",
+                               "late": np.arange(30.0), "channel": "web"})  # fmt: skip
+        pq.write_table(pa.Table.from_pandas(events, preserve_index=False),
+                       tmp_path / "pay" / f"part-{part}.parquet", row_group_size=15)  # fmt: skip
+    source = {"name": "pay", "path": "pay", "key": "customer_id", "time": "paid",
+              "windows": [12], "fields": [{"name": "late"}]}  # fmt: skip
+    cfg = _config(tmp_path, tables=[], sources=[source])
+    book = Book(cfg, tmp_path, pd.read_csv(tmp_path / "loans.csv"), "loans.csv")
+    keys = np.array([str(k) for k in ids[: n // 4]], dtype=object)
+    table = book._events(0, cfg.sources[0], keys)
+    assert _row_groups_read(book.con, table, tmp_path) == (2, 8)
+    got = book.con.execute(f"SELECT DISTINCT k FROM {table} ORDER BY k").fetchall()
+    assert [r[0] for r in got] == sorted(keys)

@@ -74,13 +74,30 @@ class Book:
                 f"data.root={self.cfg.root!r})"
             )
         if path.is_dir() or path.suffix == ".parquet":
-            files = f"{path}/**/*.parquet" if path.is_dir() else str(path)
-            scan = f"read_parquet({sql_text(files)}, hive_partitioning = true)"
-        else:
-            encoding = table.encoding.lower().replace("utf-8-sig", "utf-8")
-            scan = (f"read_csv({sql_text(str(path))}, delim = {sql_text(table.sep)}, header = true, "
-                    f"all_varchar = true, encoding = {sql_text(encoding)})")  # fmt: skip
+            return self._parquet(path), path
+        encoding = table.encoding.lower().replace("utf-8-sig", "utf-8")
+        scan = (f"read_csv({sql_text(str(path))}, delim = {sql_text(table.sep)}, header = true, "
+                f"all_varchar = true, encoding = {sql_text(encoding)})")  # fmt: skip
         return f"(SELECT *, row_number() OVER () - 1 AS seq FROM {scan})", path
+
+    def _parquet(self, path: Path) -> str:
+        """A Parquet file or folder of parts (in name order), ``seq`` each row's number across
+        them: the rows before its file (from the files' footers) plus its row in its file. Not
+        a row number over the whole scan, so a filter on a column (a rank's range of keys)
+        reaches the reader, which skips the row groups and files outside it."""
+        import pyarrow.parquet as pq
+
+        files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+        if not files:
+            raise DataError(f"{path}: no .parquet files in the folder")
+        rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
+        offsets = np.concatenate([[0], np.cumsum(rows)[:-1]])
+        first = " ".join(f"WHEN {sql_text(str(f))} THEN {int(o)}"
+                         for f, o in zip(files, offsets, strict=True))  # fmt: skip
+        scan = (f"read_parquet([{', '.join(sql_text(str(f)) for f in files)}], "
+                "hive_partitioning = true, filename = true, file_row_number = true)")  # fmt: skip
+        return (f"(SELECT * EXCLUDE (filename, file_row_number), file_row_number + "
+                f"CASE filename {first} END AS seq FROM {scan})")  # fmt: skip
 
     def _columns(self, key: str, table: TableConfig | SourceConfig, names: list[str]) -> str:
         """The table's scan, after checking it has the columns ``names``."""
@@ -308,14 +325,36 @@ class Book:
         (``History.typed``) is the one kept, read from the file without a text copy beside it."""
         rel = self._columns(f"data.sources[{i}]", s, [s.key, s.time])
         names = [s.time, *(f.name for f in s.fields)]
-        self.con.register(f"loan_keys_{i}", pd.DataFrame({"k": pd.unique(keys[pd.notna(keys)])}))
+        wanted = pd.unique(keys[pd.notna(keys)])
+        self.con.register(f"loan_keys_{i}", pd.DataFrame({"k": wanted}))
         table = f"events_{i}"
         self.con.execute(
             f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT CAST({quote(s.key)} AS VARCHAR) AS k, "
             f"seq, {', '.join(quote(n) for n in names)} FROM {rel} "
-            f"WHERE CAST({quote(s.key)} AS VARCHAR) IN (SELECT k FROM loan_keys_{i}) ORDER BY seq"
+            f"WHERE {self._key_range(rel, s.key, wanted)}"
+            f"CAST({quote(s.key)} AS VARCHAR) IN (SELECT k FROM loan_keys_{i}) ORDER BY seq"
         ).fetchall()
         return table
+
+    def _key_range(self, rel: str, key: str, wanted: np.ndarray) -> str:
+        """``key BETWEEN lo AND hi AND `` over the keys ``wanted`` (text), in the key column's
+        own type, or nothing: a filter the Parquet reader applies to its row groups' statistics,
+        so a rank of a book written in key order (as ``jobs.make_portfolio`` writes it) reads
+        only the row groups and files of its borrowers. The exact match follows it."""
+        kind = self.con.execute(f"DESCRIBE SELECT {quote(key)} FROM {rel}").fetchall()[0][1]
+        if not len(wanted):
+            return ""
+        if kind == "VARCHAR":
+            bounds = [sql_text(min(wanted)), sql_text(max(wanted))]
+        elif kind in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"):
+            try:  # exact integers (a float would round 19-digit keys)
+                numbers = [int(k) for k in wanted]
+            except ValueError:
+                return ""
+            bounds = [str(min(numbers)), str(max(numbers))]
+        else:
+            return ""
+        return f"{quote(key)} BETWEEN {bounds[0]} AND {bounds[1]} AND "
 
     def _done(self, i: int) -> None:
         """Source i's view of events and the keys it reads gone."""
