@@ -197,8 +197,13 @@ def test_a_parquet_source_of_typed_columns_gives_what_its_csv_gives(tmp_path):
 def test_two_shards_assemble_what_one_process_does(tmp_path):
     _write(tmp_path)
     cfg = _config(tmp_path)
-    whole = Shard(cfg, DistContext())._raw
-    parts = [Shard(cfg, DistContext(rank=r, world_size=2))._raw for r in range(2)]
+    def assembled(shard: Shard, rows: int) -> pd.DataFrame:  # chunks of ``rows`` loans
+        names = [*shard.loans.columns, *(f.name for f in shard.book.features)]
+        return pd.concat([c for _, c in shard._assembled(names, rows)], ignore_index=True)
+
+    whole = assembled(Shard(cfg, DistContext()), 1024)
+    assert len(whole) == 4 and whole["pay.count_12m"].tolist() == [3, 0, 0, 4]
+    parts = [assembled(Shard(cfg, DistContext(rank=r, world_size=2)), 1) for r in range(2)]
     pd.testing.assert_frame_equal(whole, pd.concat(parts, ignore_index=True))
 
 

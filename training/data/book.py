@@ -230,7 +230,7 @@ class Book:
                 self._done(i)
             n = self.con.execute(f"SELECT count(*) FROM typed_{table}").fetchall()[0][0]
             self.events_read[s.name] = n
-            log.info("source %s: %d events of this shard's %d loans read", s.name, n, len(frame))
+            log.debug("source %s: %d events of %d loans read", s.name, n, len(frame))
         inputs = h.aggregate(self.con, app, keys, events)
         # The events' memory back before training: DuckDB keeps what it used until its
         # connection closes (570 MiB after a 200k-loan book, even with its tables dropped).

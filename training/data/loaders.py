@@ -89,6 +89,7 @@ class Shard:
         self._parquet: ParquetBook | None = None
         self.book: Book | None = None  # side tables and event sources (data.tables, data.sources)
         self.loans: pd.DataFrame | None = None  # a book's loan-table rows of this shard, raw
+        self._events_logged = False  # a book's events read, logged after the first pass
         if cfg.format == "synthetic":
             self.schema, self.n_rows = synthetic.SCHEMA, cfg.n_rows
             self.source = f"synthetic(n_rows={cfg.n_rows}, seed={cfg.seed})"
@@ -124,11 +125,10 @@ class Shard:
             self.read = self._parquet.describe(self.lo, self.hi)
         if cfg.true_pd:
             self.pd_true = self._raw[cfg.true_pd].to_numpy(dtype=np.float64)
-        if self.book is not None:  # the shard's loans with their side tables and histories
+        if self.book is not None:  # side tables and histories: assembled a chunk at a time
             self.loans = self._raw
-            self._raw = self.book.assemble(self._raw, self.lo, str(path))
-            columns = list(self._raw.columns)
-            self.read += "; their side tables and events (DuckDB)"
+            columns += [f.name for f in self.book.features]
+            self.read += "; their side tables and events (DuckDB, a chunk of loans at a time)"
         if self.n_rows == 0:
             raise DataError(f"{path}: no data rows")
         named = wanted_columns(self.schema)
@@ -162,6 +162,9 @@ class Shard:
     def chunks(self, names: list[str]) -> Iterator[tuple[int, pd.DataFrame]]:
         """(global number of its first row, raw columns ``names``) for each chunk, in row order."""
         rows = max(1024, min(CHUNK, CHUNK_BYTES // (8 * max(1, len(names)))))
+        if self.book is not None:
+            yield from self._assembled(names, rows)
+            return
         if self._parquet is not None:
             yield from self._parquet.chunks(self.lo, self.hi, names, rows)
             return
@@ -173,6 +176,27 @@ class Shard:
             data = synthetic.generate(last - first, seed=self.cfg.seed, start=first)
             self.pd_true[first - self.lo : last - self.lo] = data.pd_true
             yield first, data.frame
+
+    def _assembled(self, names: list[str], rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
+        """A book's chunks: its loan rows, with their side tables and event histories assembled
+        (``Book.assemble``) when ``names`` asks for them. A chunk's events and inputs, not the
+        shard's, are in memory at once: the rank holds its tensors plus one chunk (each pass
+        that reads the features assembles again; the Parquet reader skips other chunks' row
+        groups)."""
+        built = {f.name for f in self.book.features}
+        read: dict[str, int] = {}
+        for first in range(self.lo, self.hi, rows):
+            loans = self.loans.iloc[first - self.lo : min(first + rows, self.hi) - self.lo]
+            if built.isdisjoint(names):
+                yield first, loans[names]
+                continue
+            frame = self.book.assemble(loans, first, self.source)
+            read = {k: read.get(k, 0) + v for k, v in self.book.events_read.items()}
+            yield first, frame.set_axis(loans.index)[names]
+        if read and not self._events_logged:
+            self._events_logged = True
+            for name, n in read.items():
+                log.info("source %s: %d events of this shard's %d loans read", name, n, len(self))
 
     def scan(self, visit: Callable[[int, pd.DataFrame], None], features: bool = True) -> None:
         """Validate each chunk (only the target and period when not ``features``) and call

@@ -1,7 +1,8 @@
 """A data set made ready for training on this rank: read, split, preprocessed, fingerprinted.
 
 Each rank holds a contiguous shard of the rows and streams it in three passes, one chunk of raw
-rows at a time (``Shard.scan``), so its memory is its model-ready tensors plus one chunk:
+rows at a time (``Shard.scan``; for a book of several tables, a chunk of loans with their side
+tables and histories assembled), so its memory is its model-ready tensors plus one chunk:
 
 1. every row's label (and period) is gathered (small) and split the same way on every rank;
 2. the preprocessing is fitted on training rows chosen by global row number (the same for any
