@@ -122,6 +122,7 @@ def prepare(
     for name, part in parts.items():
         part.keep = _kept(benchmark_rows, name, part.tensors)
     mixed = _fill(shard, parts, pre)
+    sources = _coverage(shard, ctx)  # before "data ready": its memory counts too
     _log(data, shard, split, parts, ctx)
     tensors = {name: part.tensors for name, part in parts.items()}
     test_rows = parts["test"].rows - shard.lo
@@ -136,8 +137,7 @@ def prepare(
         {name: part.keep for name, part in parts.items()},
         _groups(parts["test"], data),
         shard.pd_true[test_rows] if shard.pd_true is not None else None,
-        shard.source, list(shard.unused), _example(shard, parts["test"]),
-        _coverage(shard, ctx),
+        shard.source, list(shard.unused), _example(shard, parts["test"]), sources,
     )  # fmt: skip
     return Prepared(training, evaluation)
 
