@@ -96,8 +96,8 @@ def mpirun_cmd(n: int, oversubscribe: bool = True) -> list[str]:
     on the first node instead of following the allocation's tasks per node. There the ranks are
     not bound to cores, as ``slurm/train_mpi.sbatch`` starts them: Open MPI binds each node's
     first rank to that node's core 0, and nodes that share a host (the namespace nodes of
-    ``.ci/slurm.sh``) then put every rank on one core (measured: weak scaling 0.39 -> see
-    docs/benchmarks.md)."""
+    ``.ci/slurm.sh``) then put every rank on one core (two-node weak scaling 0.20 bound, 0.85
+    unbound: docs/benchmarks.md)."""
     local = Path(sys.executable).parent / "mpirun"
     cmd = [str(local) if local.exists() else "mpirun", "-n", str(n)]
     cmd += ["--oversubscribe"] if oversubscribe else ["--bind-to", "none"]

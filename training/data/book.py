@@ -27,6 +27,7 @@ from training.data.history import (
     date_sql,
     parse_dates,
     quote,
+    row_keys,
     sql_text,
 )
 from training.data.preprocess import label_text
@@ -135,12 +136,11 @@ class Book:
             windows=[int(w) for w in s.windows], lookback_months=s.lookback_months,
             max_events=s.max_events, stats=list(s.stats), sequence=s.sequence,
             columns_by_period={k: list(v) for k, v in s.columns.items()},
-            months_before=[int(m) for m in s.months_before]
-            or list(range(1, len(next(iter(s.columns.values()), [])) + 1)),
+            months_before=[int(m) for m in s.months_before],
         )  # fmt: skip
         if s.columns:
             rel = self._wide(i, spec, loans, app)
-            ln = pd.DataFrame({"k": np.arange(len(loans)).astype(str).astype(object), "app": app})
+            ln = pd.DataFrame({"k": row_keys(len(loans)), "app": app})
         else:
             rel = self._columns(key, s, [s.key, s.time, *(f.name for f in s.fields)])
             ln = pd.DataFrame({"k": self._keys(loans, key, s, key), "app": app})
@@ -187,11 +187,10 @@ class Book:
         out = {}
         for i, s in enumerate(self.cfg.sources):
             key, spec, ln = f"data.sources[{i}]", self.history.sources[i], self._every_loan[s.name]
-            if s.columns:  # a wide source: every loan has its periods
-                periods = len(spec.months_before)
-                out[s.name] = {"events": len(ln) * periods, "keys": len(ln),
+            if s.columns:  # a wide source: every loan has each of its periods
+                out[s.name] = {"events": len(ln) * len(spec.months_before), "keys": len(ln),
                                "keys_without_loans": 0, "loans": len(ln),
-                               "loans_without_events": 0 if periods else len(ln)}  # fmt: skip
+                               "loans_without_events": 0}  # fmt: skip
                 continue
             rel = self._columns(key, s, [s.key, s.time])
             self.con.register("ln", ln.assign(row=np.arange(len(ln))))
@@ -230,7 +229,7 @@ class Book:
         keys, events = {}, {}
         for i, (s, spec) in enumerate(zip(self.cfg.sources, h.sources, strict=True)):
             if s.columns:
-                keys[s.name] = np.arange(len(frame)).astype(str).astype(object)
+                keys[s.name] = row_keys(len(frame))
                 table = self._wide(i, spec, frame, app)
             else:
                 keys[s.name] = self._keys(frame, f"data.sources[{i}]", s, where)
@@ -349,9 +348,9 @@ class Book:
         own type, or nothing: a filter the Parquet reader applies to its row groups' statistics,
         so a rank of a book written in key order (as ``jobs.make_portfolio`` writes it) reads
         only the row groups and files of its borrowers. The exact match follows it."""
-        kind = self.con.execute(f"DESCRIBE SELECT {quote(key)} FROM {rel}").fetchall()[0][1]
         if not len(wanted):
             return ""
+        kind = self.con.execute(f"DESCRIBE SELECT {quote(key)} FROM {rel}").fetchall()[0][1]
         if kind == "VARCHAR":
             bounds = [sql_text(min(wanted)), sql_text(max(wanted))]
         elif kind in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"):

@@ -327,3 +327,4 @@ def _check_wide(key: str, src: SourceConfig) -> None:
     check(len(ages) == n and all(int(m) >= 1 for m in ages) and len(set(ages)) == n,
           f"{key}.months_before", list(src.months_before), f"must list {n} distinct ages in "
           "months, at least 1 (events before the application), one per column")  # fmt: skip
+    src.months_before = [int(m) for m in ages]  # the default made explicit: 1, 2, ..., n

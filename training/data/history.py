@@ -104,7 +104,7 @@ class EventSource:
         per row and period (``k`` the row's position, as text), dated ``months_before`` months
         before the application, with the fields' values as the columns hold them."""
         n = len(frame)
-        out = {"k": np.tile(np.arange(n).astype(str).astype(object), len(self.months_before)),
+        out = {"k": np.tile(row_keys(n), len(self.months_before)),
                "seq": np.arange(n * len(self.months_before), dtype=np.int64),
                self.time: np.concatenate([months_back(app, m) for m in self.months_before])}  # fmt: skip
         for name, columns in self.columns_by_period.items():
@@ -400,7 +400,7 @@ class History:
 
     def _duckdb(self, con, app: np.ndarray, cells: dict[str, list[list[dict]]]) -> np.ndarray:
         """A request's inputs by ``aggregate``: its events as a CSV would hold them (text)."""
-        keys = np.arange(len(app)).astype(str).astype(object)
+        keys = row_keys(len(app))
         events = {}
         for src in self.sources:
             rows = [e for cell in cells[src.name] for e in cell]
@@ -458,6 +458,12 @@ def typing(src: EventSource, types: dict[str, str]) -> tuple[list[str], list[tup
                        "is not a number", "; list it under the field's missing "
                        f"(data.sources[{src.name}].fields), or set its kind to categorical"))  # fmt: skip
     return columns, checks
+
+
+def row_keys(n: int) -> np.ndarray:
+    """Keys ``"0"`` .. ``"n-1"``: each loan's position as its key, where its events are its own
+    (a request's, a wide source's)."""
+    return np.arange(n).astype(str).astype(object)
 
 
 def months_back(app: np.ndarray, months: int) -> np.ndarray:

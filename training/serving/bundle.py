@@ -250,8 +250,8 @@ def signature(schema: Schema, reasons: int):
     """Named inputs (string for categorical; numeric and binary of any type, since MLflow refuses
     int64 for a double and a lender's CSV reads as int64: ``Scorer.numbers`` checks them; for a
     model of event histories, the application date and one column per source holding that
-    borrower's events, a list or its JSON text, or a wide source's columns); outputs pd, score and ``reasons`` reason
-    columns; one parameter, ``reasons`` (per request)."""
+    borrower's events, a list or its JSON text, or a wide source's columns); outputs pd, score
+    and ``reasons`` reason columns; one parameter, ``reasons`` (per request)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec
     from mlflow.types import Schema as MlflowSchema
