@@ -14,6 +14,7 @@ from tests.conftest import compose_config
 from tests.unit.test_explain import CONFIGS, SCHEMA, _random_network, rows  # noqa: F401
 from training import metrics
 from training.core.calibrate import fit_calibration
+from training.data.preprocess import feature_bins
 from training.errors import ConfigError
 from training.models.build import predict_pd
 from training.models.calibration import Calibrated, Calibration, calibrated, uncalibrated
@@ -125,7 +126,7 @@ def test_the_bundle_serves_the_calibrated_pd(rows, tmp_path):  # noqa: F811
     model = calibrated(network, calibration)
     p_train = predict_pd(model, t.x_num, t.x_cat)
     decision = make_decision(ScoreScale(), ExplainConfig(reference_rows=4), t.x_num, t.x_cat,
-                             p_train, frame, SCHEMA)  # fmt: skip
+                             p_train, feature_bins(frame, SCHEMA))  # fmt: skip
     save_bundle(tmp_path, model=model, members=[(CONFIGS["mlp"], None)], pre=pre, schema=SCHEMA,
                 decision=decision)  # fmt: skip
     stored = json.loads((tmp_path / BUNDLE).read_text())["calibration"]

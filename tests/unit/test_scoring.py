@@ -345,8 +345,8 @@ def test_score_options_are_checked():
 
 def test_feature_psi_is_small_for_the_training_population_and_flags_a_shift():
     from training.data import synthetic
+    from training.data.preprocess import feature_bins
     from training.scoring.drift import feature_counts, feature_psi
-    from training.serving.scorecard import feature_bins
 
     train = synthetic.generate(20_000, seed=1).frame
     reference = feature_bins(train, synthetic.SCHEMA)

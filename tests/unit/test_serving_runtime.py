@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import torch
 
-from training.data.preprocess import Preprocessor, _quantile_normal
+from training.data.preprocess import Preprocessor, _quantile_normal, feature_bins
 from training.data.schema import FeatureSpec, Kind, Schema
 from training.models.build import build_model, predict_pd
 from training.models.config import MLPConfig, ModelConfig, TabMConfig
@@ -255,7 +255,7 @@ def _bundle(path: Path, cfg: ModelConfig, schema: Schema, train: pd.DataFrame) -
     model = build_model(cfg, n_num=pre.n_num_features, cat_cardinalities=pre.cat_cardinalities)
     x_num, x_cat = (torch.from_numpy(x) for x in pre.transform(train))
     p = predict_pd(model, x_num, x_cat)
-    decision = make_decision(ScoreScale(), ExplainConfig(), x_num, x_cat, p, train, schema)
+    decision = make_decision(ScoreScale(), ExplainConfig(), x_num, x_cat, p, feature_bins(train, schema))
     return save_bundle(path, model=model, members=[(cfg, None)], pre=pre, schema=schema,
                        decision=decision)  # fmt: skip
 

@@ -310,7 +310,7 @@ def decision_parts(
     fitted, test = data.training, data.tensors("test")
     schema, pre = fitted.schema, fitted.pre
     decision = make_decision(
-        cfg.score, cfg.explain, *fitted.sample_x, p_train, fitted.sample, schema, cfg.seed
+        cfg.score, cfg.explain, *fitted.sample_x, p_train, fitted.feature_reference, cfg.seed
     )
     monotone = {
         name: MonotoneCheck.from_dict(m, f"report.monotonicity.{name}")

@@ -24,7 +24,7 @@ import torch
 from training.data.columns import check_target_classes, groups_of
 from training.data.config import DataConfig
 from training.data.loaders import Shard, check_whole
-from training.data.preprocess import Preprocessor
+from training.data.preprocess import Preprocessor, feature_bins
 from training.data.schema import Schema
 from training.data.split import Split, make_split
 from training.data.tensors import Tensors
@@ -48,13 +48,13 @@ class TrainingData:
     valid: Tensors
     pre: Preprocessor
     schema: Schema
-    sample: pd.DataFrame  # the training rows the preprocessing was fitted on, raw
-    sample_x: tuple[torch.Tensor, torch.Tensor]  # those rows preprocessed: bins, PSI baseline
+    # The training rows the preprocessing was fitted on, preprocessed (bins, reasons' reference
+    # rows, the scores' PSI baseline); their raw values are not kept, only each feature's
+    # distribution (``feature_bins``: scored portfolios' PSI baseline) and the default rate.
+    sample_x: tuple[torch.Tensor, torch.Tensor]
+    feature_reference: dict[str, dict]
+    base_rate: float
     fingerprint: str  # of what the model learns from
-
-    @property
-    def base_rate(self) -> float:
-        return float(self.sample[self.schema.target].mean())
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,12 @@ def prepare(
     check_whole(present, np.bincount(labels[shard.lo : shard.hi], minlength=2), shard)
     sample = pd.concat(ctx.allgather(sample), ignore_index=True)
     pre = Preprocessor.fit(sample, shard.schema)
+    # What later steps read of those rows; the raw rows themselves (the largest fixed part of a
+    # book's memory: every input of up to 200k rows) are dropped before the tensors are filled.
+    sample_x = tuple(torch.from_numpy(x) for x in pre.transform(sample))
+    fitted_on = feature_bins(sample, shard.schema), float(sample[target].mean())
+    columns = sample.columns.drop(shard.schema.protected)
+    del sample
 
     # 3. Model-ready tensors, chunk by chunk; raw rows kept only where a later step reads them.
     parts = {name: _Part.empty(rows, shard, pre) for name, rows in split.parts().items()}
@@ -127,9 +133,8 @@ def prepare(
     tensors = {name: part.tensors for name, part in parts.items()}
     test_rows = parts["test"].rows - shard.lo
     training = TrainingData(
-        tensors["train"], tensors["valid"], pre, shard.schema, sample,
-        tuple(torch.from_numpy(x) for x in pre.transform(sample)),
-        _digest(mixed, sample.columns.drop(shard.schema.protected), ctx),
+        tensors["train"], tensors["valid"], pre, shard.schema, sample_x, *fitted_on,
+        _digest(mixed, columns, ctx),
     )  # fmt: skip
     evaluation = EvaluationData(
         tensors["test"], split, labels,

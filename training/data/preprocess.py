@@ -151,6 +151,37 @@ class Preprocessor:
         return asdict(self)
 
 
+def feature_bins(frame: pd.DataFrame, schema: Schema, n_bins: int = 10) -> dict[str, dict]:
+    """Each feature's training distribution, for per-feature PSI of scored portfolios: a numeric
+    feature's inner decile edges (``edges``, bins open at both ends) and shares, plus the share
+    missing; a categorical's categories and shares (unseen ones fall in ``other``)."""
+    out: dict[str, dict] = {}
+    for f in schema.features:
+        column = frame[f.name]
+        if f.kind == Kind.categorical:
+            shares = column.astype("string").fillna("missing").value_counts(normalize=True)
+            out[f.name] = {"kind": "categorical", "categories": shares.index.tolist(),
+                           "shares": shares.tolist()}  # fmt: skip
+            continue
+        x = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+        present = x[~np.isnan(x)]
+        inner = (
+            np.unique(np.quantile(present, np.linspace(0, 1, n_bins + 1)[1:-1]))
+            if len(present)
+            else np.empty(0)
+        )
+        counts = np.bincount(
+            np.searchsorted(inner, present, side="right"), minlength=len(inner) + 1
+        )
+        out[f.name] = {
+            "kind": "number",
+            "edges": inner.tolist(),
+            "shares": (counts / max(len(x), 1)).tolist(),
+            "missing_share": float(np.isnan(x).mean()) if len(x) else 0.0,
+        }
+    return out
+
+
 def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
     return frame[column].to_numpy(dtype=np.float64)
 

@@ -21,7 +21,7 @@ from training.models.calibration import Calibration, calibrated, uncalibrated
 from training.models.config import ModelConfig, model_config_from_dict, model_config_to_dict
 from training.serving.config import ExplainConfig, ScoreScale
 from training.serving.explain import METHODS, Explainer, reference_sample
-from training.serving.scorecard import feature_bins, score_bins
+from training.serving.scorecard import score_bins
 
 WEIGHTS, BUNDLE = "weights.safetensors", "bundle.json"
 
@@ -35,21 +35,21 @@ def make_decision(
     x_num: torch.Tensor,
     x_cat: torch.Tensor,
     train_pd: np.ndarray,
-    train_frame: pd.DataFrame,
-    schema: Schema,
+    feature_reference: dict[str, dict],
     seed: int = 0,
 ) -> dict:
     """What turns a PD into a decision, for ``save_bundle``: the score scale, the reasons'
     settings and reference rows (drawn from the preprocessed training rows ``x_num, x_cat``), and
-    the deciles of the training rows' scores (``train_pd``) and each feature's training
-    distribution (``train_frame``, raw), which scored portfolios' PSI is measured against."""
+    the deciles of the training rows' scores (``train_pd``), which with each feature's training
+    distribution (``feature_reference``: ``feature_bins``) scored portfolios' PSI is measured
+    against."""
     return {
         "score": asdict(scale),
         "explain": asdict(explain),
         "reasons_method": METHODS[explain.method],
         "reference": reference_sample(x_num, x_cat, explain.reference_rows, seed),
         "score_reference": score_bins(scale.score(train_pd)),
-        "feature_reference": feature_bins(train_frame, schema),
+        "feature_reference": feature_reference,
     }
 
 
