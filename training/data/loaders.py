@@ -68,8 +68,9 @@ def data_path(cfg: DataConfig) -> Path:
 
 
 CHUNK = 1 << 20  # rows validated (and made into tensors) at a time: bounds the memory a pass needs
-# ... and at most this many bytes of float64 values a chunk: a book's 308 inputs, 54k rows
-CHUNK_BYTES = 1 << 27
+# ... and at most this many bytes of float64 values a chunk: a book's 308 inputs, 27k rows (at
+# 128 MiB, DuckDB's memory for a chunk's events made the peak of a book's preparation, 330 MiB more)
+CHUNK_BYTES = 1 << 26
 
 
 class Shard:
