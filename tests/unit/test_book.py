@@ -331,3 +331,52 @@ def test_a_shard_reads_only_the_row_groups_of_its_borrowers(tmp_path, key_type):
     assert _row_groups_read(book.con, table, tmp_path) == (2, 8)
     got = book.con.execute(f"SELECT DISTINCT k FROM {table} ORDER BY k").fetchall()
     assert [r[0] for r in got] == sorted(keys)
+
+
+@pytest.mark.parametrize("sort_by", [None, "customer_id"])
+def test_an_event_csv_converted_sorted_by_key_is_read_from_its_borrowers_row_groups(
+    tmp_path, sort_by
+):
+    """A lender's event table comes in date order, every row group holding every borrower; by
+    ``jobs.to_parquet sort_by=<key>`` its rows are in key order (ties in the file's order), so a
+    quarter of the borrowers' events come from a quarter of the row groups, and are the same."""
+    from training.data.parquet import csv_to_parquet
+
+    n = 40
+    ids = [f"c{i:02d}" for i in range(n)]
+    loans = pd.DataFrame({"customer_id": ids, "branch_id": 10, "applied": "01/01/2022",
+                          "amount": 1000.0, "status": ["bad", "good"] * (n // 2)})  # fmt: skip
+    _write(tmp_path, loans=loans)
+    rng = np.random.default_rng(0)  # each month's payments in no order of borrower
+    events = pd.DataFrame({"customer_id": np.concatenate([rng.permutation(ids) for _ in range(4)]),
+                           "late": np.arange(4.0 * n),
+                           "paid": np.repeat(["2021-03-01", "2021-04-01", "2021-05-01",
+                                              "2021-06-01"], n)})  # fmt: skip
+    events.to_csv(tmp_path / "pay.csv", index=False)
+    out = csv_to_parquet(tmp_path / "pay.csv", tmp_path / "pay", rows_per_file=80,
+                         row_group_size=20, sort_by=sort_by)  # fmt: skip
+    assert out["rows"] == 4 * n and not (tmp_path / "pay" / ".unsorted").exists()
+    written = pd.read_parquet(tmp_path / "pay")
+    if sort_by:  # every row once, in key order, a key's rows in the file's order; 80 a file
+        assert out["files"] == 2
+        expected = events.sort_values("customer_id", kind="stable", ignore_index=True)
+        expected["paid"] = pd.to_datetime(expected["paid"]).dt.date  # Parquet dates
+        pd.testing.assert_frame_equal(written, expected)
+    source = {"name": "pay", "path": "pay", "key": "customer_id", "time": "paid",
+              "windows": [12], "fields": [{"name": "late"}]}  # fmt: skip
+    cfg = _config(tmp_path, tables=[], sources=[source])
+    book = Book(cfg, tmp_path, pd.read_csv(tmp_path / "loans.csv"), "loans.csv")
+    keys = np.array(ids[: n // 4], dtype=object)
+    table = book._events(0, cfg.sources[0], keys)
+    assert _row_groups_read(book.con, table, tmp_path) == ((2, 8) if sort_by else (8, 8))
+    got = book.con.execute(f"SELECT k, count(*) FROM {table} GROUP BY k ORDER BY k").fetchall()
+    assert got == [(k, 4) for k in keys]
+
+
+def test_converting_sorted_by_a_column_the_file_lacks_names_it(tmp_path):
+    from training.data.parquet import csv_to_parquet
+
+    pd.DataFrame({"customer_id": ["a"], "late": [1.0]}).to_csv(tmp_path / "pay.csv", index=False)
+    with pytest.raises(DataError, match=r"sort_by=client_id: .*pay.csv has no such column"):
+        csv_to_parquet(tmp_path / "pay.csv", tmp_path / "pay", sort_by="client_id")
+    assert not any((tmp_path / "pay").glob("**/*.parquet"))

@@ -133,26 +133,45 @@ def csv_to_parquet(
     rows_per_file: int = 1_000_000,
     row_group_size: int = 131_072,
     block_size: int = 64 << 20,
+    sort_by: str | None = None,
 ) -> dict:
     """A CSV book as Parquet part files, streamed (memory: one block, not the file).
 
     Column types are inferred from the first block; a column whose later rows do not fit its
     inferred type (a number column with ``n/a`` further down) is kept as text, and the data
-    config's parsing reads it as for the CSV.
+    config's parsing reads it as for the CSV. With ``sort_by``, the rows are ordered by that
+    column (ties in the file's order): an event table sorted by its key puts each borrower's
+    events in few row groups, so a rank reads only the row groups of its own borrowers.
     """
     import pyarrow as pa
 
     text: set[str] = set()
+    if sort_by is not None:
+        _check_column(source, sort_by)
+    parts = output / ".unsorted" if sort_by else output
     while True:  # restart with one more text column each time a later block breaks a type
         try:
-            return _stream_csv(source, output, text, rows_per_file, row_group_size, block_size)
+            out = _stream_csv(source, parts, text, rows_per_file, row_group_size, block_size)
+            break
         except pa.ArrowInvalid as e:
             column = _broken_column(str(e), source)
             if column is None or column in text:
                 raise DataError(f"{source}: cannot convert to Parquet ({e})") from None
             text.add(column)
-            for part in output.glob("*.parquet"):
+            for part in parts.glob("*.parquet"):
                 part.unlink()
+    if sort_by:
+        t0 = time.perf_counter()
+        out["files"] = _sorted(parts, output, sort_by, rows_per_file, row_group_size)
+        out |= {"output": str(output), "sorted_by": sort_by}
+        out["seconds"] += time.perf_counter() - t0
+    return out
+
+
+def _check_column(source: Path, column: str) -> None:
+    header = pd.read_csv(source, nrows=0, encoding="utf-8-sig").columns
+    if column not in header:
+        raise DataError(f"sort_by={column}: {source} has no such column (columns: {list(header)})")
 
 
 def _stream_csv(
@@ -160,15 +179,48 @@ def _stream_csv(
 ) -> dict:
     import pyarrow as pa
     import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
-    output.mkdir(parents=True, exist_ok=True)
-    t0, rows, files, writer = time.perf_counter(), 0, 0, None
+    t0 = time.perf_counter()
     options = pacsv.ConvertOptions(column_types={c: pa.string() for c in text})
     reader = pacsv.open_csv(source, read_options=pacsv.ReadOptions(block_size=block_size),
                             convert_options=options)  # fmt: skip
+    rows, files = _write_parts(reader, output, rows_per_file, group)
+    seconds = time.perf_counter() - t0
+    return {"output": str(output), "rows": rows, "files": files, "seconds": seconds,
+            "text_columns": sorted(text)}  # fmt: skip
+
+
+def _sorted(parts: Path, output: Path, column: str, rows_per_file: int, group: int) -> int:
+    """``parts`` rewritten into ``output`` ordered by ``column``, ties in file order (DuckDB
+    sorts, out of core where the book is larger than memory; the batches stream out); returns
+    the number of files."""
+    import duckdb
+
+    files = sorted(str(p) for p in parts.glob("*.parquet"))
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = true")
+    quoted = '"' + column.replace('"', '""') + '"'
+    relation = con.sql(
+        "SELECT * EXCLUDE (filename, file_row_number) FROM read_parquet($files, filename = true, "
+        f"file_row_number = true) ORDER BY {quoted}, filename, file_row_number",
+        params={"files": files},
+    )
+    n = _write_parts(relation.to_arrow_reader(group), output, rows_per_file, group)[1]
+    con.close()
+    for path in files:
+        Path(path).unlink()
+    parts.rmdir()
+    return n
+
+
+def _write_parts(batches, output: Path, rows_per_file: int, group: int) -> tuple[int, int]:
+    """Record batches into ``part-00000.parquet``, ... of about ``rows_per_file`` rows each."""
+    import pyarrow.parquet as pq
+
+    output.mkdir(parents=True, exist_ok=True)
+    rows, files, writer = 0, 0, None
     try:
-        for batch in reader:
+        for batch in batches:
             if writer is None or rows >= rows_per_file * files:
                 if writer is not None:
                     writer.close()
@@ -179,9 +231,7 @@ def _stream_csv(
     finally:
         if writer is not None:
             writer.close()
-    seconds = time.perf_counter() - t0
-    return {"output": str(output), "rows": rows, "files": files, "seconds": seconds,
-            "text_columns": sorted(text)}  # fmt: skip
+    return rows, files
 
 
 def _broken_column(message: str, source: Path) -> str | None:
