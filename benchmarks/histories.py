@@ -12,6 +12,7 @@
 
     python -m benchmarks.histories                    # 200,000 loans (the book written once)
     python -m benchmarks.histories --loans 20000 --parts assembly,serving
+    python -m benchmarks.histories --loans 600000 --parts quality --book /tmp/b  # 27.9M events
 
 Writes benchmarks/histories_results.json (the parts run; the others keep their last figures);
 the table goes in docs/benchmarks.md.
@@ -39,6 +40,8 @@ RESULTS = ROOT / "benchmarks" / "histories_results.json"
 READY = re.compile(
     r"data ready ([\d.]+) s after start; model-ready tensors (\d+) MiB; peak RSS (\d+) MiB"
 )
+EVENTS = re.compile(r"source (\w+): (\d+) events of this shard's")
+DEFAULT_LOANS = 200_000  # the book of the figures; another size's figures are kept beside them
 GOALS = {"events_per_s": 1e6, "lift": 0.01, "bayes_gap": 0.01, "p50_ms": 30.0, "rss_ratio": 1.5}
 
 
@@ -106,8 +109,10 @@ def quality(folder: Path, loans: int, tmp: Path, epochs: int) -> dict:
         raise RuntimeError((proc.stdout + proc.stderr)[-4000:])
     report = json.loads((tmp / "quality" / "evaluation.json").read_text())
     ready = READY.search(proc.stdout + proc.stderr)
+    events = {s: int(n) for s, n in EVENTS.findall(proc.stdout + proc.stderr)}
     gbdt = report["benchmark"]
     out = {
+        "loans": loans, "events": sum(events.values()),
         "auc": report["test"]["auc"], "bayes_auc": report["bayes_auc_test"],
         "lightgbm_auc": gbdt["test"]["auc"], "ece": report["test"]["ece"],
         "lightgbm_ece": gbdt["test"]["ece"], "epochs": report["training"]["epochs_run"],
@@ -186,7 +191,7 @@ def serving(folder: Path, loans: int, tmp: Path, n: int = 200) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--loans", type=int, default=200_000)
+    p.add_argument("--loans", type=int, default=DEFAULT_LOANS)
     p.add_argument("--book", type=Path, default=None, help="where the book is (written once)")
     p.add_argument("--parts", default="assembly,quality,serving")
     p.add_argument("--epochs", type=int, default=40)
@@ -194,18 +199,20 @@ def main() -> None:
     folder = book(args.loans, args.book or Path(tempfile.gettempdir()) / f"rb-book-{args.loans}")
     parts = args.parts.split(",")
     # The parts not run keep their figures (and the machine each ran on) from the last run.
+    # A book of another size than the default keeps its figures beside the default's.
     out = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    out |= {"loans": args.loans, "goals": GOALS}
+    key = {p: p if args.loans == DEFAULT_LOANS else f"{p}_{args.loans}_loans" for p in parts}
+    out |= {"loans": DEFAULT_LOANS, "goals": GOALS}
     with tempfile.TemporaryDirectory(prefix="rb-histories-") as tmp:
         if "assembly" in parts:
-            out["assembly"] = assembly(folder, args.loans)
+            out[key["assembly"]] = assembly(folder, args.loans)
         if "quality" in parts:
-            out["quality"] = quality(folder, args.loans, Path(tmp), args.epochs)
+            out[key["quality"]] = quality(folder, args.loans, Path(tmp), args.epochs)
         if "serving" in parts:  # a small model: its latency does not depend on the book's size
             small = book(20_000, Path(tmp) / "book-20000")
-            out["serving"] = serving(small, 20_000, Path(tmp))
+            out[key["serving"]] = serving(small, 20_000, Path(tmp))
     for part in parts:
-        out[f"{part}_machine"] = machine()
+        out[f"{key[part]}_machine"] = machine()
     RESULTS.write_text(json.dumps(out, indent=1, default=float))
     print(f"wrote {RESULTS}")
 
