@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import data_path, grad_sync, launchers, loop_overhead, scaling
+from benchmarks import data_path, fixed_cost, grad_sync, launchers, loop_overhead, scaling
 from benchmarks.common import ROOT, mpirun_cmd
 
 
@@ -78,6 +78,7 @@ def benchmarks(s: Settings) -> dict[str, Callable[[], list[dict]]]:
             s.scaling_rows, s.scaling_epochs, s.scaling_repeats
         ),
         "ray_vs_mpi": lambda: launchers.measure(s.job_rows, s.job_epochs, s.job_repeats),
+        "fixed_cost": lambda: fixed_cost.measure(s.job_repeats),
     }
 
 
