@@ -38,6 +38,7 @@ from training.core.loop import loss_fn
 from training.data.tensors import Tensors
 from training.launch.mpi import MPIContext
 from training.runtime.dist import GradSync
+from training.runtime.exit import run
 from training.runtime.watchdog import Watchdog
 
 GOAL_VS_MPI4PY = "<= 1.2"
@@ -204,4 +205,6 @@ def measure(
 
 
 if __name__ == "__main__":
-    main()
+    # Ended as jobs end, without Python's teardown: a rank once aborted in it, gloo's thread
+    # taking the GIL while the interpreter finalized (ProcessGroupGloo::runLoop, pthread_exit).
+    run(main)

@@ -26,6 +26,7 @@ from training.core.config import OptimConfig, TrainerConfig
 from training.core.loop import fit
 from training.core.state import TrainState
 from training.launch.mpi import MPIContext
+from training.runtime.exit import run
 
 GOAL = ">= 0.9"
 VALID_ROWS = 2_000  # per rank; validation is outside the timed part of an epoch anyway
@@ -126,4 +127,6 @@ def measure(
 
 
 if __name__ == "__main__":
-    main()
+    # Ended as jobs end, without Python's teardown: a rank once aborted in it, gloo's thread
+    # taking the GIL while the interpreter finalized (ProcessGroupGloo::runLoop, pthread_exit).
+    run(main)
