@@ -146,8 +146,8 @@ def csv_to_parquet(
     import pyarrow as pa
 
     text: set[str] = set()
-    if sort_by is not None:
-        _check_column(source, sort_by)
+    if sort_by and sort_by not in (header := list(_header(source))):
+        raise DataError(f"sort_by={sort_by}: {source} has no such column (columns: {header})")
     parts = output / ".unsorted" if sort_by else output
     while True:  # restart with one more text column each time a later block breaks a type
         try:
@@ -166,12 +166,6 @@ def csv_to_parquet(
         out |= {"output": str(output), "sorted_by": sort_by}
         out["seconds"] += time.perf_counter() - t0
     return out
-
-
-def _check_column(source: Path, column: str) -> None:
-    header = pd.read_csv(source, nrows=0, encoding="utf-8-sig").columns
-    if column not in header:
-        raise DataError(f"sort_by={column}: {source} has no such column (columns: {list(header)})")
 
 
 def _stream_csv(
@@ -241,5 +235,9 @@ def _broken_column(message: str, source: Path) -> str | None:
     m = re.search(r"In CSV column #(\d+)", message)
     if not m:
         return None
-    header = pd.read_csv(source, nrows=0, encoding="utf-8-sig").columns
-    return str(header[int(m.group(1))])
+    return str(_header(source)[int(m.group(1))])
+
+
+def _header(source: Path) -> pd.Index:
+    """A CSV's column names."""
+    return pd.read_csv(source, nrows=0, encoding="utf-8-sig").columns

@@ -119,7 +119,8 @@ def prepare(
     # What later steps read of those rows; the raw rows themselves (the largest fixed part of a
     # book's memory: every input of up to 200k rows) are dropped before the tensors are filled.
     sample_x = tuple(torch.from_numpy(x) for x in pre.transform(sample))
-    fitted_on = feature_bins(sample, shard.schema), float(sample[target].mean())
+    feature_reference = feature_bins(sample, shard.schema)
+    base_rate = float(sample[target].mean())
     columns = sample.columns.drop(shard.schema.protected)
     del sample
 
@@ -133,8 +134,8 @@ def prepare(
     tensors = {name: part.tensors for name, part in parts.items()}
     test_rows = parts["test"].rows - shard.lo
     training = TrainingData(
-        tensors["train"], tensors["valid"], pre, shard.schema, sample_x, *fitted_on,
-        _digest(mixed, columns, ctx),
+        tensors["train"], tensors["valid"], pre, shard.schema, sample_x, feature_reference,
+        base_rate, _digest(mixed, columns, ctx),
     )  # fmt: skip
     evaluation = EvaluationData(
         tensors["test"], split, labels,
