@@ -18,6 +18,7 @@ in the same run.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import subprocess
@@ -25,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import ROOT, figure, median, paired_ratio
+from benchmarks.common import ROOT, figure, interleave, median, paired_ratio
 
 FIRST_STEP = re.compile(r"first step [\d.]+ s after start \(([\d.]+) CPU-seconds\)")
 
@@ -64,18 +65,17 @@ def plain_cpu_s(timeout_s: float) -> float:
 
 def measure(repeats: int, timeout_s: float = 300, against: Path | None = None) -> list[dict]:
     """One untimed round (the first job migrates the MLflow store copied for new stores), then
-    ``repeats`` interleaved rounds; ``against``: another checkout's job as well."""
-    variants = {"job": lambda tmp, i: job_cpu_s(tmp, f"job{i}", timeout_s),
-                "plain": lambda tmp, i: plain_cpu_s(timeout_s)}  # fmt: skip
-    if against is not None:
-        variants["against"] = lambda tmp, i: job_cpu_s(tmp, f"against{i}", timeout_s, against)
-    runs: dict[str, list[float]] = {name: [] for name in variants}
+    ``repeats`` interleaved rounds (``interleave``); ``against``: another checkout's job too."""
     with tempfile.TemporaryDirectory(prefix="riskbrain-fixed-") as tmp:
-        for run in variants.values():
-            run(Path(tmp), "warmup")
-        for i in range(repeats):
-            for name in list(variants) if i % 2 == 0 else reversed(variants):
-                runs[name].append(variants[name](Path(tmp), i))
+        jobs = itertools.count()  # each job its own store and run folder
+
+        def job(checkout: Path = ROOT) -> float:
+            return job_cpu_s(Path(tmp), f"job{next(jobs)}", timeout_s, checkout)
+
+        variants = {"job": job, "plain": lambda: plain_cpu_s(timeout_s)}
+        if against is not None:
+            variants["against"] = lambda: job(against)
+        runs = interleave(variants, repeats)
     cpu_s = {name: median(v) for name, v in runs.items()}
     out = [
         figure(

@@ -80,7 +80,7 @@ def main() -> None:
 
 def measure(
     rows_per_rank: int, epochs: int, repeats: int, timeout_s: float = 600,
-    place: Placement | None = None, where: str = "", grad_sync: str = "mpi",
+    place: Placement | None = None, where: str = "", grad_sync: str = "mpi", goal: str = GOAL,
 ) -> list[dict]:  # fmt: skip
     """Launches of 1 and 2 ranks, alternating, paired by repeat; a launch's rows/s is its median
     epoch. Ranks run on this machine, or where ``place`` puts them (``where`` names the figure);
@@ -110,7 +110,7 @@ def measure(
         figure(
             f"weak_scaling_efficiency{where}",
             efficiency,
-            GOAL,
+            goal,
             "rows/s of 2 ranks / (2 x rows/s of 1 rank), same rows and batch per rank, via fit",
             unit="",
             rows_per_rank=rows_per_rank,
